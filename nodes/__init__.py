@@ -1,0 +1,36 @@
+"""ComfyUI V3 nodes (``comfy_api.latest``), one module per capability.
+
+Node bodies stay thin: they convert ComfyUI types (IMAGE ``[B, H, W, C]``
+float32 0..1 torch tensors, VIDEO objects) with :mod:`.convert`, and call the
+core (:mod:`soulid.soul`) or a backend (:mod:`soulid.backends`).
+Only this package imports ComfyUI, and only when ComfyUI loads it.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+
+from comfy_api.latest import ComfyExtension
+
+#: Capability modules; each defines ``NODES``, a list of ``io.ComfyNode`` classes.
+NODE_MODULES = ("identity", "generate", "animate", "presets", "guard")
+
+log = logging.getLogger("soulid")
+
+
+def all_nodes() -> list:
+    nodes = []
+    for name in NODE_MODULES:
+        try:
+            mod = importlib.import_module(f"{__package__}.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"{__package__}.{name}":
+                continue
+            raise
+        nodes += list(getattr(mod, "NODES", []))
+    return nodes
+
+
+class SoulIDExtension(ComfyExtension):
+    async def get_node_list(self):
+        return all_nodes()

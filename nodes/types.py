@@ -1,0 +1,11 @@
+"""Custom socket types shared by the soulid nodes."""
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+#: A :class:`soulid.soul.soulfile.SoulID` travelling between nodes.
+SoulIDType = io.Custom("SOUL_ID")
+#: A style preset (:class:`soulid.soul.presets.StylePreset`).
+StylePresetType = io.Custom("SOUL_STYLE_PRESET")
+#: A motion preset for DoP Animate.
+MotionPresetType = io.Custom("SOUL_MOTION_PRESET")

@@ -1,0 +1,49 @@
+"""Exceptions raised by the soulid core.
+
+Every error names the file or field it is about and the reason, so that a
+message shown in ComfyUI or printed by the CLI is enough to act on.
+"""
+from __future__ import annotations
+
+
+class SoulIDError(Exception):
+    """Base class for every error the soulid core raises on purpose."""
+
+
+class PhotoError(SoulIDError):
+    """A photo could not be decoded or used.
+
+    Attributes:
+        source: the file name (or label) of the photo.
+        reason: a short human-readable reason, e.g. ``"truncated file"``.
+    """
+
+    def __init__(self, source: str, reason: str):
+        self.source = str(source)
+        self.reason = reason
+        super().__init__(f"{self.source}: {reason}")
+
+
+class ModelFilesMissing(SoulIDError):
+    """Model files are missing. ``missing`` lists every expected path."""
+
+    def __init__(self, what: str, missing: list[str], hint: str = ""):
+        self.what = what
+        self.missing = list(missing)
+        lines = [f"{what}: {len(self.missing)} model file(s) missing:"]
+        lines += [f"  - {p}" for p in self.missing]
+        if hint:
+            lines.append(hint)
+        super().__init__("\n".join(lines))
+
+
+class SoulFileError(SoulIDError):
+    """A ``.soulid`` file is unreadable, corrupt or of an unsupported version."""
+
+
+class LibraryError(SoulIDError):
+    """A library operation was refused (bad name, missing entry, no overwrite)."""
+
+
+class NoUsablePhotos(SoulIDError):
+    """No photo of the set passed QA, so no Soul ID could be made."""

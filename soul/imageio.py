@@ -53,6 +53,17 @@ class Photo:
         return int(self.rgb.shape[0])
 
 
+def _sniff(data: bytes) -> str | None:
+    """Format named by the file's magic bytes, or None."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "JPEG"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "PNG"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    return None
+
+
 def _to_rgb(im: Image.Image, notes: list[str]) -> np.ndarray:
     mode = im.mode
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
@@ -140,9 +151,12 @@ def load_photo(src: str | os.PathLike | bytes, label: str | None = None) -> Phot
     except PhotoError:
         raise
     except UnidentifiedImageError:
+        magic = _sniff(data)
+        if magic:
+            raise PhotoError(name, f"corrupt {magic} file: the header cannot be read") from None
         raise PhotoError(name, "not an image (format not recognised)") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise PhotoError(name, "image too large to decode safely (decompression-bomb guard)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise PhotoError(name, f"image too large to decode safely: {e} (decompression-bomb guard)") from None
     except OSError as e:
         msg = str(e)
         if "truncated" in msg.lower():

@@ -97,6 +97,8 @@ class FaceAnalyzer(abc.ABC):
     #: published operating point, the same person. A Soul ID refines this into a
     #: per-person threshold.
     default_threshold: float = 0.5
+    #: Upper bound of a per-person threshold (see soul.identity.baseline_and_threshold).
+    threshold_ceiling: float = 0.7
     #: True when :attr:`Face.landmarks` carries 68 points (eye-closure check).
     has_68_landmarks: bool = False
 

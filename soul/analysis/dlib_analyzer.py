@@ -67,8 +67,10 @@ class DlibAnalyzer(FaceAnalyzer):
     model_id = "dlib_face_recognition_resnet_model_v1"
     embedding_dim = 128
     # dlib's published operating point is a Euclidean distance of 0.6 between
-    # raw descriptors (|d| ~ 1): cos = 1 - 0.6**2 / 2 = 0.82 for unit vectors.
-    default_threshold = 0.82
+    # raw descriptors; their norms are ~1.4, so for unit vectors
+    # cos = 1 - 0.6**2 / (2 * 1.4**2) ~ 0.91.
+    default_threshold = 0.90
+    threshold_ceiling = 0.95
     has_68_landmarks = True
 
     def __init__(self, detect_size: int = 800, upsample: int = 1, jitter: int = 1):

@@ -139,6 +139,7 @@ class InsightFaceAnalyzer(FaceAnalyzer):
     embedding_dim = 512
     # ArcFace models verify at cosine ~0.3-0.4 on IJB-C at FAR 1e-4.
     default_threshold = 0.40
+    threshold_ceiling = 0.55
     has_68_landmarks = False
 
     def __init__(self, pack: str = "antelopev2", det_size: int = 640, det_thresh: float = 0.5):

@@ -1,0 +1,245 @@
+"""``soulid create | list | show | rename | delete | export | import | score | report``."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..soul.analysis.registry import ANALYZER_NAMES
+
+
+def _library(args):
+    from ..soul.library import Library
+
+    return Library(getattr(args, "library", None))
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("create", help="build a Soul ID from photos (files and/or folders)")
+    p.add_argument("photos", nargs="+", metavar="PHOTO_OR_DIR")
+    p.add_argument("--name", required=True, help="name of the Soul ID in the library")
+    p.add_argument("--analyzer", default="auto", choices=ANALYZER_NAMES)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing Soul ID of that name")
+    p.add_argument("--workers", type=int, default=None, help="analysis processes (default: one per core)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--library", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_create)
+
+    p = sub.add_parser("list", help="list the Soul IDs in the library")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("show", help="show a Soul ID's summary")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("rename", help="rename a Soul ID")
+    p.add_argument("name")
+    p.add_argument("new_name")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=lambda a: _simple(a, lambda L: L.rename(a.name, a.new_name, a.overwrite), f"renamed {a.name} -> {a.new_name}"))
+
+    p = sub.add_parser("delete", help="delete a Soul ID from the library")
+    p.add_argument("name")
+    p.set_defaults(func=lambda a: _simple(a, lambda L: L.delete(a.name), f"deleted {a.name}"))
+
+    p = sub.add_parser("export", help="copy a Soul ID out of the library to a file")
+    p.add_argument("name")
+    p.add_argument("file")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=lambda a: _simple(a, lambda L: L.export(a.name, a.file, a.overwrite), None))
+
+    p = sub.add_parser("import", help="add a .soulid file to the library")
+    p.add_argument("file")
+    p.add_argument("--name", default=None)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=lambda a: _simple(a, lambda L: L.import_file(a.file, a.name, a.overwrite), None))
+
+    p = sub.add_parser("score", help="cosine similarity of the largest face in each image to a Soul ID")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--soul", required=True, help="Soul ID name in the library, or a .soulid file")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("report", help="contact sheet of a Soul ID's photos with ratings and reasons")
+    p.add_argument("name")
+    p.add_argument("--out", required=True, help="FILE.png or FILE.html")
+    p.set_defaults(func=cmd_report)
+
+
+def _simple(args, fn, message):
+    res = fn(_library(args))
+    print(message if message else res)
+    return 0
+
+
+def load_soul(args, ref: str):
+    """A Soul ID by library name, or from a ``.soulid`` file path."""
+    from ..soul.soulfile import SUFFIX, SoulID
+
+    p = Path(ref)
+    if ref.endswith(SUFFIX) and p.is_file():
+        return SoulID.load(p)
+    return _library(args).load(ref)
+
+
+class _Progress:
+    """tqdm progress bar on stderr (hidden when stderr is not a terminal and --json)."""
+
+    def __init__(self, quiet: bool):
+        self.bar = None
+        self.quiet = quiet
+
+    def __call__(self, done: int, total: int, label: str) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="photo", file=sys.stderr, disable=self.quiet and not sys.stderr.isatty())
+        self.bar.set_postfix_str(label[:30])
+        self.bar.update(done - self.bar.n)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _qa_table(result) -> str:
+    lines = [f"{'photo':32s} {'rating':9s} {'pose':13s} reasons"]
+    for p in result.photos:
+        reasons = "; ".join(p.reasons) or "-"
+        lines.append(f"{Path(p.path).name[:32]:32s} {p.rating + ('*' if p.excluded else ''):9s} {(p.pose_class or '-'):13s} {reasons}")
+    s = result.report["summary"]
+    lines.append("")
+    lines.append(
+        f"{s['accepted']} of {s['photos']} photos accepted ({s['rejected']} rejected, {s['excluded']} excluded*); "
+        f"angles: {s['angle_coverage']}; verdict: {s['verdict']}"
+    )
+    lines += [f"warning: {w}" for w in s["warnings"]]
+    return "\n".join(lines)
+
+
+def cmd_create(args) -> int:
+    from ..soul.create import create_soul_id
+    from ..soul.errors import LibraryError
+    from ..soul.library import validate_name
+
+    lib = _library(args)
+    name = validate_name(args.name)
+    if lib.exists(name) and not args.overwrite:
+        raise LibraryError(f"a Soul ID named {name!r} already exists in {lib.dir}; pass --overwrite to replace it")
+    bar = _Progress(quiet=args.json)
+    try:
+        result = create_soul_id(args.photos, name, analyzer=args.analyzer, progress=bar, workers=args.workers)
+    finally:
+        bar.close()
+    path = lib.save(result.soul, overwrite=args.overwrite) if result.soul is not None else None
+    s = result.report["summary"]
+    if args.json:
+        out = {
+            "soul_id": None
+            if path is None
+            else {
+                "name": name,
+                "path": str(path),
+                "counts": {k: s[k] for k in ("photos", "accepted", "rejected", "excluded")},
+                "analyzer": result.analyzer,
+                "threshold": s.get("threshold"),
+            },
+            "photos": [
+                {k: d[k] for k in ("path", "rating", "reasons", "pose", "face_box", "excluded")}
+                for d in result.report["photos"]
+            ],
+            "summary": s,
+        }
+        print(json.dumps(out))
+    else:
+        print(_qa_table(result))
+        if path:
+            print(f"saved Soul ID {name!r} to {path} ({result.seconds:.1f} s)")
+    if path is None:
+        print(f"soulid: no Soul ID made: none of the {s['photos']} photo(s) passed QA", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_list(args) -> int:
+    names = _library(args).list()
+    if args.json:
+        print(json.dumps(names))
+    else:
+        print("\n".join(names) if names else f"(no Soul IDs in {_library(args).dir})")
+    return 0
+
+
+def soul_summary(soul) -> dict:
+    s = soul.qa_report.get("summary", {})
+    return {
+        "name": soul.name,
+        "created": soul.created,
+        "photos": len(soul.photos),
+        "analyzers": {k: v.meta() for k, v in soul.analyzers.items()},
+        "verdict": s.get("verdict"),
+        "angle_coverage": s.get("angle_coverage"),
+        "warnings": s.get("warnings", []),
+        "keypoint_reference": soul.keypoint_reference,
+        "remote_ids": [r.__dict__ for r in soul.remote_ids],
+        "log_entries": len(soul.log),
+    }
+
+
+def cmd_show(args) -> int:
+    soul = load_soul(args, args.name)
+    info = soul_summary(soul)
+    if args.json:
+        print(json.dumps(info, default=str))
+        return 0
+    print(f"Soul ID {soul.name}: {info['photos']} photos, verdict {info['verdict']}")
+    for k, a in info["analyzers"].items():
+        print(f"  {k} ({a['model_id']}): {a['count']} embeddings of {a['embedding_dim']}-D, threshold {a['threshold']:.3f}")
+    print(f"  angles: {info['angle_coverage']}")
+    for w in info["warnings"]:
+        print(f"  warning: {w}")
+    for r in info["remote_ids"]:
+        print(f"  remote: {r['provider']} {r['id']} ({r['model_version']})")
+    return 0
+
+
+def cmd_score(args) -> int:
+    from ..soul.score import score_paths
+
+    soul = load_soul(args, args.soul)
+    results = score_paths(soul, args.images)
+    if args.json:
+        print(json.dumps([{k: r.as_dict()[k] for k in ("path", "similarity", "same_person", "reason", "threshold")} for r in results]))
+    else:
+        for r in results:
+            if r.similarity is None:
+                print(f"{r.label}: no score ({r.reason})")
+            else:
+                verdict = "same person" if r.same_person else "different person"
+                print(f"{r.label}: similarity {r.similarity:.3f} -> {verdict} (threshold {r.threshold:.3f})")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from PIL import Image
+
+    from ..soul.report import contact_sheet, entries_from_soul, html_report
+    from ..soul.paths import atomic_write_bytes
+
+    soul = load_soul(args, args.name)
+    entries = entries_from_soul(soul)
+    out = Path(args.out)
+    title = f"Soul ID {soul.name}: {soul.qa_report.get('summary', {}).get('verdict', '')}"
+    if out.suffix.lower() in (".html", ".htm"):
+        atomic_write_bytes(out, html_report(entries, title, soul.qa_report.get("summary")).encode())
+    else:
+        import io
+
+        buf = io.BytesIO()
+        Image.fromarray(contact_sheet(entries, title=title)).save(buf, format="PNG")
+        atomic_write_bytes(out, buf.getvalue())
+    print(out)
+    return 0

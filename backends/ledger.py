@@ -1,0 +1,158 @@
+"""The job ledger: one SQLite file that remembers every paid request.
+
+``<data dir>/jobs.sqlite3`` (:func:`soulid.soul.paths.data_dir`; SQLite is the
+embedded database in Python's standard library, https://sqlite.org/wal.html).
+A row is written *before* the submit POST (state ``submitting``, with the
+Idempotency-Key) and updated with the provider's request id as soon as the
+POST answers. A re-queued workflow, a restarted ComfyUI or a ``kill -9``
+therefore finds the row by request fingerprint and resumes the same request
+(or, in state ``submitting``, resends the POST with the *same* key) instead of
+paying again.
+
+States: ``submitting | queued | running | succeeded | failed | moderated |
+canceled``. Rows never hold credentials: the body stored is the request's
+fingerprint body (image bytes replaced by their SHA-256).
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..soul.paths import data_dir
+
+TERMINAL = ("succeeded", "failed", "moderated", "canceled")
+ACTIVE = ("submitting", "queued", "running")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    idem_key     TEXT PRIMARY KEY,
+    fingerprint  TEXT NOT NULL,
+    attempt      INTEGER NOT NULL DEFAULT 0,
+    provider     TEXT NOT NULL,
+    endpoint     TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    request_id   TEXT,
+    status_url   TEXT,
+    cancel_url   TEXT,
+    body         TEXT,
+    cost         TEXT,
+    files        TEXT,
+    error        TEXT,
+    created      REAL NOT NULL,
+    updated      REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_fp ON jobs(fingerprint);
+CREATE INDEX IF NOT EXISTS jobs_rid ON jobs(request_id);
+"""
+
+
+@dataclass
+class JobRow:
+    """One ledger row (see the module docstring for the states)."""
+
+    idem_key: str
+    fingerprint: str
+    attempt: int
+    provider: str
+    endpoint: str
+    kind: str
+    state: str
+    request_id: str | None = None
+    status_url: str | None = None
+    cancel_url: str | None = None
+    body: dict = field(default_factory=dict)
+    cost: dict = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+    error: str | None = None
+    created: float = 0.0
+    updated: float = 0.0
+
+    @classmethod
+    def _from(cls, r: sqlite3.Row) -> "JobRow":
+        d = dict(r)
+        for k, empty in (("body", {}), ("cost", {}), ("files", [])):
+            d[k] = json.loads(d[k]) if d[k] else empty
+        return cls(**d)
+
+
+class Ledger:
+    """SQLite job ledger; safe to share between threads and processes.
+
+    Args:
+        path: database file (default ``<data dir>/jobs.sqlite3``).
+    """
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path else data_dir() / "jobs.sqlite3"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        with self._connect() as c:
+            c.execute("PRAGMA journal_mode=WAL")
+            c.executescript(_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        c = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        c.row_factory = sqlite3.Row
+        c.execute("PRAGMA synchronous=FULL")
+        return c
+
+    def _one(self, sql: str, args=()) -> JobRow | None:
+        with self._lock, self._connect() as c:
+            r = c.execute(sql, args).fetchone()
+        return JobRow._from(r) if r else None
+
+    def latest(self, fingerprint: str) -> JobRow | None:
+        """The newest attempt for ``fingerprint``, or None."""
+        return self._one("SELECT * FROM jobs WHERE fingerprint=? ORDER BY attempt DESC LIMIT 1", (fingerprint,))
+
+    def get(self, ref: str) -> JobRow | None:
+        """Find a row by request id, Idempotency-Key or fingerprint (prefixes of
+        8+ characters accepted)."""
+        row = self._one("SELECT * FROM jobs WHERE request_id=? OR idem_key=?", (ref, ref))
+        if row is None and len(ref) >= 8:
+            row = self._one(
+                "SELECT * FROM jobs WHERE request_id LIKE ? OR idem_key LIKE ? OR fingerprint LIKE ? "
+                "ORDER BY updated DESC LIMIT 1",
+                (ref + "%", ref + "%", ref + "%"),
+            )
+        return row
+
+    def reserve(self, row: JobRow) -> None:
+        """Insert ``row`` (state ``submitting``) before the submit is sent."""
+        now = time.time()
+        with self._lock, self._connect() as c:
+            c.execute(
+                "INSERT INTO jobs (idem_key, fingerprint, attempt, provider, endpoint, kind, state, body, "
+                "created, updated) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (row.idem_key, row.fingerprint, row.attempt, row.provider, row.endpoint, row.kind,
+                 "submitting", json.dumps(row.body, sort_keys=True), now, now),
+            )
+
+    def update(self, idem_key: str, **fields) -> None:
+        """Set columns of the row ``idem_key`` (dict/list values stored as JSON)."""
+        if not fields:
+            return
+        cols, vals = [], []
+        for k, v in fields.items():
+            cols.append(f"{k}=?")
+            vals.append(json.dumps(v) if isinstance(v, (dict, list)) else v)
+        cols.append("updated=?")
+        vals += [time.time(), idem_key]
+        with self._lock, self._connect() as c:
+            c.execute(f"UPDATE jobs SET {', '.join(cols)} WHERE idem_key=?", vals)
+
+    def list(self, limit: int = 50, states: tuple[str, ...] | None = None) -> list[JobRow]:
+        """Newest rows first, optionally only those in ``states``."""
+        sql, args = "SELECT * FROM jobs", []
+        if states:
+            sql += f" WHERE state IN ({','.join('?' * len(states))})"
+            args += list(states)
+        sql += " ORDER BY updated DESC LIMIT ?"
+        with self._lock, self._connect() as c:
+            rows = c.execute(sql, (*args, limit)).fetchall()
+        return [JobRow._from(r) for r in rows]

@@ -1,0 +1,1 @@
+"""The cloud API stand-in server (see :mod:`.server`)."""

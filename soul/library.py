@@ -84,7 +84,7 @@ class Library:
         Raises:
             LibraryError: bad name, or the entry exists and ``overwrite`` is False.
         """
-        n = validate_name(name or soul.name)
+        n = validate_name(soul.name if name is None else name)
         p = self.path(n)
         if p.exists() and not overwrite:
             raise LibraryError(f"a Soul ID named {n!r} already exists in {self.dir}; pass overwrite to replace it")
@@ -136,7 +136,7 @@ class Library:
         except OSError as e:
             raise SoulFileError(f"{p}: cannot read ({e.strerror or e})") from None
         soul = SoulID.from_bytes(data, label=p.name)
-        n = validate_name(name or soul.name or p.stem)
+        n = validate_name((soul.name or p.stem) if name is None else name)
         if self.path(n).exists() and not overwrite:
             raise LibraryError(f"a Soul ID named {n!r} already exists in {self.dir}; pass overwrite to replace it")
         soul.name = n

@@ -111,7 +111,7 @@ def list_motions(fetch_json: FetchJson | None = None, refresh: bool = False,
         ``(motions, source, error)``: ``source`` as in
         :class:`soulid.soul.presets.CachedLists`; ``error`` why a fetch failed.
     """
-    got = cached_lists(fetch_json, {"motions": MOTIONS_PATH}, MOTIONS_CACHE_FILE, refresh, max_age)
+    got = cached_lists(fetch_json, {"motions": (MOTIONS_PATH,)}, MOTIONS_CACHE_FILE, refresh, max_age)
     items = got.lists.get("motions", [])
     by_name = _remote_index(items)
     used: set[str] = set()

@@ -40,10 +40,12 @@ from .paths import atomic_write_bytes, cache_dir, config_dir
 
 #: Model families a preset can belong to.
 FAMILIES = ("soul", "soul_2", "cinema")
-#: family -> the Higgsfield style-list path its remote id is looked up in first.
+#: style-list key -> Higgsfield paths to try in order (the first that answers
+#: wins). Public clients call the Soul 2 list ``/v1/text2image/soul-styles/v2``;
+#: this pack's Higgsfield backend and stand-in use ``/v2/text2image/soul-styles``.
 STYLE_LIST_PATHS = {
-    "soul": "/v1/text2image/soul-styles",
-    "soul_2": "/v1/text2image/soul-styles/v2",
+    "soul": ("/v1/text2image/soul-styles",),
+    "soul_2": ("/v1/text2image/soul-styles/v2", "/v2/text2image/soul-styles"),
 }
 #: Which lists to consult, in order, for each family (Soul Cinema has no style
 #: list of its own; its looks are Soul styles).
@@ -476,9 +478,9 @@ class CachedLists:
     error: str = ""
 
 
-def cached_lists(fetch_json: FetchJson | None, paths: dict[str, str], cache_name: str,
+def cached_lists(fetch_json: FetchJson | None, paths: dict[str, tuple[str, ...]], cache_name: str,
                  refresh: bool = False, max_age: float = CACHE_MAX_AGE) -> CachedLists:
-    """Fetch provider lists (``key -> API path``) through a cache file.
+    """Fetch provider lists (``key -> API paths to try in order``) through a cache file.
 
     Uses ``<cache dir>/<cache_name>`` when younger than ``max_age`` (and not
     ``refresh``); otherwise calls ``fetch_json(path)`` per path and writes the
@@ -491,11 +493,16 @@ def cached_lists(fetch_json: FetchJson | None, paths: dict[str, str], cache_name
         return CachedLists(fresh["lists"], "cache", fresh["fetched"])
     errors, lists = [], {}
     if fetch_json is not None:
-        for key, path in paths.items():
-            try:
-                lists[key] = _items(fetch_json(path), path)
-            except Exception as e:  # network, HTTP, JSON: any failure means "not fetched"
-                errors.append(f"{path}: {type(e).__name__}: {e}")
+        for key, tries in paths.items():
+            failed = []
+            for path in tries:
+                try:
+                    lists[key] = _items(fetch_json(path), path)
+                    break
+                except Exception as e:  # network, HTTP, JSON: any failure means "not fetched"
+                    failed.append(f"{path}: {type(e).__name__}: {e}")
+            else:
+                errors += failed
     else:
         errors.append("no connection to Higgsfield configured")
     if lists:

@@ -1,0 +1,196 @@
+"""``soulid presets | motions | guard | log | idphoto``.
+
+* ``presets [--family F] [--json] [--refresh]``: the style catalog with each
+  preset's family, resolution state (Higgsfield style id or "unresolved") and
+  local recipe. Reads the 24 h style-list cache; ``--refresh`` fetches the
+  lists through the Higgsfield backend (needs its credentials).
+* ``motions [--json] [--refresh]``: local camera moves and Higgsfield motions.
+* ``guard --soul NAME IMAGE_OR_VIDEO... [--json] [--frames N]``: drift guard
+  report; exit status 1 when any image fails.
+* ``log NAME [--json] [--moodboard FILE.png]``: the character library log.
+* ``idphoto NAME --backend B --out FILE.png``: the 4-in-1 ID photo sheet
+  (4 paid generations on a cloud backend).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".webm", ".mkv", ".avi", ".gif"}
+
+
+def _library(args):
+    from ..soul.library import Library
+
+    return Library(getattr(args, "library", None))
+
+
+def _higgsfield_fetch():
+    """The Higgsfield backend's authenticated list GET, or (None, reason)."""
+    from ..backends.base import get_backend
+    from ..soul.errors import SoulIDError
+
+    try:
+        hb = get_backend("higgsfield")
+    except SoulIDError as e:  # credentials missing...
+        return None, str(e)
+    return getattr(hb, "get_list", None) or hb._get_list, ""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ..soul.presets import FAMILIES
+
+    p = sub.add_parser("presets", help="list the style presets (family, Higgsfield id, local recipe)")
+    p.add_argument("--family", choices=FAMILIES, default=None)
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.add_argument("--refresh", action="store_true", help="fetch Higgsfield's style lists now (needs credentials)")
+    p.set_defaults(func=cmd_presets)
+
+    p = sub.add_parser("motions", help="list the motion presets for DoP Animate")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--refresh", action="store_true", help="fetch Higgsfield's motions list now (needs credentials)")
+    p.set_defaults(func=cmd_motions)
+
+    p = sub.add_parser("guard", help="drift guard: score images or a video's frames against a Soul ID")
+    p.add_argument("--soul", required=True, metavar="NAME", help="Soul ID in the library")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_VIDEO")
+    p.add_argument("--frames", type=int, default=16, help="frames sampled per video (default 16)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_guard)
+
+    p = sub.add_parser("log", help="show a Soul ID's generation log")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--moodboard", metavar="FILE.png", help="also write a moodboard of the logged thumbnails")
+    p.set_defaults(func=cmd_log)
+
+    p = sub.add_parser("idphoto", help="make the 4-in-1 ID photo sheet of a Soul ID through a backend")
+    p.add_argument("name")
+    p.add_argument("--backend", required=True, choices=("higgsfield", "wavespeed", "aurashot", "local"))
+    p.add_argument("--out", required=True, metavar="FILE.png")
+    p.add_argument("--prompt", default="", help="extra wording for every view (outfit, hair...)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--create", metavar="NEW_NAME", help="also build a new Soul ID from the sheet's four views")
+    p.add_argument("--overwrite", action="store_true", help="replace --out and an existing NEW_NAME")
+    p.set_defaults(func=cmd_idphoto)
+
+
+def cmd_presets(args) -> int:
+    from ..soul.presets import CACHE_FILE, load_presets, read_cache, resolve_remote_ids
+
+    presets = load_presets(args.family)
+    note = ""
+    if args.refresh:
+        fetch, why = _higgsfield_fetch()
+        res = resolve_remote_ids(fetch, load_presets(args.family, with_cached_ids=False), refresh=True)
+        presets, note = res.presets, (f"style lists: {res.source}" + (f" ({res.error or why})" if res.error or why else ""))
+    elif read_cache(CACHE_FILE, max_age=None) is None:
+        note = "style lists not fetched yet: ids unresolved (run `soulid presets --refresh` with Higgsfield credentials)"
+    if args.json:
+        print(json.dumps([p.to_dict() for p in presets], indent=1, ensure_ascii=False))
+    else:
+        for p in presets:
+            state = f"id {p.remote_id}" if p.resolved else "unresolved"
+            print(f"{p.name}  [{p.family}]  {state}  aspect {p.aspect}  guidance {p.guidance:g}"
+                  + ("  (user)" if p.source != "catalog" else ""))
+            for k, v in p.recipe().items():
+                if k not in ("aspect", "guidance") and v:
+                    print(f"    {k:<9} {v}")
+        print(f"{len(presets)} preset(s), {sum(p.resolved for p in presets)} resolved", file=sys.stderr)
+    if note:
+        print(note, file=sys.stderr)
+    return 0
+
+
+def cmd_motions(args) -> int:
+    from ..soul.motions import list_motions
+
+    fetch, why = _higgsfield_fetch() if args.refresh else (None, "")
+    motions, source, err = list_motions(fetch, refresh=args.refresh)
+    if args.json:
+        print(json.dumps([m.to_dict() for m in motions], indent=1, ensure_ascii=False))
+    else:
+        for m in motions:
+            state = f"id {m.remote_id} ({m.remote_name})" if m.remote_id else "unresolved"
+            print(f"{m.name:<18} [{m.kind}]  {state}  {m.description}")
+    if args.refresh or source == "offline":
+        print(f"motions list: {source}" + (f" ({err or why})" if err or why else ""), file=sys.stderr)
+    return 0
+
+
+def cmd_guard(args) -> int:
+    from ..soul.guard import check_images, check_video
+    from ..soul.imageio import load_photo
+
+    soul = _library(args).load(args.soul)
+    reports = []
+    images, labels = [], []
+    for item in args.inputs:
+        p = Path(item)
+        if p.suffix.lower() in VIDEO_SUFFIXES:
+            rep = check_video(soul, p, max_frames=args.frames)
+            for e in rep.entries:
+                e.label = f"{p.name} {e.label}"
+            reports.append(rep)
+        else:
+            images.append(load_photo(p).rgb)
+            labels.append(p.name)
+    if images:
+        reports.insert(0, check_images(soul, images, labels))
+    if args.json:
+        out = [r.as_dict() for r in reports]
+        print(json.dumps(out[0] if len(out) == 1 else out, indent=1))
+    else:
+        print("\n".join(r.text() for r in reports))
+    return 0 if all(r.all_passed for r in reports) else 1
+
+
+def cmd_log(args) -> int:
+    from ..soul.charlog import entries, format_entries, log_moodboard
+    from ..soul.paths import atomic_write_bytes
+    from ..soul.imageio import encode_png
+
+    soul = _library(args).load(args.name)
+    if args.json:
+        print(json.dumps(entries(soul), indent=1, ensure_ascii=False))
+    else:
+        print(format_entries(soul))
+    if args.moodboard:
+        atomic_write_bytes(args.moodboard, encode_png(log_moodboard(soul)))
+        print(f"moodboard written to {args.moodboard}", file=sys.stderr)
+    return 0
+
+
+def cmd_idphoto(args) -> int:
+    from ..backends.base import get_backend
+    from ..soul.create import create_soul_id
+    from ..soul.errors import LibraryError
+    from ..soul.idsheet import make_id_sheet, sheet_inputs
+    from ..soul.imageio import encode_png
+    from ..soul.paths import atomic_write_bytes
+
+    lib = _library(args)
+    soul = lib.load(args.name)
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise LibraryError(f"{out}: exists (use --overwrite)")
+    if args.create and lib.exists(args.create) and not args.overwrite:
+        raise LibraryError(f"Soul ID {args.create!r} exists (use --overwrite)")
+    backend = get_backend(args.backend)
+
+    def progress(frac, msg):
+        print(msg, file=sys.stderr)
+
+    sheet = make_id_sheet(soul, backend, prompt=args.prompt, seed=args.seed, progress=progress)
+    atomic_write_bytes(out, encode_png(sheet.image))
+    print(f"ID sheet written to {out}")
+    if args.create:
+        res = create_soul_id(sheet_inputs(sheet, args.create), args.create, analyzer=soul.primary_analyzer)
+        if res.soul is None:
+            print(f"no Soul ID made from the sheet: {res.report.get('warnings')}", file=sys.stderr)
+            return 1
+        lib.save(res.soul, overwrite=args.overwrite)
+        print(f"Soul ID {args.create!r} created from {len(res.soul.photos)} view(s)")
+    return 0

@@ -1,0 +1,277 @@
+"""Soul ID nodes: Create, Load, Save, Score (ComfyUI V3 schema).
+
+The bodies only convert ComfyUI types and call the core:
+:func:`soulid.soul.create.create_soul_id`, :class:`soulid.soul.library.Library`,
+:func:`soulid.soul.score.score_images` and :func:`soulid.soul.report.contact_sheet`.
+
+Inside ComfyUI the library lives in ComfyUI's user directory
+(``user/soulid/library``, see :mod:`soulid.soul.paths`).
+
+V3 node API: https://docs.comfy.org/custom-nodes/v3_migration
+Progress and interruption: ``comfy.utils.ProgressBar`` and
+``comfy.model_management.processing_interrupted`` (ComfyUI's own sampler loop
+uses the same pair).
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+from comfy_api.latest import io, ui
+
+from ..soul.analysis.registry import ANALYZER_NAMES
+from ..soul.create import MAX_PHOTOS, Interrupted, create_soul_id
+from ..soul.errors import LibraryError, NoUsablePhotos, SoulIDError
+from ..soul.imageio import iter_photo_paths
+from ..soul.library import Library, validate_name
+from ..soul.report import contact_sheet, entries_from_result
+from ..soul.score import score_images
+from .convert import image_to_uint8_list, np_to_image
+from .types import SoulIDType
+
+log = logging.getLogger("soulid")
+
+CATEGORY = "Soul ID"
+#: Similarity reported for an image in which no face was found: the bottom of
+#: the cosine range, so that any threshold rejects it.
+NO_FACE_SIMILARITY = -1.0
+
+
+# ------------------------------------------------------------------ helpers
+def input_directory() -> Path:
+    """ComfyUI's input directory (``folder_paths.get_input_directory()``), resolved."""
+    import folder_paths
+
+    return Path(folder_paths.get_input_directory()).resolve()
+
+
+def resolve_input_folder(folder: str) -> Path:
+    """The folder ``folder`` names, relative to ComfyUI's input directory.
+
+    Raises:
+        SoulIDError: the path leaves the input directory (``..``, an absolute
+            path elsewhere, or a symlink pointing out), or is not a folder.
+    """
+    base = input_directory()
+    p = (base / folder.strip()).resolve()
+    if p != base and base not in p.parents:
+        raise SoulIDError(f"folder {folder!r}: outside ComfyUI's input directory {base}; put the photos under it")
+    if not p.is_dir():
+        raise SoulIDError(f"folder {folder!r}: no such folder in ComfyUI's input directory {base}")
+    return p
+
+
+def _library_names() -> list[str]:
+    try:
+        return Library().list()
+    except OSError as e:  # unreadable library folder: an empty dropdown, not a missing node
+        log.warning("soulid: cannot list the Soul ID library: %s", e)
+        return []
+
+
+def _no_usable_message(result) -> str:
+    lines = [f"no Soul ID made: none of the {len(result.photos)} photo(s) passed QA"]
+    lines += [f"  {Path(p.path).name}: {'; '.join(p.reasons) or p.rating}" for p in result.photos[:40]]
+    return "\n".join(lines)
+
+
+# -------------------------------------------------------------------- nodes
+class SoulIDCreate(io.ComfyNode):
+    """Build a Soul ID from photos: an IMAGE batch and/or a folder under
+    ComfyUI's input directory (a batch must share one size; a folder may hold
+    photos of any size). Outputs the Soul ID, the QA contact sheet
+    (IMAGE ``[1, H, W, 3]`` float32 0..1) and the QA report as JSON."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SoulIDCreate",
+            display_name="Soul ID Create",
+            category=CATEGORY,
+            description=cls.__doc__,
+            inputs=[
+                io.String.Input("name", default="my_soul", tooltip="Name of the Soul ID (also its library name)."),
+                io.String.Input(
+                    "folder",
+                    default="",
+                    tooltip="Folder of photos, relative to ComfyUI's input directory (e.g. 'soul/anna'). "
+                    "Photos may have any size. Leave empty to use only the images input.",
+                ),
+                io.Combo.Input(
+                    "analyzer",
+                    options=list(ANALYZER_NAMES),
+                    default="auto",
+                    tooltip="Face analyzer: auto picks insightface when its models are installed, else dlib.",
+                ),
+                io.Int.Input(
+                    "max_photos", default=MAX_PHOTOS, min=1, max=MAX_PHOTOS, tooltip="Keep at most this many (the best)."
+                ),
+                io.Image.Input("images", optional=True, tooltip="Extra photos as an IMAGE batch (one size)."),
+            ],
+            outputs=[
+                SoulIDType.Output("soul_id", display_name="SOUL_ID"),
+                io.Image.Output("qa_sheet", display_name="qa_sheet", tooltip="Every photo with its rating and reasons."),
+                io.String.Output("report", display_name="report", tooltip="The QA report (JSON)."),
+            ],
+        )
+
+    @classmethod
+    def fingerprint_inputs(cls, name, folder, analyzer, max_photos, images=None):
+        # Re-run when the folder's photos change, not only when widgets do.
+        h = hashlib.sha256(f"{name}\0{folder}\0{analyzer}\0{max_photos}".encode())
+        if folder.strip():
+            try:
+                for p in iter_photo_paths([resolve_input_folder(folder)]):
+                    st = p.stat()
+                    h.update(f"{p.name}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+            except SoulIDError:
+                pass  # execute() reports it
+        return h.hexdigest()
+
+    @classmethod
+    def execute(cls, name, folder, analyzer, max_photos, images=None) -> io.NodeOutput:
+        import comfy.model_management
+        import comfy.utils
+
+        name = validate_name(name)
+        inputs: list = []
+        if folder.strip():
+            inputs.append(resolve_input_folder(folder))
+        if images is not None:
+            inputs += [(f"image_{i}", a) for i, a in enumerate(image_to_uint8_list(images))]
+        if not inputs:
+            raise SoulIDError("Soul ID Create: give a folder (under ComfyUI's input directory) or connect images")
+
+        bar = None
+
+        def progress(done: int, total: int, label: str) -> None:
+            nonlocal bar
+            if bar is None:
+                bar = comfy.utils.ProgressBar(total)
+            bar.update_absolute(done, total)
+
+        try:
+            result = create_soul_id(
+                inputs,
+                name,
+                analyzer=analyzer,
+                progress=progress,
+                interrupt=comfy.model_management.processing_interrupted,
+                max_photos=max_photos,
+            )
+        except Interrupted:
+            comfy.model_management.throw_exception_if_processing_interrupted()
+            raise
+        if result.soul is None:
+            raise NoUsablePhotos(_no_usable_message(result))
+        s = result.report["summary"]
+        title = f"{name}: {s['accepted']} of {s['photos']} accepted, verdict {s['verdict']}"
+        sheet = contact_sheet(entries_from_result(result), title=title)
+        return io.NodeOutput(result.soul, np_to_image(sheet), json.dumps(result.report))
+
+
+class SoulIDLoad(io.ComfyNode):
+    """Load a Soul ID from the library (ComfyUI's ``user/soulid/library``)."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SoulIDLoad",
+            display_name="Soul ID Load",
+            category=CATEGORY,
+            description=cls.__doc__,
+            inputs=[io.Combo.Input("name", options=_library_names(), tooltip="A Soul ID in the library.")],
+            outputs=[SoulIDType.Output("soul_id", display_name="SOUL_ID")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, name) -> bool | str:
+        # Replaces ComfyUI's own list check, so a Soul ID saved after the
+        # dropdown was filled still loads, and a missing one says where we looked.
+        try:
+            if not Library().exists(name):
+                have = ", ".join(Library().list()) or "none"
+                return f"no Soul ID named {name!r} in {Library().dir} (have: {have})"
+        except LibraryError as e:
+            return str(e)
+        return True
+
+    @classmethod
+    def fingerprint_inputs(cls, name):
+        try:
+            st = Library().path(name).stat()
+            return f"{name}\0{st.st_size}\0{st.st_mtime_ns}"
+        except (OSError, LibraryError):
+            return name
+
+    @classmethod
+    def execute(cls, name) -> io.NodeOutput:
+        return io.NodeOutput(Library().load(name))
+
+
+class SoulIDSave(io.ComfyNode):
+    """Save a Soul ID to the library (atomic write). An existing entry is only
+    replaced when ``overwrite`` is on."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SoulIDSave",
+            display_name="Soul ID Save",
+            category=CATEGORY,
+            description=cls.__doc__,
+            inputs=[
+                SoulIDType.Input("soul_id"),
+                io.String.Input("name", default="", tooltip="Library name; empty keeps the Soul ID's own name."),
+                io.Boolean.Input("overwrite", default=False, tooltip="Replace an existing Soul ID of that name."),
+            ],
+            outputs=[io.String.Output("path", display_name="path", tooltip="The saved .soulid file.")],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, soul_id, name, overwrite) -> io.NodeOutput:
+        # A copy: Library.save renames the object, and the input is shared
+        # with other nodes (and cached by ComfyUI).
+        soul = copy.copy(soul_id)
+        path = Library().save(soul, name=name.strip() or None, overwrite=overwrite)
+        return io.NodeOutput(str(path), ui=ui.PreviewText(f"saved Soul ID {soul.name!r} to {path}"))
+
+
+class SoulIDScore(io.ComfyNode):
+    """Score each image of a batch against a Soul ID: cosine similarity of
+    the largest face to the Soul ID's centroid (in [-1, 1]; -1 when no face is
+    found) and the same-person verdict from the person's own threshold."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SoulIDScore",
+            display_name="Soul ID Score",
+            category=CATEGORY,
+            description=cls.__doc__,
+            inputs=[SoulIDType.Input("soul_id"), io.Image.Input("images")],
+            outputs=[
+                io.Float.Output("similarity", display_name="similarity", is_output_list=True),
+                io.Boolean.Output("same_person", display_name="same_person", is_output_list=True),
+                io.String.Output("report", display_name="report", tooltip="Per-image scores (JSON)."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, soul_id, images) -> io.NodeOutput:
+        results = score_images(soul_id, image_to_uint8_list(images))
+        sims = [NO_FACE_SIMILARITY if r.similarity is None else float(r.similarity) for r in results]
+        same = [bool(r.same_person) for r in results]
+        report = json.dumps([r.as_dict() for r in results])
+        lines = [
+            f"{i}: " + (f"{r.similarity:.3f} {'same person' if r.same_person else 'different'}" if r.similarity is not None else r.reason)
+            for i, r in enumerate(results)
+        ]
+        return io.NodeOutput(sims, same, report, ui=ui.PreviewText("\n".join(lines)))
+
+
+NODES = [SoulIDCreate, SoulIDLoad, SoulIDSave, SoulIDScore]

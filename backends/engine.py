@@ -674,6 +674,10 @@ class CloudBackend:
         self.engine_kw = engine_kw
         self._engines: dict[str, JobEngine] = {}
 
+    def api_for(self, endpoint: str) -> ProviderApi:
+        """The API surface that serves ``endpoint`` (for resuming ledger jobs)."""
+        return self.api
+
     def engine(self, api: ProviderApi) -> JobEngine:
         k = f"{type(api).__name__}:{api.base_url}"
         if k not in self._engines:

@@ -178,15 +178,30 @@ class HiggsfieldBackend(CloudBackend):
         self._cache_lock = threading.Lock()
 
     # ------------------------------------------------------------ catalogues
+    def fetch_json(self, path: str) -> list | dict:
+        """Authenticated ``GET`` of a v1 platform path (``"/v1/motions"``...), for
+        :func:`soulid.soul.presets.cached_lists`.
+
+        Raises:
+            CloudError subclasses for HTTP errors (401, 404...).
+        """
+        eng = self.engine(self.v1)
+        r = eng.api_call("GET", f"{self.v1.base_url}{path}")
+        eng.raise_for(r, path)
+        return r.json()
+
     def _get_list(self, path: str) -> list[dict]:
         with self._cache_lock:
             if path not in self._cache:
-                eng = self.engine(self.v1)
-                r = eng.api_call("GET", f"{self.v1.base_url}{path}")
-                eng.raise_for(r, path)
-                d = r.json()
+                d = self.fetch_json(path)
                 self._cache[path] = d if isinstance(d, list) else d.get("items", [])
             return self._cache[path]
+
+    def api_for(self, endpoint: str) -> ProviderApi:
+        """The API surface that serves ``endpoint`` (for resuming ledger jobs)."""
+        if endpoint.startswith("/v1/custom-references"):
+            return self.refs
+        return self.v1 if endpoint.startswith("/v1/") else self.api
 
     def styles(self, version: str = "v1") -> list[dict]:
         """Soul styles ``[{id, name, description, preview_url}]`` (``GET
@@ -201,8 +216,9 @@ class HiggsfieldBackend(CloudBackend):
     def _lookup(items: list[dict], ref: str, what: str) -> str:
         if _UUID.match(ref):
             return ref
+        norm = lambda t: re.sub(r"[^a-z0-9]", "", str(t).lower())  # noqa: E731  "Dolly In" == "dolly_in"
         for it in items:
-            if it.get("name", "").lower() == ref.lower():
+            if norm(it.get("name", "")) == norm(ref):
                 return it["id"]
         names = ", ".join(it.get("name", "?") for it in items)
         raise ValidationFailed(f"higgsfield: unknown {what} {ref!r}; available: {names}")

@@ -114,6 +114,7 @@ def render_video(start: bytes | None, seconds: float = 5.0, fps: int = 24, long_
     import av
 
     src = Image.open(io.BytesIO(start)).convert("RGB") if start else Image.new("RGB", (640, 480), (90, 120, 160))
+    src.thumbnail((long_side * 2, long_side * 2))
     s = long_side / max(src.size)
     w, h = int(src.width * s) // 2 * 2, int(src.height * s) // 2 * 2
     buf = io.BytesIO()

@@ -259,6 +259,7 @@ class SoulIDScore(io.ComfyNode):
                 io.Boolean.Output("same_person", display_name="same_person", is_output_list=True),
                 io.String.Output("report", display_name="report", tooltip="Per-image scores (JSON)."),
             ],
+            is_output_node=True,  # shows the scores on the node
         )
 
     @classmethod

@@ -53,9 +53,11 @@ class DlibAnalyzer(FaceAnalyzer):
     """dlib HOG + 68 landmarks + ResNet embedding, on the CPU.
 
     Detection runs on a copy scaled so that its longest side is
-    ``detect_size`` px (upscaling small images, so that faces of about 40 px
-    in the original are still found) with ``upsample`` pyramid steps; landmarks
-    and embeddings are computed on the full-resolution image.
+    ``detect_size`` px (small images are upscaled up to 2x) with ``upsample``
+    pyramid steps: at 960 px and no extra step, faces wider than about 8% of
+    the photo's longest side are found in ~85 ms; smaller background faces may
+    be missed, which only spares them a warning. Landmarks and embeddings are
+    computed on the full-resolution image.
 
     Args:
         detect_size: longest side of the detection image, px.
@@ -73,7 +75,7 @@ class DlibAnalyzer(FaceAnalyzer):
     threshold_ceiling = 0.95
     has_68_landmarks = True
 
-    def __init__(self, detect_size: int = 800, upsample: int = 1, jitter: int = 1):
+    def __init__(self, detect_size: int = 960, upsample: int = 0, jitter: int = 1):
         import dlib  # heavy: imported only when an analyzer is built
 
         folder = models_folder()

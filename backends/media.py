@@ -90,9 +90,6 @@ def check_url(url: str, *, allow_loopback: bool = False, host: str | None = None
     if host is not None and parts.netloc.lower() != host.lower():
         raise UnsafeURL(f"{what} {url!r} is not on the configured API host {host}")
     addrs = _addresses(parts.hostname)
-    loop = all(a.is_loopback for a in addrs)
-    if parts.scheme == "http" and not (loop and allow_loopback):
-        raise UnsafeURL(f"{what} {url!r}: plain HTTP is accepted only on loopback; HTTPS required")
     for a in addrs:
         if a.is_loopback:
             if allow_loopback:
@@ -100,6 +97,8 @@ def check_url(url: str, *, allow_loopback: bool = False, host: str | None = None
             raise UnsafeURL(f"{what} {url!r} points at a loopback address ({a})")
         if a.is_private or a.is_link_local or a.is_multicast or a.is_reserved or a.is_unspecified:
             raise UnsafeURL(f"{what} {url!r} points at a private or link-local address ({a})")
+    if parts.scheme == "http" and not all(a.is_loopback for a in addrs):
+        raise UnsafeURL(f"{what} {url!r}: plain HTTP is accepted only on loopback; HTTPS required")
     return url
 
 

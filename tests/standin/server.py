@@ -274,6 +274,7 @@ class Handler(BaseHTTPRequestHandler):
         for f in faults:
             kind = str(f["kind"])
             if kind == "concurrency":
+                self.body_json()
                 return self.send(400, {"detail": "You have reached the maximum number of concurrent requests"})
             if kind.isdigit():
                 code = int(kind)

@@ -1,0 +1,287 @@
+"""The ``local`` backend: Soul ID generation on the user's own machine.
+
+* generate / edit: SDXL with IP-Adapter FaceID Plus v2 or InstantID
+  (:mod:`.pipelines`, :mod:`.instantid`), models from ComfyUI's folders
+  (:mod:`.models`), identity embeddings from the Soul ID (:mod:`.embeddings`);
+* animate: the weightless camera engine (:mod:`.camera`, CPU) or a diffusers
+  image-to-video model (:mod:`.i2v`);
+* :mod:`.identity_check`: per-frame similarity of a clip to the Soul ID.
+
+Importing this package does not import torch or diffusers: they load on the
+first generation. ``request.options`` keys (all optional):
+
+=================  ==========================================================
+``method``         ``faceid_plusv2`` (default) or ``instantid``
+``steps``          denoising steps (30)
+``guidance``       classifier-free guidance scale (5.0)
+``model``          SDXL base: folder in models/diffusers, checkpoint in
+                   models/checkpoints, path, or Hugging Face repo id
+``lora``           persona LoRA (models/loras name or path); ``lora_scale``
+``ip_scale``       identity (IP-Adapter) scale, default 0.8 x identity_strength
+``controlnet_scale``  IdentityNet scale (instantid, 0.8)
+``shortcut_scale`` FaceID Plus v2 shortcut scale (1.0)
+``offload``        ``none`` | ``model`` | ``sequential``
+``device``/``dtype``  override the device / dtype policy
+``engine``         animate: ``camera`` (default) or ``i2v``
+``focus``          animate: ``(x, y)`` subject point, fractions; default: the
+                   largest face found by dlib, else the centre
+``pose_image``     instantid: ``[H, W, 3]`` image whose face keypoints to use
+                   (generate also takes ``request.image_reference``)
+``soul_path``      a ``.soulid`` file to cache a computed embedding into
+=================  ==========================================================
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ...soul.errors import SoulIDError
+from ..base import AnimateRequest, EditRequest, GenerateRequest, ImageResult, VideoResult
+from . import camera
+from .embeddings import EmbeddingError, face_crop_for_clip, identity_embedding, reference_keypoints
+from .models import METHODS, resolve
+
+DEFAULTS = {
+    "method": "faceid_plusv2",
+    "steps": 30,
+    "guidance": 5.0,
+    "model": "",
+    "lora": "",
+    "lora_scale": 1.0,
+    "faceid_lora_scale": 1.0,
+    "controlnet_scale": 0.8,
+    "shortcut_scale": 1.0,
+    "offload": "none",
+    "engine": "camera",
+}
+
+
+class LocalBackend:
+    """The ``local`` backend (see the module docstring for ``options``).
+
+    Args:
+        analyzer: face analyzer used to compute a missing embedding / keypoints
+            (default: the one of the method's embedding space, on demand).
+        device, dtype: override the device/dtype policy of :mod:`.pipelines`.
+    """
+
+    name = "local"
+
+    def __init__(self, analyzer=None, device: str | None = None, dtype: str | None = None):
+        self.analyzer = analyzer
+        self.device = device
+        self.dtype = dtype
+
+    # ------------------------------------------------------------ helpers
+    @staticmethod
+    def _opts(options: dict) -> dict:
+        o = dict(DEFAULTS)
+        o.update({k: v for k, v in (options or {}).items() if v is not None})
+        if o["method"] not in METHODS:
+            raise SoulIDError(f"options.method must be one of {', '.join(METHODS)}, not {o['method']!r}")
+        if o["offload"] not in ("none", "model", "sequential"):
+            raise SoulIDError(f"options.offload must be none, model or sequential, not {o['offload']!r}")
+        if int(o["steps"]) < 1:
+            raise SoulIDError(f"options.steps must be >= 1, got {o['steps']}")
+        return o
+
+    def _key(self, o: dict):
+        from .pipelines import PipelineKey, device_and_dtype
+
+        r = resolve(o["method"], o["model"], o["lora"], float(o["lora_scale"]), float(o["faceid_lora_scale"]))
+        dev, dt = device_and_dtype(o.get("device") or self.device, o.get("dtype") or self.dtype)
+        return PipelineKey(r, dev, dt, o["offload"])
+
+    def _identity(self, soul, o: dict, width: int, height: int, pose: np.ndarray | None):
+        """Embedding plus the method's second input (face crop or keypoint image)."""
+        if soul is None:
+            raise SoulIDError("the local backend needs a Soul ID (request.soul is None)")
+        method = o["method"]
+        az = self.analyzer
+        emb = identity_embedding(soul, method, analyzer=az, save_to=o.get("soul_path"))
+        if method == "faceid_plusv2":
+            return emb, {"face_crop": face_crop_for_clip(soul, az)}
+        from .instantid import draw_keypoints, place_keypoints
+
+        kps, hw = None, None
+        if pose is not None:
+            from ...soul.analysis import get_analyzer
+
+            pimg = _uint8(pose)
+            face = (az or get_analyzer("insightface")).largest_face(pimg)
+            if face is None:
+                raise EmbeddingError("options.pose_image: no face found for the keypoints")
+            kps, hw = face.keypoints, pimg.shape[:2]
+        else:
+            ref = reference_keypoints(soul)
+            if ref is None:
+                raise EmbeddingError(f"Soul ID {soul.name!r} has no keypoint reference; give a pose image")
+            kps, hw = ref[1], ref[0].shape[:2]
+        return emb, {"keypoint_image": draw_keypoints(width, height, place_keypoints(kps, hw, width, height))}
+
+    # ------------------------------------------------------------ Backend
+    def generate(self, req: GenerateRequest, progress=None, interrupt=None) -> ImageResult:
+        """Text-to-image with the Soul ID's face.
+
+        Returns:
+            :class:`ImageResult` with ``images`` ``[batch, H, W, 3]`` float32 0..1
+            (H, W rounded down to the model's size multiple) and ``info``
+            ``{"seed", "steps", "method", "mode"}``.
+
+        Raises:
+            ModelFilesMissing: one error naming every missing model file.
+            EmbeddingError: the Soul ID's embedding does not fit the method.
+            InterruptedError: interrupted between denoising steps.
+        """
+        from .pipelines import RunParams, run
+
+        o = self._opts(req.options)
+        width, height = _size(req.width, req.height, req.aspect, req.preset)
+        key = self._key(o)
+        prompt, negative = _apply_preset(req.prompt, req.negative_prompt, req.preset, req.preset_strength)
+        pose = o.get("pose_image", req.image_reference)
+        emb, extra = self._identity(req.soul, o, width, height, pose)
+        params = RunParams(
+            prompt=prompt, negative_prompt=negative, width=width, height=height, steps=int(o["steps"]),
+            guidance=float(o["guidance"]), seed=req.seed, batch=max(1, int(req.batch)),
+            ip_scale=float(o.get("ip_scale", 0.8 * req.identity_strength)),
+            controlnet_scale=float(o["controlnet_scale"]), shortcut_scale=float(o["shortcut_scale"]),
+        )
+        images, info = run(key, params, emb, progress=progress, interrupt=interrupt, **extra)
+        return ImageResult(images=images, info=info)
+
+    def edit(self, req: EditRequest, progress=None, interrupt=None) -> ImageResult:
+        """Image-to-image with the Soul ID's face: ``strength`` 0 returns the
+        source unchanged, 1 restyles freely; with ``mask`` (1 = repaint) only the
+        masked area changes (the rest is the source, pixel for pixel).
+
+        Raises:
+            SoulIDError: strength outside 0..1, or a mask of another size.
+            (and as :meth:`generate`)
+        """
+        from .pipelines import RunParams, run
+
+        o = self._opts(req.options)
+        src = _float(req.image)
+        if not 0.0 <= float(req.strength) <= 1.0:
+            raise SoulIDError(f"edit strength must be in 0..1, got {req.strength}")
+        if req.mask is not None and np.asarray(req.mask).shape[:2] != src.shape[:2]:
+            raise SoulIDError(f"edit mask is {np.asarray(req.mask).shape[:2]}, the image {src.shape[:2]}")
+        if float(req.strength) == 0.0:
+            return ImageResult(images=src[None].copy(), info={"method": o["method"], "mode": "unchanged", "steps": 0})
+        key = self._key(o)
+        prompt, negative = _apply_preset(req.prompt, req.negative_prompt, req.preset, req.preset_strength)
+        h, w = src.shape[:2]
+        emb, extra = self._identity(req.soul, o, w, h, o.get("pose_image"))
+        params = RunParams(
+            prompt=prompt, negative_prompt=negative, steps=int(o["steps"]), guidance=float(o["guidance"]),
+            seed=req.seed, ip_scale=float(o.get("ip_scale", 0.8)), controlnet_scale=float(o["controlnet_scale"]),
+            shortcut_scale=float(o["shortcut_scale"]), strength=float(req.strength),
+        )
+        mask = None if req.mask is None else np.asarray(req.mask, np.float32).reshape(src.shape[:2])
+        images, info = run(key, params, emb, image=src, mask=mask, progress=progress, interrupt=interrupt, **extra)
+        return ImageResult(images=images, info=info)
+
+    def animate(self, req: AnimateRequest, progress=None, interrupt=None) -> VideoResult:
+        """A still into an MP4: ``engine`` ``camera`` (CPU, no weights) or ``i2v``.
+
+        The clip is written to ``options["out"]`` or a new file in the
+        system temp folder; ``info["identity"]`` holds the per-frame identity
+        check when the request has a Soul ID and ``options["check_identity"]``.
+
+        Raises:
+            CameraError: unknown motion, bad size or length.
+            ModelFilesMissing: i2v model files missing.
+        """
+        o = self._opts(req.options)
+        out = Path(o.get("out") or tempfile.mkstemp(prefix="soulid_", suffix=".mp4")[1])
+        motions = [camera.parse_motion(f"{n}:{s}") if ":" not in str(n) else camera.parse_motion(n)
+                   for n, s in req.motions]
+        if o["engine"] == "camera":
+            img = _uint8(req.image)
+            focus = o.get("focus") or _face_focus(img)
+            info = camera.render_clip(img, out, motions, req.seconds, req.fps, req.size, focus,
+                                      seed=req.seed or 0, progress=progress, interrupt=interrupt)
+            result = VideoResult(info.path, info.fps, info.frames, info.width, info.height,
+                                 info={"engine": "camera", "motions": motions})
+        elif o["engine"] == "i2v":
+            from .i2v import animate_i2v
+
+            result = animate_i2v(req, out, motions, o, progress=progress, interrupt=interrupt)
+        else:
+            raise SoulIDError(f"options.engine must be camera or i2v, not {o['engine']!r}")
+        if req.soul is not None and o.get("check_identity"):
+            from .identity_check import check_clip
+
+            result.info["identity"] = check_clip(result.path, req.soul, analyzer=self.analyzer).as_dict()
+        return result
+
+    @staticmethod
+    def release() -> None:
+        """Unload the cached pipeline and free its (V)RAM."""
+        from .pipelines import release
+
+        release()
+
+
+# ---------------------------------------------------------------- helpers
+def _float(image) -> np.ndarray:
+    a = np.asarray(image)
+    if a.ndim == 4 and a.shape[0] == 1:
+        a = a[0]
+    if a.ndim != 3 or a.shape[2] < 3:
+        raise SoulIDError(f"image must be [H, W, 3], got shape {a.shape}")
+    a = a[..., :3]
+    return (a.astype(np.float32) / 255.0) if a.dtype == np.uint8 else np.clip(a.astype(np.float32), 0, 1)
+
+
+def _uint8(image) -> np.ndarray:
+    return (np.clip(_float(image), 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def _size(width, height, aspect, preset) -> tuple[int, int]:
+    """Output size: explicit, else ~1 MP at ``aspect`` (or the preset's), multiples of 64."""
+    if width and height:
+        return int(width), int(height)
+    if aspect:
+        from ...soul.presets import parse_aspect
+
+        aw, ah = parse_aspect(aspect)
+        r = aw / ah
+    elif preset is not None and hasattr(preset, "size"):
+        return preset.size()
+    else:
+        r = 1.0
+    h = (1024 * 1024 / r) ** 0.5
+    return max(64, round(h * r / 64) * 64), max(64, round(h / 64) * 64)
+
+
+def _apply_preset(prompt: str, negative: str, preset, strength: float) -> tuple[str, str]:
+    if preset is None:
+        return prompt, negative
+    if isinstance(preset, str):
+        from ...soul.presets import get_preset
+
+        preset = get_preset(preset)
+    return preset.prompt(prompt, strength), preset.negative_prompt(negative)
+
+
+def _face_focus(img: np.ndarray) -> tuple[float, float] | None:
+    """Centre of the largest face (dlib, on a <= 512 px copy) as fractions, or None."""
+    try:
+        from ...soul.analysis import get_analyzer
+        from ...soul.imageio import downscale
+
+        small = downscale(img, 512)
+        face = get_analyzer("dlib").largest_face(small)
+    except SoulIDError:
+        return None
+    if face is None:
+        return None
+    h, w = small.shape[:2]
+    return (float((face.box[0] + face.box[2]) / 2 / w), float((face.box[1] + face.box[3]) / 2 / h))
+
+
+__all__ = ["LocalBackend", "DEFAULTS", "camera"]

@@ -205,7 +205,11 @@ MOTIONS: dict[str, MotionSpec] = {
     )
 }
 #: Accepted spellings for the same move.
-ALIASES = {"orbit": "orbit_right", "handheld": "static", "push_in": "dolly_in", "pull_out": "dolly_out"}
+ALIASES = {
+    "orbit": "orbit_right", "arc_right": "orbit_right", "arc_left": "orbit_left", "360_orbit": "orbit_right",
+    "handheld": "static", "handheld_static": "static", "crash_zoom_in": "crash_zoom",
+    "push_in": "dolly_in", "pull_out": "dolly_out",
+}
 
 
 def motion_spec(name: str) -> MotionSpec:

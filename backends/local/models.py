@@ -1,0 +1,372 @@
+"""Where the local pipelines find their model files.
+
+Search order for every kind of file is :func:`soulid.soul.paths.models_dirs`
+(``$SOULID_MODELS_DIR/<kind>``, then ComfyUI's registered folders, then
+``<ComfyUI>/models/<kind>``), so a ComfyUI install and the CLI share one copy.
+
+Layout (ComfyUI names; see ``docs/local.md`` for download sources and licences)::
+
+    models/diffusers/<name>/model_index.json        SDXL base, diffusers layout
+    models/checkpoints/<name>.safetensors           or a single-file SDXL checkpoint
+    models/ipadapter/ip-adapter-faceid-plusv2_sdxl.bin            faceid_plusv2
+    models/loras/ip-adapter-faceid-plusv2_sdxl_lora.safetensors   faceid_plusv2 (paired LoRA, optional)
+    models/clip_vision/CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors faceid_plusv2
+    models/instantid/ip-adapter.bin                               instantid
+    models/controlnet/instantid/{config.json,diffusion_pytorch_model.safetensors}  instantid
+        (or models/controlnet/instantid-controlnet.safetensors: the SDXL IdentityNet config is built in)
+    models/insightface/models/{antelopev2,buffalo_l}/             face embeddings
+
+A base model may also be a Hugging Face repo id (``org/name``), downloaded by
+diffusers on first use where the machine can reach the hub.
+
+Everything a method needs is checked at once: :func:`resolve` raises one
+:class:`~soulid.soul.errors.ModelFilesMissing` naming every missing file and
+the folder it goes in.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ...soul.errors import ModelFilesMissing, SoulIDError
+from ...soul.paths import models_dirs
+
+METHODS = ("faceid_plusv2", "instantid")
+
+#: Accepted file names per role, first = the name documented in docs/local.md.
+FILES: dict[str, tuple[str, tuple[str, ...]]] = {
+    # role: (kind folder, names)
+    "faceid_adapter": ("ipadapter", ("ip-adapter-faceid-plusv2_sdxl.bin", "ip-adapter-faceid-plusv2_sdxl.safetensors")),
+    "faceid_lora": ("loras", ("ip-adapter-faceid-plusv2_sdxl_lora.safetensors",)),
+    "clip_vision": ("clip_vision", (
+        "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors",
+        "clip_vision_h.safetensors",
+        "open_clip_pytorch_model.safetensors",
+        "model.safetensors",
+    )),
+    "instantid_adapter": ("instantid", ("ip-adapter.bin", "ip-adapter.safetensors", "instantid-ip-adapter.bin")),
+    "identitynet": ("controlnet", (
+        "instantid",
+        "InstantID",
+        "instantid-controlnet.safetensors",
+        "instantid/diffusion_pytorch_model.safetensors",
+        "diffusion_pytorch_model.safetensors",
+    )),
+}
+#: Roles each method needs; the paired FaceID LoRA is recommended, not required.
+REQUIRED = {
+    "faceid_plusv2": ("faceid_adapter", "clip_vision"),
+    "instantid": ("instantid_adapter", "identitynet"),
+}
+OPTIONAL = {"faceid_plusv2": ("faceid_lora",), "instantid": ()}
+#: Default base-model folder name under models/diffusers.
+DEFAULT_BASE = "stable-diffusion-xl-base-1.0"
+SDXL_CLASSES = ("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline", "StableDiffusionXLControlNetPipeline")
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    """The SDXL base: ``kind`` is ``"diffusers"`` (a folder with
+    model_index.json), ``"single_file"`` (a .safetensors/.ckpt checkpoint) or
+    ``"hub"`` (a Hugging Face repo id); ``ref`` is the path or the repo id."""
+
+    kind: str
+    ref: str
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Every file one method uses (paths as strings, hashable: part of the
+    pipeline cache key)."""
+
+    method: str
+    base: BaseModel
+    files: tuple[tuple[str, str], ...] = ()
+    loras: tuple[tuple[str, float], ...] = field(default=())
+
+    def get(self, role: str) -> str | None:
+        return dict(self.files).get(role)
+
+
+def _where(kind: str) -> str:
+    dirs = models_dirs(kind)
+    return str(dirs[0]) if dirs else f"<ComfyUI>/models/{kind}"
+
+
+def find(kind: str, names: tuple[str, ...] | list[str]) -> Path | None:
+    """First existing ``<dir>/<name>`` over :func:`models_dirs` (``kind``) x ``names``;
+    a name may be a file or a folder. Absolute paths are taken as they are."""
+    for name in names:
+        p = Path(name).expanduser()
+        if p.is_absolute():
+            if p.exists():
+                return p
+            continue
+        for d in models_dirs(kind):
+            if (d / name).exists():
+                return d / name
+    return None
+
+
+def _is_sdxl_folder(p: Path) -> bool:
+    try:
+        cls = json.loads((p / "model_index.json").read_text()).get("_class_name", "")
+    except (OSError, ValueError):
+        return False
+    return cls in SDXL_CLASSES
+
+
+def find_base(model: str = "") -> BaseModel | None:
+    """Locate the SDXL base model.
+
+    ``model`` may be: empty (the first SDXL folder in ``models/diffusers``,
+    preferring :data:`DEFAULT_BASE`); a folder name in ``models/diffusers``;
+    a checkpoint file name in ``models/checkpoints``; an absolute path to
+    either; or a Hugging Face repo id ``org/name``. Returns None when nothing
+    matches.
+    """
+    model = (model or "").strip()
+    if model:
+        p = Path(model).expanduser()
+        cands = [p] if p.is_absolute() else [d / model for d in models_dirs("diffusers") + models_dirs("checkpoints")]
+        for c in cands:
+            if c.is_dir() and (c / "model_index.json").is_file():
+                return BaseModel("diffusers", str(c))
+            if c.is_file() and c.suffix.lower() in (".safetensors", ".ckpt", ".sft"):
+                return BaseModel("single_file", str(c))
+        if not p.is_absolute() and model.count("/") == 1 and not model.endswith((".safetensors", ".ckpt")):
+            return BaseModel("hub", model)
+        return None
+    for d in models_dirs("diffusers"):
+        if _is_sdxl_folder(d / DEFAULT_BASE):
+            return BaseModel("diffusers", str(d / DEFAULT_BASE))
+    for d in models_dirs("diffusers"):
+        if d.is_dir():
+            for c in sorted(d.iterdir()):
+                if c.is_dir() and _is_sdxl_folder(c):
+                    return BaseModel("diffusers", str(c))
+    return None
+
+
+def local_sdxl_config() -> str | None:
+    """A local SDXL diffusers folder usable as ``config=`` for single-file
+    loading (so that no hub access is needed), or None."""
+    b = find_base("")
+    return b.ref if b is not None and b.kind == "diffusers" else None
+
+
+def find_lora(name: str) -> Path | None:
+    """A LoRA file by name (``models/loras``) or absolute path."""
+    if not name:
+        return None
+    names = [name] if name.endswith(".safetensors") else [name, f"{name}.safetensors"]
+    p = find("loras", names)
+    return p if p is not None and p.is_file() else None
+
+
+def resolve(method: str, model: str = "", lora: str = "", lora_scale: float = 1.0,
+            faceid_lora_scale: float = 1.0, what: str = "") -> Resolved:
+    """Every file ``method`` needs, found in the model folders.
+
+    Args:
+        method: ``"faceid_plusv2"`` or ``"instantid"``.
+        model: base model (see :func:`find_base`).
+        lora: optional persona LoRA (file name in ``models/loras`` or a path).
+        lora_scale: persona LoRA weight.
+        faceid_lora_scale: weight of the paired FaceID LoRA when present.
+
+    Raises:
+        ValueError: unknown method.
+        ModelFilesMissing: one error listing every missing file, each with the
+            folder it goes in.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+    missing: list[str] = []
+    base = find_base(model)
+    if base is None:
+        if model:
+            missing.append(f"{model} (SDXL base: a folder with model_index.json in {_where('diffusers')}, "
+                           f"a checkpoint in {_where('checkpoints')}, or a Hugging Face repo id)")
+        else:
+            missing.append(f"{_where('diffusers')}/{DEFAULT_BASE}/model_index.json (SDXL base model, diffusers layout)")
+    files = []
+    for role in REQUIRED[method]:
+        kind, names = FILES[role]
+        p = find(kind, names)
+        if p is None:
+            missing.append(f"{_where(kind)}/{names[0]} ({role.replace('_', ' ')})")
+        else:
+            files.append((role, str(p)))
+    loras: list[tuple[str, float]] = []
+    for role in OPTIONAL[method]:
+        kind, names = FILES[role]
+        p = find(kind, names)
+        if p is not None and p.is_file():
+            files.append((role, str(p)))
+            loras.append((str(p), float(faceid_lora_scale)))
+    if lora:
+        p = find_lora(lora)
+        if p is None:
+            missing.append(f"{_where('loras')}/{lora if lora.endswith('.safetensors') else lora + '.safetensors'} (persona LoRA)")
+        else:
+            loras.append((str(p), float(lora_scale)))
+    if missing:
+        raise ModelFilesMissing(
+            what or f"local {method}", missing,
+            "Put each file in the folder shown (or set SOULID_MODELS_DIR to a folder with these sub-folders); "
+            "download sources and licences: docs/local.md.",
+        )
+    return Resolved(method, base, tuple(files), tuple(loras))
+
+
+# ------------------------------------------------------------------ loaders
+class ModelLoadError(SoulIDError):
+    """A model file exists but cannot be used (wrong kind, corrupt, wrong shapes)."""
+
+
+def load_state_dict(path: str) -> dict:
+    """Tensors of a ``.safetensors`` or ``.bin`` file (``.bin`` via
+    ``torch.load(weights_only=True)``: no code execution from pickles).
+
+    Raises:
+        ModelLoadError: unreadable or not a tensor file.
+    """
+    import torch
+
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            return load_file(path)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # safetensors/pickle raise many types for bad files
+        raise ModelLoadError(f"{path}: cannot read model file ({type(e).__name__}: {e})") from None
+
+
+#: Attention heads by CLIP vision width: ViT-B/16 (768), ViT-L/14 (1024),
+#: ViT-H/14 (1280), ViT-bigG/14 (1664), from the open_clip model configs.
+_CLIP_HEADS = {768: 12, 1024: 16, 1280: 16, 1664: 16}
+
+
+def clip_vision_config(sd: dict):
+    """A ``transformers.CLIPVisionConfig`` matching a CLIP vision state dict
+    (transformers key layout, as in ComfyUI's clip_vision files): width,
+    patch size, image size, depth, MLP width and projection size are read from
+    the tensor shapes; heads from :data:`_CLIP_HEADS` (else width // 64)."""
+    from transformers import CLIPVisionConfig
+
+    pre = "vision_model."
+    patch = sd[pre + "embeddings.patch_embedding.weight"]
+    hidden, _, ps, _ = patch.shape
+    n_pos = sd[pre + "embeddings.position_embedding.weight"].shape[0]
+    grid = int(round((n_pos - 1) ** 0.5))
+    layers = len({k.split(".")[3] for k in sd if k.startswith(pre + "encoder.layers.")})
+    inter = sd[pre + "encoder.layers.0.mlp.fc1.weight"].shape[0]
+    proj = sd["visual_projection.weight"].shape[0] if "visual_projection.weight" in sd else hidden
+    return CLIPVisionConfig(
+        hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
+        num_attention_heads=_CLIP_HEADS.get(hidden, max(1, hidden // 64)), image_size=grid * ps,
+        patch_size=ps, projection_dim=proj, hidden_act="gelu",
+    )
+
+
+def load_clip_vision(path: str, dtype=None):
+    """``(CLIPVisionModelWithProjection, CLIPImageProcessor)`` from a ComfyUI
+    clip_vision file (single ``.safetensors``) or a transformers folder.
+
+    Raises:
+        ModelLoadError: not a CLIP vision model in the transformers layout.
+    """
+    from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+
+    p = Path(path)
+    if p.is_dir():
+        model = CLIPVisionModelWithProjection.from_pretrained(p, torch_dtype=dtype)
+    else:
+        sd = load_state_dict(path)
+        if "vision_model.embeddings.patch_embedding.weight" not in sd:
+            raise ModelLoadError(
+                f"{path}: not a CLIP vision model in the transformers layout (no "
+                "vision_model.embeddings.patch_embedding.weight); use the h94/IP-Adapter "
+                "models/image_encoder/model.safetensors file renamed as documented"
+            )
+        sd = {k: v for k, v in sd.items() if k.startswith(("vision_model.", "visual_projection."))}
+        model = CLIPVisionModelWithProjection(clip_vision_config(sd))
+        model.load_state_dict(sd, strict=False)
+        if dtype is not None:
+            model.to(dtype)
+    size = model.config.image_size
+    proc = CLIPImageProcessor(
+        size={"shortest_edge": size}, crop_size={"height": size, "width": size},
+        image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711],
+    )
+    return model.eval(), proc
+
+
+#: IdentityNet's ControlNet config (InstantX/InstantID ControlNetModel/config.json;
+#: the SDXL ControlNet architecture), used when only the weights file is present.
+IDENTITYNET_CONFIG = {
+    "_class_name": "ControlNetModel",
+    "act_fn": "silu",
+    "addition_embed_type": "text_time",
+    "addition_embed_type_num_heads": 64,
+    "addition_time_embed_dim": 256,
+    "attention_head_dim": [5, 10, 20],
+    "block_out_channels": [320, 640, 1280],
+    "class_embed_type": None,
+    "conditioning_channels": 3,
+    "conditioning_embedding_out_channels": [16, 32, 96, 256],
+    "controlnet_conditioning_channel_order": "rgb",
+    "cross_attention_dim": 2048,
+    "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+    "downsample_padding": 1,
+    "encoder_hid_dim": None,
+    "encoder_hid_dim_type": None,
+    "flip_sin_to_cos": True,
+    "freq_shift": 0,
+    "global_pool_conditions": False,
+    "in_channels": 4,
+    "layers_per_block": 2,
+    "mid_block_scale_factor": 1,
+    "norm_eps": 1e-05,
+    "norm_num_groups": 32,
+    "num_attention_heads": None,
+    "num_class_embeds": None,
+    "only_cross_attention": False,
+    "projection_class_embeddings_input_dim": 2816,
+    "resnet_time_scale_shift": "default",
+    "transformer_layers_per_block": [1, 2, 10],
+    "upcast_attention": None,
+    "use_linear_projection": True,
+}
+
+
+def load_identitynet(path: str, dtype=None):
+    """IdentityNet as a ``diffusers.ControlNetModel`` from a folder
+    (config.json + weights) or a single diffusers-layout ``.safetensors`` file
+    (with :data:`IDENTITYNET_CONFIG`).
+
+    Raises:
+        ModelLoadError: the weights do not fit the config.
+    """
+    from diffusers import ControlNetModel
+
+    p = Path(path)
+    if p.is_dir():
+        return ControlNetModel.from_pretrained(p, torch_dtype=dtype)
+    cfg_file = p.with_suffix(".json")
+    cfg = json.loads(cfg_file.read_text()) if cfg_file.is_file() else dict(IDENTITYNET_CONFIG)
+    model = ControlNetModel.from_config(cfg)
+    try:
+        model.load_state_dict(load_state_dict(path), strict=True)
+    except RuntimeError as e:
+        raise ModelLoadError(f"{path}: not an SDXL IdentityNet ControlNet in diffusers layout ({str(e)[:300]})") from None
+    return model.to(dtype) if dtype is not None else model
+
+
+def hub_offline() -> bool:
+    """True when Hugging Face hub access is switched off by the environment."""
+    return os.environ.get("HF_HUB_OFFLINE", "") in ("1", "true", "True")

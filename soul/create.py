@@ -14,6 +14,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -118,7 +119,10 @@ def analyze_photos(
                 progress(i + 1, n, label(i))
         return out  # type: ignore[return-value]
 
-    ctx = mp.get_context("spawn")
+    # fork shares the analyzer the parent already loaded (no per-worker model
+    # load); it is only safe while the parent runs a single thread.
+    fork_ok = sys.platform == "linux" and threading.active_count() == 1
+    ctx = mp.get_context("fork" if fork_ok else "spawn")
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(analyzer,)) as ex:
         futs = {ex.submit(_worker_assess, it): i for i, it in enumerate(items)}
         done_count = 0

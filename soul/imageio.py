@@ -194,14 +194,19 @@ def iter_photo_paths(inputs: list[str | os.PathLike]) -> list[Path]:
 
 def downscale(rgb: np.ndarray, max_side: int) -> np.ndarray:
     """Shrink ``[H, W, 3]`` uint8 so that its longest side is at most
-    ``max_side`` (Lanczos); returned unchanged when already small enough."""
+    ``max_side``; returned unchanged when already small enough.
+
+    OpenCV's area interpolation: as sharp as Lanczos for shrinking, and several
+    times faster than Pillow's on multi-megapixel photos.
+    """
+    import cv2
+
     h, w = rgb.shape[:2]
     s = max(h, w)
     if s <= max_side:
         return rgb
     scale = max_side / s
-    im = Image.fromarray(rgb).resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.LANCZOS)
-    return np.asarray(im)
+    return cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int = 92) -> bytes:

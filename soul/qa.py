@@ -304,7 +304,8 @@ def assess_photo(
     rgb = photo.rgb
     qa.image_size = (photo.width, photo.height)
     qa.dhash = dhash(rgb)
-    qa.thumbnail = encode_jpeg(downscale(rgb, THUMB_SIDE), quality=85)
+    small = downscale(rgb, STORED_PHOTO_MAX_SIDE)
+    qa.thumbnail = encode_jpeg(downscale(small, THUMB_SIDE), quality=85)
     _check_resolution(qa, photo.width, photo.height)
     try:
         faces = analyzer.detect(rgb)
@@ -324,7 +325,6 @@ def assess_photo(
     qa.finalise_rating()
     qa.quality = _quality(qa) if qa.rating != "rejected" else 0.0
     if keep_photo and qa.rating != "rejected":
-        small = downscale(rgb, STORED_PHOTO_MAX_SIDE)
         qa.stored_scale = small.shape[1] / rgb.shape[1]
         qa.stored_jpeg = encode_jpeg(small)
     return qa

@@ -401,10 +401,9 @@ class JobEngine:
                                   row.idem_key, fp, resumed=True, requests=0)
             if row.state in ACTIVE or row.state == "succeeded":
                 return self._drive(row, spec.kind, progress, interrupt, resumed=True)
-        cost = {}
+        # Estimating is free: always ask where the provider offers it.
+        cost = api.estimate(self, spec, _walk_uploads(spec.body, lambda n: None)) or {}
         if estimate_only or max_usd is not None:
-            est_body = _walk_uploads(spec.body, lambda n: None)
-            cost = api.estimate(self, spec, est_body) or {}
             if estimate_only:
                 return JobOutcome("", "estimate", cost=cost, fingerprint=fp, requests=self.requests)
             if not cost:

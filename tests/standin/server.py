@@ -40,7 +40,8 @@ Test control:
   ``peak_in_flight``, ``concurrency_rejections``, ``replays``,
   ``auth_leaks`` (auth headers seen on upload/media requests), ``requests``.
 * ``POST /_standin/faults`` ``{"faults": [{"kind", "path", "method", "count",
-  "seconds", "reason"}]}``: faults for the next matching requests. Kinds:
+  "seconds", "reason"}]}``: faults for the next ``count`` requests whose path
+  starts with ``path`` (and whose method is ``method``, if given). Kinds:
   ``concurrency`` (400), ``401 403 404 422 423 500 502 503``, ``slow``
   (accept, then answer after ``seconds``), ``drop`` (accept a POST, then close
   the connection without answering), ``moderated``, ``failed`` (job outcome),
@@ -187,7 +188,7 @@ class State:
         out = []
         with self.lock:
             for f in list(self.faults):
-                if f.get("method", method).upper() == method and f.get("path", "") in path:
+                if f.get("method", method).upper() == method and path.startswith(f.get("path", "")):
                     out.append(dict(f))
                     f["count"] = f.get("count", 1) - 1
                     if f["count"] <= 0:

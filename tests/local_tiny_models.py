@@ -200,3 +200,15 @@ def soul_with_embeddings(faces: Path, dims=(512, 512)):
         analyzers[name] = AnalyzerIdentity(name, model_id, e, np.full(len(photos), 22.0, np.float32),
                                            list(range(len(photos))), 0.4)
     return SoulID("kit", photos, analyzers, keypoint_reference=kps)
+
+
+def soul_with_embeddings_like(soul, seed: int):
+    """A copy of ``soul`` with other random (unit, 512-d) embeddings: another person."""
+    import copy
+
+    other = copy.deepcopy(soul)
+    rng = np.random.default_rng(seed)
+    for a in other.analyzers.values():
+        e = rng.normal(size=a.embeddings.shape).astype(np.float32)
+        a.embeddings = e / np.linalg.norm(e, axis=1, keepdims=True)
+    return other

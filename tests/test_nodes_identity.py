@@ -8,75 +8,82 @@ launcher would). Skipped otherwise, saying why.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import os
 import shutil
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from comfy_host import REPO
+from soulid.soul.errors import LibraryError, NoUsablePhotos, SoulIDError
+from soulid.soul.imageio import downscale, load_photo
+from soulid.soul.library import Library
+from soulid.soul.soulfile import SoulID
 from workflow_check import check_api_prompt, check_ui_workflow, load_core_snapshot, schemas_from_nodes, ui_to_api
 
+if importlib.util.find_spec("comfy_api") is None and not os.environ.get("COMFYUI_PATH"):
+    pytest.skip("comfy_api is not importable and COMFYUI_PATH is not set (a ComfyUI checkout)", allow_module_level=True)
+torch = pytest.importorskip("torch", reason="ComfyUI's IMAGE type is a torch tensor")
 
-def _import_comfy():
-    try:
-        import comfy_api.latest  # noqa: F401
-    except ImportError:
-        root = os.environ.get("COMFYUI_PATH")
-        if not root:
-            pytest.skip("comfy_api is not importable and COMFYUI_PATH is not set (a ComfyUI checkout)", allow_module_level=True)
-        if root not in sys.path:
-            sys.path.append(root)
+
+@pytest.fixture(scope="module")
+def cui():
+    """ComfyUI's modules and our nodes, imported for this module only.
+
+    Imported here rather than at collection, and removed from ``sys.modules``
+    afterwards: while ``folder_paths`` is loaded the core believes it runs
+    inside ComfyUI (:mod:`soulid.soul.paths`), which would change other tests.
+    """
+    root = os.environ.get("COMFYUI_PATH")
+    before = set(sys.modules)
+    added = bool(root) and importlib.util.find_spec("comfy_api") is None and root not in sys.path
+    if added:
+        sys.path.append(root)
+
+    def cleanup():
+        base = os.path.realpath(root) if root else None
+        for name in set(sys.modules) - before:
+            f = getattr(sys.modules[name], "__file__", None) or ""
+            if name.startswith("soulid.nodes") or (base and os.path.realpath(f).startswith(base + os.sep)):
+                del sys.modules[name]
+        if added:
+            sys.path.remove(root)
+
     try:
         from comfy.cli_args import args
 
         args.cpu = True  # before comfy.model_management picks a device
-        import comfy.model_management  # noqa: F401
-        import comfy.utils  # noqa: F401
+        import comfy.model_management
+        import comfy.utils
         import comfy_api.latest  # noqa: F401
-        import folder_paths  # noqa: F401
+        import folder_paths
+
+        from soulid.nodes import convert, identity
     except ImportError as e:
-        pytest.skip(f"ComfyUI at {os.environ.get('COMFYUI_PATH')} does not import here: {e}", allow_module_level=True)
+        cleanup()
+        pytest.skip(f"ComfyUI at {root} does not import here: {e}")
+    yield SimpleNamespace(mm=comfy.model_management, utils=comfy.utils, fp=folder_paths, convert=convert, nodes=identity)
+    cleanup()
 
-
-_import_comfy()
-
-import comfy.model_management  # noqa: E402
-import comfy.utils  # noqa: E402
-import folder_paths  # noqa: E402
-import torch  # noqa: E402
-
-from soulid.nodes.convert import np_to_image  # noqa: E402
-from soulid.nodes.identity import (  # noqa: E402
-    NO_FACE_SIMILARITY,
-    NODES,
-    SoulIDCreate,
-    SoulIDLoad,
-    SoulIDSave,
-    SoulIDScore,
-)
-from soulid.soul.errors import LibraryError, NoUsablePhotos, SoulIDError  # noqa: E402
-from soulid.soul.imageio import downscale, load_photo  # noqa: E402
-from soulid.soul.library import Library  # noqa: E402
-from soulid.soul.soulfile import SoulID  # noqa: E402
-
-from comfy_host import REPO  # noqa: E402
 
 FOLDER_PHOTOS = ["obama.jpg", "obama2.jpg", "obama-480p.jpg"]
 
 
 @pytest.fixture
-def input_dir(tmp_path):
-    old = folder_paths.get_input_directory()
+def input_dir(cui, tmp_path):
+    old = cui.fp.get_input_directory()
     d = tmp_path / "comfy_input"
     d.mkdir()
-    folder_paths.set_input_directory(str(d))
+    cui.fp.set_input_directory(str(d))
     yield d
-    folder_paths.set_input_directory(old)
+    cui.fp.set_input_directory(old)
 
 
-def _batch(paths, side=384) -> torch.Tensor:
+def _batch(cui, paths, side=384):
     """IMAGE batch of real photos, letterboxed to one square size."""
     out = []
     for p in paths:
@@ -84,27 +91,27 @@ def _batch(paths, side=384) -> torch.Tensor:
         canvas = np.zeros((side, side, 3), np.uint8)
         canvas[: rgb.shape[0], : rgb.shape[1]] = rgb
         out.append(canvas)
-    return np_to_image(np.stack(out))
+    return cui.convert.np_to_image(np.stack(out))
 
 
 @pytest.fixture(scope="module")
-def created(faces, tmp_path_factory):
+def created(cui, faces, tmp_path_factory):
     """One Create run: a folder of three Obama photos plus a one-image batch."""
     d = tmp_path_factory.mktemp("comfy_input")
     (d / "me").mkdir()
     for n in FOLDER_PHOTOS:
         shutil.copy(faces / "obama" / n, d / "me" / n)
-    old = folder_paths.get_input_directory()
-    folder_paths.set_input_directory(str(d))
+    old = cui.fp.get_input_directory()
+    cui.fp.set_input_directory(str(d))
     calls = []
-    comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None: calls.append((value, total)))
+    cui.utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None: calls.append((value, total)))
     try:
-        out = SoulIDCreate.execute(
-            name="me", folder="me", analyzer="dlib", max_photos=80, images=_batch([faces / "obama" / "obama4.jpg"])
+        out = cui.nodes.SoulIDCreate.execute(
+            name="me", folder="me", analyzer="dlib", max_photos=80, images=_batch(cui, [faces / "obama" / "obama4.jpg"])
         )
     finally:
-        comfy.utils.set_progress_bar_global_hook(None)
-        folder_paths.set_input_directory(old)
+        cui.utils.set_progress_bar_global_hook(None)
+        cui.fp.set_input_directory(old)
     return out, calls
 
 
@@ -124,98 +131,98 @@ def test_create_from_folder_and_batch(created):
     assert calls[-1] == (4, 4) and [v for v, _ in calls] == [1, 2, 3, 4]
 
 
-def test_create_fingerprint_follows_folder_contents(input_dir, faces):
+def test_create_fingerprint_follows_folder_contents(cui, input_dir, faces):
     (input_dir / "set").mkdir()
     shutil.copy(faces / "obama" / "obama.jpg", input_dir / "set" / "a.jpg")
-    first = SoulIDCreate.fingerprint_inputs(name="x", folder="set", analyzer="dlib", max_photos=80)
-    assert first == SoulIDCreate.fingerprint_inputs(name="x", folder="set", analyzer="dlib", max_photos=80)
+    first = cui.nodes.SoulIDCreate.fingerprint_inputs(name="x", folder="set", analyzer="dlib", max_photos=80)
+    assert first == cui.nodes.SoulIDCreate.fingerprint_inputs(name="x", folder="set", analyzer="dlib", max_photos=80)
     shutil.copy(faces / "obama" / "obama2.jpg", input_dir / "set" / "b.jpg")
-    assert SoulIDCreate.fingerprint_inputs(name="x", folder="set", analyzer="dlib", max_photos=80) != first
+    assert cui.nodes.SoulIDCreate.fingerprint_inputs(name="x", folder="set", analyzer="dlib", max_photos=80) != first
 
 
 @pytest.mark.parametrize("folder", ["..", "../elsewhere", "/etc", "sub/../../x"])
-def test_create_refuses_folders_outside_input(input_dir, folder):
+def test_create_refuses_folders_outside_input(cui, input_dir, folder):
     with pytest.raises(SoulIDError, match="outside ComfyUI's input directory"):
-        SoulIDCreate.execute(name="x", folder=folder, analyzer="dlib", max_photos=80)
+        cui.nodes.SoulIDCreate.execute(name="x", folder=folder, analyzer="dlib", max_photos=80)
 
 
-def test_create_refuses_symlink_out_of_input(input_dir, tmp_path):
+def test_create_refuses_symlink_out_of_input(cui, input_dir, tmp_path):
     (tmp_path / "outside").mkdir()
     (input_dir / "link").symlink_to(tmp_path / "outside")
     with pytest.raises(SoulIDError, match="outside ComfyUI's input directory"):
-        SoulIDCreate.execute(name="x", folder="link", analyzer="dlib", max_photos=80)
+        cui.nodes.SoulIDCreate.execute(name="x", folder="link", analyzer="dlib", max_photos=80)
 
 
-def test_create_needs_photos(input_dir):
+def test_create_needs_photos(cui, input_dir):
     with pytest.raises(SoulIDError, match="no such folder"):
-        SoulIDCreate.execute(name="x", folder="missing", analyzer="dlib", max_photos=80)
+        cui.nodes.SoulIDCreate.execute(name="x", folder="missing", analyzer="dlib", max_photos=80)
     with pytest.raises(SoulIDError, match="give a folder"):
-        SoulIDCreate.execute(name="x", folder="  ", analyzer="dlib", max_photos=80)
+        cui.nodes.SoulIDCreate.execute(name="x", folder="  ", analyzer="dlib", max_photos=80)
     with pytest.raises(LibraryError, match="forbidden character"):
-        SoulIDCreate.execute(name="a/b", folder="", analyzer="dlib", max_photos=80)
+        cui.nodes.SoulIDCreate.execute(name="a/b", folder="", analyzer="dlib", max_photos=80)
 
 
-def test_create_without_a_face_says_why(input_dir, faces):
+def test_create_without_a_face_says_why(cui, input_dir, faces):
     # The sky and wall above Obama's head in obama-1080p: a real photo crop with no face.
     rgb = load_photo(faces / "obama" / "obama-1080p.jpg").rgb[:200, :300]
     with pytest.raises(NoUsablePhotos, match=r"image_0: .*face"):
-        SoulIDCreate.execute(name="x", folder="", analyzer="dlib", max_photos=80, images=np_to_image(rgb))
+        cui.nodes.SoulIDCreate.execute(name="x", folder="", analyzer="dlib", max_photos=80, images=cui.convert.np_to_image(rgb))
 
 
-def test_create_stops_when_interrupted(input_dir, faces):
+def test_create_stops_when_interrupted(cui, input_dir, faces):
     (input_dir / "set").mkdir()
     for n in FOLDER_PHOTOS:
         shutil.copy(faces / "obama" / n, input_dir / "set" / n)
-    comfy.model_management.interrupt_current_processing(True)
+    cui.mm.interrupt_current_processing(True)
     try:
-        with pytest.raises(comfy.model_management.InterruptProcessingException):
-            SoulIDCreate.execute(name="x", folder="set", analyzer="dlib", max_photos=80)
+        with pytest.raises(cui.mm.InterruptProcessingException):
+            cui.nodes.SoulIDCreate.execute(name="x", folder="set", analyzer="dlib", max_photos=80)
     finally:
-        comfy.model_management.interrupt_current_processing(False)
+        cui.mm.interrupt_current_processing(False)
 
 
-def test_save_load_roundtrip(created):
+def test_save_load_roundtrip(cui, created):
     soul = created[0].args[0]
-    saved = SoulIDSave.execute(soul_id=soul, name="", overwrite=False)
+    saved = cui.nodes.SoulIDSave.execute(soul_id=soul, name="", overwrite=False)
     path = saved.args[0]
     assert path == str(Library().path("me")) and os.path.isfile(path)
     assert "saved Soul ID 'me'" in saved.ui.as_dict()["text"][0]
     with pytest.raises(LibraryError, match="already exists"):
-        SoulIDSave.execute(soul_id=soul, name="", overwrite=False)
-    SoulIDSave.execute(soul_id=soul, name="", overwrite=True)
+        cui.nodes.SoulIDSave.execute(soul_id=soul, name="", overwrite=False)
+    cui.nodes.SoulIDSave.execute(soul_id=soul, name="", overwrite=True)
     # Saving under another name leaves the (shared, cached) input untouched.
-    SoulIDSave.execute(soul_id=soul, name="copy", overwrite=False)
+    cui.nodes.SoulIDSave.execute(soul_id=soul, name="copy", overwrite=False)
     assert soul.name == "me"
     assert Library().list() == ["copy", "me"]
 
     # The dropdown lists the library; a missing name is refused with the reason.
-    options = SoulIDLoad.GET_NODE_INFO_V1()["input"]["required"]["name"][1]["options"]
+    options = cui.nodes.SoulIDLoad.GET_NODE_INFO_V1()["input"]["required"]["name"][1]["options"]
     assert options == ["copy", "me"]
-    assert SoulIDLoad.validate_inputs(name="me") is True
-    msg = SoulIDLoad.validate_inputs(name="nobody")
+    assert cui.nodes.SoulIDLoad.validate_inputs(name="me") is True
+    msg = cui.nodes.SoulIDLoad.validate_inputs(name="nobody")
     assert "no Soul ID named 'nobody'" in msg and "copy, me" in msg
-    assert "contains '..'" in SoulIDLoad.validate_inputs(name="../me")
+    assert "contains '..'" in cui.nodes.SoulIDLoad.validate_inputs(name="../me")
 
-    loaded = SoulIDLoad.execute(name="copy").args[0]
+    loaded = cui.nodes.SoulIDLoad.execute(name="copy").args[0]
     assert loaded.name == "copy"
     np.testing.assert_allclose(loaded.analyzer("dlib").embeddings, soul.analyzer("dlib").embeddings, atol=1e-6)
-    before = SoulIDLoad.fingerprint_inputs(name="me")
+    before = cui.nodes.SoulIDLoad.fingerprint_inputs(name="me")
     os.utime(path, ns=(0, 0))
-    assert SoulIDLoad.fingerprint_inputs(name="me") != before
+    assert cui.nodes.SoulIDLoad.fingerprint_inputs(name="me") != before
 
 
-def test_score_same_person_other_person_and_no_face(created, faces):
+def test_score_same_person_other_person_and_no_face(cui, created, faces):
     soul = created[0].args[0]
-    batch = _batch([faces / "obama" / "obama3.jpg", faces / "biden" / "biden2.jpg"])
+    batch = _batch(cui, [faces / "obama" / "obama3.jpg", faces / "biden" / "biden2.jpg"])
     blank = torch.full_like(batch[:1], 0.5)
-    out = SoulIDScore.execute(soul_id=soul, images=torch.cat([batch, blank]))
+    out = cui.nodes.SoulIDScore.execute(soul_id=soul, images=torch.cat([batch, blank]))
     sims, same, report = out.args
     thr = soul.analyzer("dlib").threshold
     assert len(sims) == len(same) == 3
     assert sims[0] >= thr and same[0] is True
     assert sims[1] < thr and same[1] is False
     assert sims[1] < sims[0]
-    assert sims[2] == NO_FACE_SIMILARITY and same[2] is False
+    assert sims[2] == cui.nodes.NO_FACE_SIMILARITY and same[2] is False
     rows = json.loads(report)
     assert rows[2]["similarity"] is None and rows[2]["reason"] == "no face found"
     assert out.ui.as_dict()["text"][0].splitlines()[2] == "2: no face found"
@@ -223,8 +230,8 @@ def test_score_same_person_other_person_and_no_face(created, faces):
 
 # ------------------------------------------------------------ workflows
 @pytest.fixture(scope="module")
-def schemas():
-    return {**load_core_snapshot(), **schemas_from_nodes(NODES)}
+def schemas(cui):
+    return {**load_core_snapshot(), **schemas_from_nodes(cui.nodes.NODES)}
 
 
 def _create_workflows():

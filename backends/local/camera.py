@@ -293,7 +293,8 @@ class CameraRenderer:
         width, height: output size, px (even).
         max_zoom: largest zoom the path will use (sets the pre-shrink size).
         focus: subject point ``(x, y)`` as fractions of the source (default
-            the centre); zooms keep it in place, dolly and orbit warps centre on it.
+            the centre); the aspect crop is centred on it, zooms keep it in
+            place, dolly and orbit warps centre on it.
         interpolation: ``"linear"`` (bilinear) or ``"cubic"``.
     """
 
@@ -320,8 +321,11 @@ class CameraRenderer:
             bw, bh = bw * sx, bh * sy
             sh, sw = src.shape[:2]
         self.src = src
-        self.base = ((sw - bw) / 2.0, (sh - bh) / 2.0, bw, bh)  # x0, y0, w, h in source px
         fx, fy = focus if focus is not None else (0.5, 0.5)
+        # The aspect crop is centred on the focus as far as the photo allows.
+        x0 = min(max(fx * sw - bw / 2.0, 0.0), sw - bw)
+        y0 = min(max(fy * sh - bh / 2.0, 0.0), sh - bh)
+        self.base = (x0, y0, bw, bh)  # window x0, y0, w, h in source px
         # Focus in window-normalised coordinates, kept inside the window.
         self.focus = (float(np.clip((fx * sw - self.base[0]) / bw, 0, 1)), float(np.clip((fy * sh - self.base[1]) / bh, 0, 1)))
         # Output pixel centres in 0..1 (float32 grids for the warp case).

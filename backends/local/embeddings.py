@@ -79,7 +79,8 @@ def compute_identity(soul: SoulID, analyzer: FaceAnalyzer) -> AnalyzerIdentity:
             f"Soul ID {soul.name!r}: {analyzer.name} found no face in its {len(soul.photos)} stored photo(s)"
         )
     emb = np.stack(rows)
-    baseline, thr = baseline_and_threshold(emb, analyzer.default_threshold, ceiling=0.8)
+    ceiling = getattr(analyzer, "threshold_ceiling", max(0.8, analyzer.default_threshold))
+    baseline, thr = baseline_and_threshold(emb, analyzer.default_threshold, ceiling)
     return AnalyzerIdentity(analyzer.name, analyzer.model_id, emb, np.asarray(norms, np.float32), idx, thr, baseline)
 
 

@@ -67,7 +67,7 @@ def build_sdxl(root: Path, seed: int = 0):
     return unet
 
 
-def _ip_layers(unet, gen) -> dict:
+def _ip_layers(unet, gen, cross: int = CROSS) -> dict:
     """``ip_adapter`` part: ``N.to_k_ip.weight`` / ``N.to_v_ip.weight`` for every
     cross-attention processor, numbered 1, 3, 5, ... in ``unet.attn_processors``
     order as in the original IP-Adapter files."""
@@ -84,7 +84,7 @@ def _ip_layers(unet, gen) -> dict:
         else:
             hidden = unet.config.block_out_channels[int(name[len("down_blocks.")])]
         for k in ("to_k_ip", "to_v_ip"):
-            out[f"{2 * i + 1}.{k}.weight"] = torch.randn(hidden, CROSS, generator=gen) * 0.05
+            out[f"{2 * i + 1}.{k}.weight"] = torch.randn(hidden, cross, generator=gen) * 0.05
         i += 1
     return out
 
@@ -112,7 +112,7 @@ def _resampler(prefix: str, dim: int, depth: int, in_dim: int, out_dim: int, gen
     return d
 
 
-def build_faceid(root: Path, unet, clip_hidden: int = 64, seed: int = 1):
+def build_faceid(root: Path, unet, clip_hidden: int = 64, seed: int = 1, cross: int = CROSS, vision=None):
     """IP-Adapter FaceID Plus v2 (ProjPlusModel) + a tiny CLIP vision tower."""
     import torch
     from safetensors.torch import save_file
@@ -120,13 +120,13 @@ def build_faceid(root: Path, unet, clip_hidden: int = 64, seed: int = 1):
 
     gen = torch.Generator().manual_seed(seed)
     r = lambda *s: torch.randn(*s, generator=gen) * 0.05  # noqa: E731
-    proj = {"proj.0.weight": r(1024, 512), "proj.0.bias": r(1024), "proj.2.weight": r(CROSS * 4, 1024),
-            "proj.2.bias": r(CROSS * 4), "norm.weight": torch.ones(CROSS), "norm.bias": torch.zeros(CROSS)}
-    proj.update(_resampler("perceiver_resampler.", CROSS, 4, clip_hidden, CROSS, gen))
+    proj = {"proj.0.weight": r(1024, 512), "proj.0.bias": r(1024), "proj.2.weight": r(cross * 4, 1024),
+            "proj.2.bias": r(cross * 4), "norm.weight": torch.ones(cross), "norm.bias": torch.zeros(cross)}
+    proj.update(_resampler("perceiver_resampler.", cross, 4, clip_hidden, cross, gen))
     (root / "ipadapter").mkdir(parents=True, exist_ok=True)
-    torch.save({"image_proj": proj, "ip_adapter": _ip_layers(unet, gen)}, root / "ipadapter" / "ip-adapter-faceid-plusv2_sdxl.bin")
+    torch.save({"image_proj": proj, "ip_adapter": _ip_layers(unet, gen, cross)}, root / "ipadapter" / "ip-adapter-faceid-plusv2_sdxl.bin")
     torch.manual_seed(seed)
-    vis = CLIPVisionModelWithProjection(CLIPVisionConfig(
+    vis = CLIPVisionModelWithProjection(vision or CLIPVisionConfig(
         hidden_size=clip_hidden, intermediate_size=37, num_hidden_layers=2, num_attention_heads=1,
         image_size=32, patch_size=8, projection_dim=32))
     (root / "clip_vision").mkdir(parents=True, exist_ok=True)
@@ -134,17 +134,17 @@ def build_faceid(root: Path, unet, clip_hidden: int = 64, seed: int = 1):
               str(root / "clip_vision" / "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors"))
 
 
-def build_instantid(root: Path, unet, seed: int = 2):
+def build_instantid(root: Path, unet, seed: int = 2, cross: int = CROSS, resampler_dim: int = 64, controlnet=None):
     """InstantID ip-adapter.bin (Resampler 512 -> 16 tokens) + IdentityNet ControlNet."""
     import torch
     from diffusers import ControlNetModel
 
     gen = torch.Generator().manual_seed(seed)
-    proj = _resampler("", 64, 4, 512, CROSS, gen, latents=16)
+    proj = _resampler("", resampler_dim, 4, 512, cross, gen, latents=16)
     (root / "instantid").mkdir(parents=True, exist_ok=True)
-    torch.save({"image_proj": proj, "ip_adapter": _ip_layers(unet, gen)}, root / "instantid" / "ip-adapter.bin")
+    torch.save({"image_proj": proj, "ip_adapter": _ip_layers(unet, gen, cross)}, root / "instantid" / "ip-adapter.bin")
     torch.manual_seed(seed)
-    cn = ControlNetModel(conditioning_embedding_out_channels=(8, 16), **_unet_kwargs())
+    cn = controlnet or ControlNetModel(conditioning_embedding_out_channels=(8, 16), **_unet_kwargs())
     cn.save_pretrained(root / "controlnet" / "instantid")
 
 

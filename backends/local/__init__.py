@@ -22,6 +22,7 @@ first generation. ``request.options`` keys (all optional):
 ``shortcut_scale`` FaceID Plus v2 shortcut scale (1.0)
 ``offload``        ``none`` | ``model`` | ``sequential``
 ``device``/``dtype``  override the device / dtype policy
+``optimise``       CUDA: channels-last + ``torch.compile`` of the UNet (slow first run)
 ``engine``         animate: ``camera`` (default) or ``i2v``
 ``focus``          animate: ``(x, y)`` subject point, fractions; default: the
                    largest face found by dlib, else the centre
@@ -92,7 +93,7 @@ class LocalBackend:
 
         r = resolve(o["method"], o["model"], o["lora"], float(o["lora_scale"]), float(o["faceid_lora_scale"]))
         dev, dt = device_and_dtype(o.get("device") or self.device, o.get("dtype") or self.dtype)
-        return PipelineKey(r, dev, dt, o["offload"])
+        return PipelineKey(r, dev, dt, o["offload"], bool(o.get("optimise", False)))
 
     def _identity(self, soul, o: dict, width: int, height: int, pose: np.ndarray | None):
         """Embedding plus the method's second input (face crop or keypoint image)."""

@@ -1,0 +1,188 @@
+"""Every shipped workflow (``workflows/*.json``, UI format) and its API twin
+(``workflows/api/<same name>.json``) checked offline with
+:mod:`workflow_check`.
+
+Without ComfyUI: every UI workflow has its twin and the twin has the same
+nodes, class types and links; the core nodes (recorded schemas in
+``tests/data/object_info_core.json``) have valid widgets and links, also
+where a link comes from one of our nodes; unknown non-soulid node types fail.
+
+With ComfyUI's ``comfy_api`` importable (or ``$COMFYUI_PATH`` naming a
+checkout, added to ``sys.path`` of a child interpreter that prints them), our
+nodes' schemas come from the code (``GET_NODE_INFO_V1``, what ``/object_info``
+serves) and every check runs on every node: types exist, widget values fit
+types, options and ranges, links type-check, required sockets are connected,
+and the twin is exactly the prompt the editor would queue from the UI graph.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from workflow_check import MUTED_MODES, VIRTUAL_NODES, check_api_prompt, check_ui_workflow, load_core_snapshot, \
+    ui_to_api
+
+REPO = Path(__file__).resolve().parent.parent
+WF_DIR = REPO / "workflows"
+UI_FILES = sorted(WF_DIR.glob("*.json"))
+API_FILES = sorted((WF_DIR / "api").glob("*.json"))
+OUR_PREFIX = "SoulID"
+#: Input names that would carry a secret: none of our nodes may have one.
+SECRET_WORDS = ("key", "secret", "token", "password", "credential")
+
+
+def _load(p: Path) -> dict:
+    return json.loads(p.read_text(encoding="utf-8"))
+
+
+def _twin(ui_path: Path) -> Path:
+    return WF_DIR / "api" / ui_path.name
+
+
+def _ids(paths):
+    return [p.stem for p in paths]
+
+
+#: Prints our nodes' ``/object_info`` entries; run in a child interpreter so
+#: that ComfyUI's modules never load into this one (while ``folder_paths`` is
+#: loaded, :mod:`soulid.soul.paths` believes it runs inside ComfyUI).
+_DUMP_SCHEMAS = """
+import json, os, sys
+root = os.environ.get("COMFYUI_PATH")
+if root:
+    sys.path.append(root)
+from comfy.cli_args import args
+args.cpu = True  # before comfy.model_management picks a device
+from soulid.nodes import all_nodes
+print(json.dumps({c.GET_NODE_INFO_V1()["name"]: c.GET_NODE_INFO_V1() for c in all_nodes()}))
+"""
+
+
+@pytest.fixture(scope="module")
+def live_schemas() -> dict[str, dict]:
+    """``/object_info``-style schemas: the recorded core nodes plus ours from
+    the code. Skips, with the reason, when ComfyUI's ``comfy_api`` cannot be
+    imported."""
+    root = os.environ.get("COMFYUI_PATH")
+    if importlib.util.find_spec("comfy_api") is None and not root:
+        pytest.skip("comfy_api is not importable and COMFYUI_PATH is not set: our nodes' schemas need ComfyUI "
+                    "(set COMFYUI_PATH to a checkout); only the core nodes and the graph structure were checked")
+    r = subprocess.run([sys.executable, "-c", _DUMP_SCHEMAS], cwd=REPO, capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        pytest.skip(f"ComfyUI at {root} does not import here; our nodes' schemas were not checked:\n{r.stderr[-1500:]}")
+    return {**load_core_snapshot(), **json.loads(r.stdout.strip().splitlines()[-1])}
+
+
+def test_workflows_found():
+    names = {p.stem for p in UI_FILES}
+    assert {"soul_id_create", "lookbook", "campaign", "id_photo", "moodboard"} <= names, names
+
+
+# ----------------------------------------------------- without ComfyUI
+@pytest.mark.parametrize("ui_path", UI_FILES, ids=_ids(UI_FILES))
+def test_ui_workflow_is_frontend_format(ui_path):
+    wf = _load(ui_path)
+    assert wf.get("version") == 0.4, f"{ui_path.name}: not a ComfyUI frontend workflow (version 0.4)"
+    ids = [n["id"] for n in wf["nodes"]]
+    assert len(set(ids)) == len(ids), f"{ui_path.name}: duplicate node ids"
+    assert wf["last_node_id"] >= max(ids), f"{ui_path.name}: last_node_id below a node id"
+    assert wf["last_link_id"] >= max([link[0] for link in wf["links"]], default=0), f"{ui_path.name}: last_link_id"
+    for n in wf["nodes"]:
+        assert isinstance(n.get("pos"), list) and len(n["pos"]) == 2, f"{ui_path.name} node {n['id']}: no position"
+
+
+@pytest.mark.parametrize("ui_path", UI_FILES, ids=_ids(UI_FILES))
+def test_every_ui_workflow_has_an_api_twin_with_the_same_graph(ui_path):
+    twin_path = _twin(ui_path)
+    assert twin_path.is_file(), f"{ui_path.name}: no API twin at workflows/api/{ui_path.name}"
+    ui, api = _load(ui_path), _load(twin_path)
+    nodes = {str(n["id"]): n for n in ui["nodes"]
+             if n["type"] not in VIRTUAL_NODES and n.get("mode", 0) not in MUTED_MODES}
+    assert set(api) == set(nodes), f"{twin_path.name}: nodes {sorted(api)} vs the UI graph's {sorted(nodes)}"
+    for nid, node in nodes.items():
+        assert api[nid]["class_type"] == node["type"], f"{twin_path.name} node {nid}"
+        if node.get("title"):
+            assert api[nid].get("_meta", {}).get("title") == node["title"], f"{twin_path.name} node {nid}: title"
+    # Links: every UI link appears as [from_id, from_slot] under the input's name, and nothing else.
+    want = set()
+    for _lid, src, sslot, dst, dslot, _t in ui["links"]:
+        if str(dst) in nodes and str(src) in nodes:
+            want.add((str(dst), nodes[str(dst)]["inputs"][dslot]["name"], str(src), sslot))
+    got = {(nid, name, v[0], v[1]) for nid, n in api.items() for name, v in n["inputs"].items()
+           if isinstance(v, list) and len(v) == 2 and isinstance(v[0], str)}
+    assert got == want, f"{twin_path.name}: links differ from the UI graph: extra {got - want}, missing {want - got}"
+
+
+@pytest.mark.parametrize("api_path", API_FILES, ids=_ids(API_FILES))
+def test_every_api_twin_has_its_ui_workflow(api_path):
+    assert (WF_DIR / api_path.name).is_file(), f"workflows/api/{api_path.name} has no UI workflow workflows/{api_path.name}"
+
+
+def _not_about_our_nodes(problems: list[str]) -> list[str]:
+    """Problems left when our nodes' own inputs cannot be judged (no schema)."""
+    return [p for p in problems if not (p.startswith("node ") and f" ({OUR_PREFIX}" in p.split(":")[0])]
+
+
+def _output_stubs(ui: dict) -> dict[str, dict]:
+    """Schemas for our nodes with only their output types, as the UI graph
+    declares them, so that links from our nodes into core nodes are typed."""
+    return {n["type"]: {"input": {}, "output": [o["type"] for o in n.get("outputs", [])]}
+            for n in ui["nodes"] if n["type"].startswith(OUR_PREFIX)}
+
+
+@pytest.mark.parametrize("ui_path", UI_FILES, ids=_ids(UI_FILES))
+def test_core_nodes_and_their_links_fit_the_recorded_schemas(ui_path):
+    core = load_core_snapshot()
+    ui, api = _load(ui_path), _load(_twin(ui_path))
+    for n in ui["nodes"]:
+        assert n["type"] in core or n["type"] in VIRTUAL_NODES or n["type"].startswith(OUR_PREFIX), (
+            f"{ui_path.name} node {n['id']}: {n['type']} is neither ours nor in tests/data/object_info_core.json "
+            f"(record its schema there)")
+    assert _not_about_our_nodes(check_ui_workflow(ui, core)) == []
+    assert _not_about_our_nodes(check_api_prompt(api, {**core, **_output_stubs(ui)})) == []
+
+
+@pytest.mark.parametrize("path", UI_FILES + API_FILES, ids=_ids(UI_FILES) + [f"api-{s}" for s in _ids(API_FILES)])
+def test_no_secrets_in_workflows(path):
+    """Credentials come from the environment or the 0600 file, never from a workflow."""
+    text = path.read_text(encoding="utf-8")
+    for needle in ("Key ", "Bearer ", "hf-secret", "standin-"):
+        assert needle not in text, f"{path.name} contains {needle!r}"
+
+
+# -------------------------------------------------------- with ComfyUI
+def test_no_node_takes_a_secret(live_schemas):
+    for name, info in live_schemas.items():
+        if not name.startswith(OUR_PREFIX):
+            continue
+        for section in ("required", "optional"):
+            for inp in info["input"].get(section, {}):
+                assert not any(w in inp.lower() for w in SECRET_WORDS), f"{name} has an input {inp!r}"
+
+
+@pytest.mark.parametrize("ui_path", UI_FILES, ids=_ids(UI_FILES))
+def test_workflow_fits_the_node_schemas(ui_path, live_schemas):
+    ui, api = _load(ui_path), _load(_twin(ui_path))
+    assert check_ui_workflow(ui, live_schemas) == []
+    assert check_api_prompt(api, live_schemas) == []
+    # The twin is what the editor queues for the UI graph, widget values included.
+    plain = {k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in api.items()}
+    assert plain == ui_to_api(ui, live_schemas)
+
+
+def test_checker_catches_a_broken_workflow(live_schemas):
+    """The checks above can fail: a wrong option, a value out of range and a
+    link of the wrong type in a shipped workflow are all reported."""
+    ui = _load(WF_DIR / "lookbook.json")
+    gen = next(n for n in ui["nodes"] if n["type"] == "SoulIDGenerate")
+    gen["widgets_values"][3] = "5:7"  # aspect_ratio
+    gen["widgets_values"][11] = 999  # steps, max 150
+    ui["links"][0][5] = "IMAGE"
+    problems = "\n".join(check_ui_workflow(ui, live_schemas))
+    assert "'5:7' not in" in problems and "999 above the maximum 150" in problems and "carries IMAGE" in problems

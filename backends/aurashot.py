@@ -1,8 +1,9 @@
 """AuraShot: identity photos from one face reference, no training.
 
-Bearer key (``$AURASHOT_API_KEY``); base URL ``$SOULID_AURASHOT_URL`` (no
-public default is assumed: set it to the API root your AuraShot account
-gives). Endpoints, relative to it: ``POST /v1/upload`` (multipart ``file`` ->
+Bearer key (``$AURASHOT_API_KEY``); base URL ``$SOULID_AURASHOT_URL``, else
+:data:`DEFAULT_URL` (unconfirmed: set the API root your AuraShot account
+gives). The paths below are likewise not confirmed against public docs.
+Endpoints, relative to the base: ``POST /v1/upload`` (multipart ``file`` ->
 ``{url}``), ``POST /v1/id-photo`` (one face photo -> a 4-in-1 ID sheet),
 ``POST /v1/generate`` (face reference + prompt), ``POST /v1/edit`` (target
 image + face reference + prompt); each answers ``{task_id, status,

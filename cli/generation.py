@@ -227,7 +227,12 @@ def list_motion_names(backend: str) -> list[str]:
     except ImportError:
         pass
     if backend == "higgsfield":
-        names += [f"{m['name']}  (higgsfield {m['id']})" for m in _backend("higgsfield").motions()]
+        from ..soul.errors import SoulIDError
+
+        try:
+            names += [f"{m['name']}  (higgsfield {m['id']})" for m in _backend("higgsfield").motions()]
+        except SoulIDError as e:  # no key or offline: the local moves still list
+            print(f"soulid: Higgsfield motions not listed ({e})", file=sys.stderr)
     return names
 
 

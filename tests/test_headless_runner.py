@@ -289,3 +289,207 @@ def test_unreadable_workflow_and_unreachable_server(tmp_path, graph_file, capsys
         url = fake.url
     assert run_cli(graph_file, "--server", url, "--timeout", 5) == 2  # closed port
     assert f"cannot reach ComfyUI at {url}" in capsys.readouterr().err
+
+
+# ------------------------------------------------- real ComfyUI (COMFYUI_PATH)
+API_FILES = sorted(API_DIR.glob("*.json"))
+HOST_RUN_TIMEOUT = 300
+OBAMA = ["obama.jpg", "obama2.jpg", "obama-480p.jpg", "obama_small.jpg", "obama4.jpg"]
+#: Overrides per workflow for the host run: the create workflow must not
+#: replace the Soul ID the others load; Higgsfield's v1 DoP route offers no
+#: cost estimate, so a max_usd cap cannot be enforced there and the engine
+#: refuses the job (CostLimit): run it uncapped (0) against the stand-in.
+HOST_SETS = {"soul_id_create": ["Soul ID Create.name=fresh_soul"], "dop_animate_cloud": ["DoP Animate.max_usd=0"]}
+#: Output nodes whose files the runner must download.
+FILE_NODES = {"SaveImage", "PreviewImage", "SaveVideo"}
+PICTURE_SIDE, PICTURE_MAX_BYTES = 720, 300_000
+
+
+def needs_local_weights(prompt: dict) -> str | None:
+    """Why a workflow cannot run here (a local diffusion/i2v pipeline needs model weights), or None."""
+    for nid, n in prompt.items():
+        i, typ = n["inputs"], n["class_type"]
+        if i.get("backend") == "local" and not (typ == "SoulIDDoPAnimate" and i.get("engine") == "camera"):
+            return (f"node {nid} ({typ}) runs the local pipeline, which needs model weights this machine does not "
+                    f"have (the camera engine and the cloud stand-in run here)")
+    return None
+
+
+@pytest.fixture(scope="module")
+def cloud_host(tmp_path_factory, faces):
+    """A real ComfyUI with the pack, its cloud backends pointed at the API
+    stand-in, keys in its 0600 credentials file, and ``my_soul`` (real Obama
+    photos, trained on the stand-in) in its library.
+
+    Yields ``(host, standin, soul)``."""
+    from comfy_host import comfy_checkout, start_comfy
+
+    root, why = comfy_checkout()
+    if root is None:
+        pytest.skip(why)
+    from standin.fixtures import cloud_env_vars
+    from standin.server import AURASHOT_KEY, KEY_ID, KEY_SECRET, WAVESPEED_KEY, StandIn
+
+    from soulid.backends.credentials import save_key
+    from soulid.backends.training import train_remote
+    from soulid.soul.create import create_soul_id
+    from soulid.soul.library import Library
+
+    base = tmp_path_factory.mktemp("comfy_run")
+    own = base / "_test_process"
+    with StandIn(queue_s=0.05, run_s=0.05) as standin, pytest.MonkeyPatch.context() as mp:
+        for k, v in cloud_env_vars(standin.url).items():
+            mp.setenv(k, v)
+        for var in ("SOULID_DATA_DIR", "SOULID_CACHE_DIR", "SOULID_LIBRARY"):
+            mp.setenv(var, str(own / var.lower()))
+        # The host's config dir (start_comfy points SOULID_CONFIG_DIR there); its
+        # environment gets no keys, so the nodes read them from this 0600 file.
+        mp.setenv("SOULID_CONFIG_DIR", str(base / "soulid_config"))
+        for provider, key in (("higgsfield", f"{KEY_ID}:{KEY_SECRET}"), ("wavespeed", WAVESPEED_KEY),
+                              ("aurashot", AURASHOT_KEY)):
+            save_key(provider, key)
+        res = create_soul_id([faces / "obama" / n for n in OBAMA[:4]], "my_soul", analyzer="dlib", workers=1)
+        assert res.soul is not None, res.report
+        train_remote(res.soul, "higgsfield", "v1")
+        Library(base / "user" / "soulid" / "library").save(res.soul)
+        (base / "input" / "soul_photos").mkdir(parents=True)
+        for n in OBAMA:
+            shutil.copy(faces / "obama" / n, base / "input" / "soul_photos" / n)
+        Image.open(faces / "obama" / "obama3.jpg").convert("RGB").save(base / "input" / "example.png")
+        with start_comfy(base) as host:
+            yield host, standin, res.soul
+
+
+def _decode_outputs(out: Path) -> tuple[dict[str, np.ndarray], dict[str, list[np.ndarray]]]:
+    """Images and videos (frames) under ``out``, by path relative to it."""
+    import av
+
+    images, videos = {}, {}
+    for p in sorted(out.rglob("*")):
+        if not p.is_file():
+            continue
+        rel = p.relative_to(out).as_posix()
+        if p.suffix.lower() in (".mp4", ".webm", ".mov"):
+            with av.open(str(p)) as c:
+                videos[rel] = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+        else:
+            images[rel] = np.asarray(Image.open(p).convert("RGB"))
+    return images, videos
+
+
+def _same_person(soul, img: np.ndarray) -> bool:
+    from soulid.soul.score import score_images
+
+    return bool(score_images(soul, [img])[0].same_person)
+
+
+def _write_picture(stem: str, images: dict, videos: dict) -> None:
+    """A small PNG of the workflow's result for the docs (``$SOULID_WORKFLOW_PICTURES``)."""
+    folder = os.environ.get("SOULID_WORKFLOW_PICTURES")
+    if not folder:
+        return
+    if videos:
+        frames = next(iter(videos.values()))
+        picks = [frames[int(i)] for i in np.linspace(0, len(frames) - 1, 4)]
+        pic = Image.fromarray(np.concatenate(picks, axis=1))
+    else:
+        # the sheet / board when there is one, else the largest picture
+        key = max(images, key=lambda k: (any(w in k for w in ("sheet", "board", "ComfyUI_temp")), images[k].size))
+        pic = Image.fromarray(images[key])
+    pic.thumbnail((PICTURE_SIDE * (2 if videos else 1), PICTURE_SIDE), Image.LANCZOS)
+    target = Path(folder) / f"{stem}.png"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    pic.save(target, optimize=True)
+    while target.stat().st_size > PICTURE_MAX_BYTES:  # 256 colours, then smaller, until it fits
+        pic = pic.resize((pic.width * 4 // 5, pic.height * 4 // 5), Image.LANCZOS) if pic.mode == "P" else pic
+        pic = pic.convert("RGB").quantize(256, dither=Image.Dither.NONE)
+        pic.save(target, optimize=True)
+
+
+def _check_lookbook(images, videos, text, soul):
+    shots = {k.split("/")[1].split("_")[0]: v for k, v in images.items() if k.startswith("lookbook/")}
+    assert set(shots) == {"closeup", "fullbody", "studio", "sheet"}, sorted(images)
+    assert shots["closeup"].shape[0] * 3 == shots["closeup"].shape[1] * 4  # 3:4
+    assert abs(shots["fullbody"].shape[0] / shots["fullbody"].shape[1] - 1.5) < 0.01  # 2:3
+    for k in ("closeup", "fullbody", "studio"):
+        assert _same_person(soul, shots[k]), f"{k}: the face did not hold"
+    assert shots["sheet"].shape[1] >= 3 * 384  # three tiles in a row
+
+
+def _check_campaign(images, videos, text, soul):
+    kept = [v for k, v in images.items() if k.startswith("campaign/variant")]
+    assert len(kept) == 3 and all(_same_person(soul, v) for v in kept)
+    assert any(k.startswith("campaign/board") for k in images)
+    reports = [line for line in text.splitlines() if "(PreviewAny)" in line]
+    assert len(reports) == 3, text  # one drift-guard report per variant
+
+
+def _check_id_photo(images, videos, text, soul):
+    (sheet,) = [v for k, v in images.items() if k.startswith("id_photo/sheet")]
+    assert sheet.shape[0] >= 1024 and sheet.shape[1] >= 1024  # 2 x 2 tiles of 512 px
+    lines = [x for x in text.split("(SoulIDScore): ", 1)[1].splitlines() if x.strip()][:4]
+    assert len(lines) == 4 and all(x.endswith("same person") for x in lines), text
+
+
+def _check_create(images, videos, text, soul, host):
+    assert (host.user_dir / "soulid" / "library" / "fresh_soul.soulid").is_file()
+    assert any(v.shape[1] > 5 * 200 for v in images.values())  # the QA sheet: a row of thumbnails
+
+
+def _check_one_face(images, videos, text, soul):
+    assert len(images) + len(videos) == 1, (sorted(images), sorted(videos))
+    for img in images.values():
+        assert _same_person(soul, img)
+    for frames in videos.values():
+        assert len(frames) >= 24 and _same_person(soul, frames[0]) and _same_person(soul, frames[-1])
+
+
+HOST_CHECKS = {"lookbook": _check_lookbook, "campaign": _check_campaign, "id_photo": _check_id_photo,
+               "soul_generate_cloud": _check_one_face, "soul_edit_cloud": _check_one_face,
+               "dop_animate_cloud": _check_one_face, "soul_animate_local": _check_one_face}
+
+
+@pytest.mark.comfyui
+@pytest.mark.parametrize("api_path", API_FILES, ids=[p.stem for p in API_FILES])
+def test_api_twin_runs_headless_in_comfyui(cloud_host, api_path, tmp_path, capsys):
+    host, standin, soul = cloud_host
+    prompt = json.loads(api_path.read_text())
+    why = needs_local_weights(prompt)
+    if why:
+        pytest.skip(why)
+    out = tmp_path / "out"
+    sets = [a for s in HOST_SETS.get(api_path.stem, []) for a in ("--set", s)]
+    code = run_cli(api_path, "--server", host.url, "--out", out, "--timeout", HOST_RUN_TIMEOUT, *sets)
+    cap = capsys.readouterr()
+    assert code == 0, f"{cap.err}\n{host.log_tail()}"
+    for nid, n in prompt.items():
+        if n["class_type"] in FILE_NODES:
+            assert f"node {nid}: {out}" in cap.out, f"no file downloaded for node {nid} ({n['class_type']})\n{cap.out}"
+    images, videos = _decode_outputs(out)
+    assert images or videos
+    for k, img in images.items():
+        assert img.std() > 10, f"{k} is blank"
+    check = HOST_CHECKS.get(api_path.stem)
+    if api_path.stem == "soul_id_create":
+        _check_create(images, videos, cap.out, soul, host)
+    elif check is not None:
+        check(images, videos, cap.out, soul)
+    elif api_path.stem == "moodboard":
+        (board,) = images.values()
+        assert board.shape[1] >= 2 * 384 and board.shape[0] >= 2 * 384  # 2 x 2 tiles
+    _write_picture(api_path.stem, images, videos)
+
+
+@pytest.mark.comfyui
+def test_failing_cloud_job_exits_1_with_the_providers_reason(cloud_host, tmp_path, capsys):
+    host, standin, _ = cloud_host
+    import httpx
+
+    httpx.post(standin.url + "/_standin/faults", json={"faults": [
+        {"kind": "failed", "path": "/higgsfield-ai/soul", "count": 1, "reason": "out of GPUs"}]}).raise_for_status()
+    code = run_cli(API_DIR / "soul_generate_cloud.json", "--server", host.url, "--out", tmp_path / "o",
+                   "--set", "Soul Generate.seed=424242", "--timeout", HOST_RUN_TIMEOUT)  # a request not in the ledger
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "(SoulIDGenerate) failed" in err and "out of GPUs" in err, err
+    assert not (tmp_path / "o").exists()

@@ -288,7 +288,10 @@ def run_workflow(prompt: dict, server: str, out_dir: Path, timeout: float, log=_
             params = {"filename": item["filename"], "subfolder": item.get("subfolder", ""),
                       "type": item.get("type", "output")}
             target = _safe_target(out_dir, params["subfolder"], params["filename"])
-            v = c.get("/view", params=params)
+            try:
+                v = c.get("/view", params=params)
+            except httpx.TransportError as e:
+                raise WorkflowError(f"{server}/view: {item['filename']!r} of node {nid} not downloaded ({e})") from None
             if v.status_code != 200:
                 raise WorkflowError(f"{server}/view could not send {item['filename']!r} of node {nid} "
                                     f"(HTTP {v.status_code})")

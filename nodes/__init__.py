@@ -19,6 +19,11 @@ log = logging.getLogger("soulid")
 
 
 def all_nodes() -> list:
+    """Every node class whose module imports and whose schema builds.
+
+    One broken module or node is logged with its traceback and left out, so
+    that it does not take the rest of the pack down with it in ComfyUI.
+    """
     nodes = []
     for name in NODE_MODULES:
         try:
@@ -26,8 +31,18 @@ def all_nodes() -> list:
         except ModuleNotFoundError as e:
             if e.name == f"{__package__}.{name}":
                 continue
-            raise
-        nodes += list(getattr(mod, "NODES", []))
+            log.exception("soulid: node module %r failed to import; its nodes are unavailable", name)
+            continue
+        except Exception:
+            log.exception("soulid: node module %r failed to import; its nodes are unavailable", name)
+            continue
+        for cls in getattr(mod, "NODES", []):
+            try:
+                cls.GET_SCHEMA()
+            except Exception:
+                log.exception("soulid: node %s.%s has a broken schema; left out", name, cls.__name__)
+                continue
+            nodes.append(cls)
     return nodes
 
 

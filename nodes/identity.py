@@ -109,6 +109,20 @@ class SoulIDCreate(io.ComfyNode):
                 io.Int.Input(
                     "max_photos", default=MAX_PHOTOS, min=1, max=MAX_PHOTOS, tooltip="Keep at most this many (the best)."
                 ),
+                io.Combo.Input(
+                    "train_remote",
+                    options=["none", "higgsfield"],
+                    default="none",
+                    tooltip="Also train this Soul ID on a cloud provider (paid; uploads only photos rated "
+                    "perfect or good). The remote id is stored in the Soul ID. Credentials come from the "
+                    "environment or `soulid login`, never from the workflow.",
+                ),
+                io.Combo.Input(
+                    "model_version",
+                    options=["v1", "v2", "cinema"],
+                    default="v2",
+                    tooltip="Soul model the remote Soul ID is trained for (used only with train_remote).",
+                ),
                 io.Image.Input("images", optional=True, tooltip="Extra photos as an IMAGE batch (one size)."),
             ],
             outputs=[
@@ -119,9 +133,9 @@ class SoulIDCreate(io.ComfyNode):
         )
 
     @classmethod
-    def fingerprint_inputs(cls, name, folder, analyzer, max_photos, images=None):
+    def fingerprint_inputs(cls, name, folder, analyzer, max_photos, train_remote="none", model_version="v2", images=None):
         # Re-run when the folder's photos change, not only when widgets do.
-        h = hashlib.sha256(f"{name}\0{folder}\0{analyzer}\0{max_photos}".encode())
+        h = hashlib.sha256(f"{name}\0{folder}\0{analyzer}\0{max_photos}\0{train_remote}\0{model_version}".encode())
         if folder.strip():
             try:
                 for p in iter_photo_paths([resolve_input_folder(folder)]):
@@ -132,7 +146,7 @@ class SoulIDCreate(io.ComfyNode):
         return h.hexdigest()
 
     @classmethod
-    def execute(cls, name, folder, analyzer, max_photos, images=None) -> io.NodeOutput:
+    def execute(cls, name, folder, analyzer, max_photos, train_remote="none", model_version="v2", images=None) -> io.NodeOutput:
         import comfy.model_management
         import comfy.utils
 
@@ -167,6 +181,13 @@ class SoulIDCreate(io.ComfyNode):
             raise
         if result.soul is None:
             raise NoUsablePhotos(_no_usable_message(result))
+        if train_remote != "none":
+            from ..backends.training import train_remote as train
+
+            # The job engine's ledger makes a re-queued graph resume this
+            # training instead of paying for it again.
+            train(result.soul, train_remote, model_version,
+                  interrupt=comfy.model_management.processing_interrupted)
         s = result.report["summary"]
         title = f"{name}: {s['accepted']} of {s['photos']} accepted, verdict {s['verdict']}"
         sheet = contact_sheet(entries_from_result(result), title=title)

@@ -128,3 +128,17 @@ def test_cloud_workflows_fit_the_node_schemas(name):
         schema = schemas.get(n["type"], {})
         names = {k for sec in schema.get("input", {}).values() for k in sec}
         assert not any(w in k for k in names for w in ("key", "secret", "token"))
+
+
+def test_create_node_trains_remotely(cloud_env, faces):
+    from soulid.nodes.identity import SoulIDCreate
+
+    batch = torch.cat([_photo(faces, "obama/obama.jpg")] * 1)
+    soul, sheet, report = SoulIDCreate.execute(name="obama_cloud", folder="", analyzer="dlib", max_photos=80,
+                                               train_remote="higgsfield", model_version="v1", images=batch).args
+    rid = soul.remote("higgsfield", "v1")
+    assert rid is not None and rid.id
+    assert stats(cloud_env)["paid"] == {"/v1/custom-references": 1}
+    off, _, _ = SoulIDCreate.execute(name="obama_local", folder="", analyzer="dlib", max_photos=80,
+                                     train_remote="none", model_version="v2", images=batch).args
+    assert off.remote_ids == [] and stats(cloud_env)["paid"] == {"/v1/custom-references": 1}

@@ -50,6 +50,7 @@ def test_pyproject_and_requirements_in_step():
 
 
 def test_auto_falls_back_to_dlib_without_insightface_models(monkeypatch, tmp_path):
+    monkeypatch.delitem(sys.modules, "folder_paths", raising=False)
     monkeypatch.setenv("SOULID_INSIGHTFACE_DIR", str(tmp_path))
     monkeypatch.delenv("COMFYUI_PATH", raising=False)
     assert available_analyzers() == ["dlib"]
@@ -59,6 +60,8 @@ def test_auto_falls_back_to_dlib_without_insightface_models(monkeypatch, tmp_pat
 
 
 def test_missing_pack_error_names_every_path_and_the_nested_mistake(monkeypatch, tmp_path):
+    # Outside ComfyUI (another test may have imported ComfyUI's folder_paths).
+    monkeypatch.delitem(sys.modules, "folder_paths", raising=False)
     comfy = tmp_path / "ComfyUI"
     nested = comfy / "models" / "insightface" / "models" / "antelopev2" / "antelopev2"
     nested.mkdir(parents=True)

@@ -4,7 +4,7 @@ Bodies are thin: IMAGE tensors (``[B, H, W, 3]`` float32 0..1) are converted
 with :mod:`.convert`, requests go to :func:`soulid.backends.base.get_backend`
 (``higgsfield | wavespeed | aurashot | local``), and the cloud job engine does
 the submitting, ledgering and polling. Credentials are never a widget: they
-come from the environment or ``soulid login`` (see docs/cloud.md).
+come from the environment or ``soulid login`` (see the README, "Cloud backends").
 
 ComfyUI's interrupt (``comfy.model_management.processing_interrupted``) is
 passed to the engine: a queued cloud job is canceled, a running one is left

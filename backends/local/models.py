@@ -217,7 +217,7 @@ def resolve(method: str, model: str = "", lora: str = "", lora_scale: float = 1.
         raise ModelFilesMissing(
             what or f"local {method}", missing,
             "Put each file in the folder shown (or set SOULID_MODELS_DIR to a folder with these sub-folders); "
-            "download sources and licences: README.md, "Local generation".",
+            "download sources and licences: README.md, section 'Local generation'.",
         )
     return Resolved(method, base, tuple(files), tuple(loras))
 

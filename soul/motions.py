@@ -23,28 +23,11 @@ MOTIONS_PATH = "/v1/motions"
 MOTIONS_CACHE_FILE = "higgsfield_motions.json"
 
 
-#: Higgsfield motion names meaning the same move as a local camera move.
-#: The move names themselves come from the camera engine
-#: (:data:`soulid.backends.local.camera.MOTIONS`), the one source of truth.
-ALIASES: dict[str, tuple[str, ...]] = {
-    "zoom_in": ("Zoom In",),
-    "zoom_out": ("Zoom Out",),
-    "pan_left": ("Pan Left",),
-    "pan_right": ("Pan Right",),
-    "tilt_up": ("Tilt Up",),
-    "tilt_down": ("Tilt Down",),
-    "dolly_in": ("Dolly In",),
-    "dolly_out": ("Dolly Out",),
-    "crash_zoom": ("Crash Zoom In", "Crash Zoom"),
-    "orbit_left": ("Arc Left", "Orbit Left"),
-    "orbit_right": ("Arc Right", "360 Orbit", "Orbit"),
-    "static": ("Static", "Handheld", "handheld_static"),
-}
-
-
 @dataclass(frozen=True)
 class LocalMove:
-    """A local camera move: its engine name, description and Higgsfield aliases."""
+    """A local camera move: its engine name, description and other spellings
+    (the camera engine's aliases, e.g. ``arc_right``, ``360_orbit``), which are
+    matched to Higgsfield's motion names with :func:`normalise_name`."""
 
     name: str
     description: str
@@ -52,10 +35,14 @@ class LocalMove:
 
 
 def local_moves() -> dict[str, LocalMove]:
-    """The camera engine's moves, in its order, with their Higgsfield aliases."""
-    from ..backends.local.camera import MOTIONS
+    """The camera engine's moves, in its order, with their aliases: one list
+    (:data:`soulid.backends.local.camera.MOTIONS` and ``ALIASES``) for both."""
+    from ..backends.local.camera import ALIASES, MOTIONS
 
-    return {n: LocalMove(n, spec.description, ALIASES.get(n, ())) for n, spec in MOTIONS.items()}
+    return {
+        n: LocalMove(n, spec.description, tuple(a for a, target in ALIASES.items() if target == n))
+        for n, spec in MOTIONS.items()
+    }
 
 
 @dataclass
@@ -142,13 +129,14 @@ def get_motion(name: str, strength: float = 0.5, motions: list[MotionPreset] | N
     """
     motions = list_motions()[0] if motions is None else motions
     k = normalise_name(name)
+    moves = local_moves()
     for m in motions:
         keys = {normalise_name(m.name), normalise_name(m.remote_name)}
         if m.kind == "local":
-            keys |= {normalise_name(a) for a in ALIASES.get(m.name, ())}
+            keys |= {normalise_name(a) for a in moves[m.name].aliases}
         if k in keys:
             return m.with_strength(strength)
-    raise PresetError(f"motion {name!r} is unknown; local moves: {', '.join(local_moves())}")
+    raise PresetError(f"motion {name!r} is unknown; local moves: {', '.join(moves)}")
 
 
-__all__ = ["ALIASES", "LocalMove", "MotionPreset", "local_moves", "list_motions", "get_motion"]
+__all__ = ["LocalMove", "MotionPreset", "local_moves", "list_motions", "get_motion"]

@@ -10,6 +10,8 @@ is a zip archive (stored, not compressed: the photos are JPEG already)::
                             "<analyzer>.centroid" [D] float32 (mean of unit rows)
     photos/000.jpg ...      the accepted photos, longest side <= 1024 px
     thumbs/...              thumbnails referenced by the generation log (optional)
+    loras/<arch>.safetensors  persona LoRAs, one per base-model architecture
+                            (format version 2; see :class:`PersonaLoRA`)
 
 Readers refuse a file whose ``format_version`` is newer than they know
 (:class:`~soulid.soul.errors.SoulFileError`); writes are atomic.
@@ -32,7 +34,9 @@ from .errors import SoulFileError
 from .paths import atomic_write_bytes
 
 FORMAT = "soulid"
-FORMAT_VERSION = 1
+#: Version history: 1 = photos + embeddings; 2 = adds ``loras/<arch>.safetensors``
+#: with a ``"loras"`` manifest section. Version-1 files still load.
+FORMAT_VERSION = 2
 SUFFIX = ".soulid"
 #: Longest side of photos stored inside a Soul ID, px.
 STORED_PHOTO_MAX_SIDE = 1024
@@ -135,6 +139,62 @@ class RemoteID:
     extra: dict = field(default_factory=dict)
 
 
+#: Architecture ids a persona LoRA can be stored for (the base model family it
+#: was trained on). Lower-case, stable: they are file names inside the archive.
+#: ``sdxl`` covers SDXL 1.0 and its fine-tunes (Pony, Illustrious, ...).
+LORA_ARCHITECTURES = (
+    "sd15", "sdxl", "sd3", "flux", "flux2", "qwen_image", "wan21", "wan22", "hunyuan_video", "lumina2",
+)
+
+
+@dataclass
+class PersonaLoRA:
+    """A persona LoRA stored inside a Soul ID.
+
+    Attributes:
+        arch: base-model architecture id, one of :data:`LORA_ARCHITECTURES`.
+        data: the ``.safetensors`` file's bytes. Keys must be readable by both
+            diffusers' ``load_lora_weights`` and ComfyUI's LoRA loader
+            (kohya ``lora_unet_*`` / ``lora_te*_*`` or diffusers-PEFT
+            ``unet.*.lora_A.weight`` / ``lora_B`` keys).
+        metadata: JSON-able facts about it: ``base_model``, ``base_model_hash``
+            (sha256 hex), ``rank``, ``steps``, ``resolution`` (px),
+            ``trigger`` (token), ``captions`` (list of str), ``training_seconds``,
+            ``final_loss``, ``loss_curve`` (list of float), ``source``
+            (``"trained"`` / ``"attached"``), ``check`` (drift-guard result of
+            the post-training check, when one ran) and anything else the
+            producer records.
+    """
+
+    arch: str
+    data: bytes
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def file(self) -> str:
+        return f"loras/{self.arch}.safetensors"
+
+    @property
+    def sha256(self) -> str:
+        import hashlib
+
+        return hashlib.sha256(self.data).hexdigest()
+
+    def meta(self) -> dict:
+        return {**self.metadata, "file": self.file, "bytes": len(self.data), "sha256": self.sha256}
+
+
+def validate_lora_arch(arch: str) -> str:
+    """Return ``arch`` normalised (lower case), or raise :class:`SoulFileError`
+    naming the known architectures."""
+    a = str(arch).strip().lower()
+    if a not in LORA_ARCHITECTURES:
+        raise SoulFileError(
+            f"unknown LoRA architecture {arch!r}; known: {', '.join(LORA_ARCHITECTURES)}"
+        )
+    return a
+
+
 @dataclass
 class SoulID:
     """One person's identity. See the module docstring for the file layout.
@@ -150,6 +210,7 @@ class SoulID:
         remote_ids: provider-side Soul IDs (filled by the cloud backends).
         log: generation log entries (dicts), oldest first.
         extra_files: other archive members (name -> bytes), kept verbatim.
+        loras: persona LoRAs by architecture id (:class:`PersonaLoRA`).
     """
 
     name: str
@@ -161,8 +222,46 @@ class SoulID:
     created: float = field(default_factory=time.time)
     log: list[dict] = field(default_factory=list)
     extra_files: dict[str, bytes] = field(default_factory=dict)
+    loras: dict[str, PersonaLoRA] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ access
+    def attach_lora(self, arch: str, data: bytes, metadata: dict | None = None) -> PersonaLoRA:
+        """Store (or replace) the persona LoRA for ``arch``.
+
+        Args:
+            arch: architecture id (:data:`LORA_ARCHITECTURES`).
+            data: ``.safetensors`` bytes (checked to parse as safetensors).
+            metadata: see :class:`PersonaLoRA`.
+
+        Raises:
+            SoulFileError: unknown ``arch``, or ``data`` is not a safetensors file.
+        """
+        a = validate_lora_arch(arch)
+        try:
+            st_load(bytes(data))
+        except Exception as e:  # safetensors raises its own SafetensorError
+            raise SoulFileError(f"LoRA for {a!r}: not a safetensors file ({e})") from None
+        lora = PersonaLoRA(arch=a, data=bytes(data), metadata=dict(metadata or {}))
+        self.loras[a] = lora
+        return lora
+
+    def lora(self, arch: str) -> PersonaLoRA:
+        """The persona LoRA for ``arch``.
+
+        Raises:
+            SoulFileError: none stored for ``arch``; the message names the
+                architectures this Soul ID has and how to train one.
+        """
+        a = str(arch).strip().lower()
+        if a in self.loras:
+            return self.loras[a]
+        have = ", ".join(sorted(self.loras)) or "none"
+        raise SoulFileError(
+            f"Soul ID {self.name!r} has no persona LoRA for {a!r} (has: {have}). Train one with "
+            f"`soulid train {self.name} --provider local --base <model>` (SDXL), or in ComfyUI with the "
+            f"soul_id_train_lora workflow, or attach a file with `soulid lora attach {self.name} FILE --arch {a}`"
+        )
+
     def analyzer(self, name: str | None = None) -> AnalyzerIdentity:
         """The identity of analyzer ``name`` (default: the first stored).
 
@@ -208,6 +307,7 @@ class SoulID:
             "keypoint_reference": self.keypoint_reference,
             "remote_ids": [asdict(r) for r in self.remote_ids],
             "log": self.log,
+            "loras": {k: v.meta() for k, v in self.loras.items()},
         }
 
     def to_bytes(self) -> bytes:
@@ -223,6 +323,8 @@ class SoulID:
             z.writestr("embeddings.safetensors", st_save(tensors, metadata={"format": FORMAT}))
             for i, p in enumerate(self.photos):
                 z.writestr(f"photos/{i:03d}.jpg", p.jpeg)
+            for lora in self.loras.values():
+                z.writestr(lora.file, lora.data)
             for n, data in self.extra_files.items():
                 z.writestr(n, data)
         return buf.getvalue()
@@ -289,9 +391,14 @@ class SoulID:
                         threshold=float(am["threshold"]),
                         baseline=am.get("baseline", {}),
                     )
+                loras = {}
+                for arch, lm in (m.get("loras") or {}).items():
+                    a = validate_lora_arch(arch)
+                    meta = {k: v for k, v in lm.items() if k not in ("file", "bytes", "sha256")}
+                    loras[a] = PersonaLoRA(arch=a, data=z.read(f"loras/{a}.safetensors"), metadata=meta)
                 known = {"manifest.json", "embeddings.safetensors"} | {
                     pm.get("file", f"photos/{i:03d}.jpg") for i, pm in enumerate(m.get("photos", []))
-                }
+                } | {lo.file for lo in loras.values()}
                 extra = {n: z.read(n) for n in z.namelist() if n not in known and not n.endswith("/")}
             except (KeyError, ValueError, TypeError, zipfile.BadZipFile, Exception) as e:
                 if isinstance(e, SoulFileError):
@@ -307,6 +414,7 @@ class SoulID:
             created=float(m.get("created", 0.0)),
             log=list(m.get("log", [])),
             extra_files=extra,
+            loras=loras,
         )
 
     @classmethod

@@ -138,3 +138,34 @@ def test_over_the_cap_keeps_the_best(faces):
         (p.quality for p in dropped if p.rating == "perfect"), default=0
     )
     assert any("limit" in w for w in res.report["summary"]["warnings"])
+
+
+def _tiny_lora_bytes(seed: int = 0) -> bytes:
+    from safetensors.numpy import save
+
+    rng = np.random.default_rng(seed)
+    return save({
+        "lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": rng.standard_normal((4, 32)).astype(np.float32),
+        "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": rng.standard_normal((32, 4)).astype(np.float32),
+    })
+
+
+def test_persona_lora_round_trip_and_version_1_files_still_load(soul, tmp_path):
+    data = _tiny_lora_bytes()
+    soul.attach_lora("SDXL", data, {"rank": 4, "trigger": "sks", "loss_curve": [0.3, 0.2]})
+    try:
+        back = SoulID.from_bytes(soul.to_bytes())
+    finally:
+        soul.loras.clear()
+    lo = back.lora("sdxl")
+    assert lo.data == data and lo.metadata["rank"] == 4 and lo.metadata["loss_curve"] == [0.3, 0.2]
+    assert "loras/sdxl.safetensors" not in back.extra_files
+    with pytest.raises(SoulFileError, match=r"no persona LoRA for 'flux' \(has: sdxl\).*soulid train"):
+        back.lora("flux")
+    with pytest.raises(SoulFileError, match="unknown LoRA architecture"):
+        back.attach_lora("sdxxl", data)
+    with pytest.raises(SoulFileError, match="not a safetensors file"):
+        back.attach_lora("sdxl", b"not a lora")
+    # A format-1 file (no "loras" section) is still read.
+    v1 = SoulID.from_bytes(_rewrite_manifest(soul.to_bytes(), format_version=1))
+    assert v1.loras == {} and len(v1.photos) == len(soul.photos)

@@ -47,3 +47,14 @@ class LibraryError(SoulIDError):
 
 class NoUsablePhotos(SoulIDError):
     """No photo of the set passed QA, so no Soul ID could be made."""
+
+
+class Interrupted(SoulIDError):
+    """The one interrupt exception of the pack: the user asked to stop.
+
+    Raised by every long-running step (photo analysis, cloud jobs, local
+    denoising, camera renders, drift-guard loops) when its ``interrupt``
+    callable (:data:`soulid.soul.progress.InterruptFn`) returns True. Inside
+    ComfyUI the nodes turn it into ComfyUI's own interruption; the CLI exits
+    130 on it.
+    """

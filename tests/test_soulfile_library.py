@@ -120,7 +120,7 @@ def test_crash_mid_save_leaves_old_file_intact(soul, tmp_path, monkeypatch):
     monkeypatch.setattr(os, "fdopen", lambda fd, *a, **k: Crashing(real_fdopen(fd, *a, **k)))
     soul2 = SoulID.from_bytes(before)
     soul2.photos = soul2.photos[:1]
-    with pytest.raises(OSError, match="power cut"):
+    with pytest.raises(LibraryError, match="cannot save Soul ID 'obama'.*power cut"):
         lib.save(soul2, "obama", overwrite=True)
     monkeypatch.undo()
     assert path.read_bytes() == before

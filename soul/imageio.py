@@ -83,8 +83,8 @@ def sniff(head: bytes) -> str | None:
         head: at least the first 12 bytes of the file.
 
     Returns:
-        ``"image/jpeg"``, ``"image/png"``, ``"image/webp"``, ``"image/gif"``,
-        ``"video/mp4"`` (ISO-BMFF ``ftyp``), or None.
+        ``"image/jpeg"``, ``"image/png"``, ``"image/webp"``, ``"video/mp4"``
+        (ISO-BMFF ``ftyp``), or None.
     """
     if head[:3] == b"\xff\xd8\xff":
         return "image/jpeg"
@@ -92,8 +92,6 @@ def sniff(head: bytes) -> str | None:
         return "image/png"
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "image/webp"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
     if head[4:8] == b"ftyp":
         return "video/mp4"
     return None
@@ -332,7 +330,7 @@ class ScanResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _scan_folder(folder: Path, res: ScanResult) -> None:
+def _scan_folder(folder: Path, res: ScanResult, within: Path | None = None) -> None:
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as e:
@@ -362,14 +360,17 @@ def _scan_folder(folder: Path, res: ScanResult) -> None:
         elif e.name.startswith("."):
             res.skipped.append((label, "hidden file"))
         elif ext in PHOTO_EXTENSIONS:
-            res.paths.append(Path(e.path))
+            if within is not None and not _inside(within, Path(e.path)):
+                res.skipped.append((label, "symlink pointing outside the allowed folder"))
+            else:
+                res.paths.append(Path(e.path))
         elif ext in UNSUPPORTED_EXTENSIONS:
             res.skipped.append((label, f"{UNSUPPORTED_EXTENSIONS[ext]} is not supported (use JPEG, PNG or WebP)"))
         else:
             res.skipped.append((label, f"not a photo file (extension {ext or 'none'!r})"))
 
 
-def scan_photo_inputs(inputs: list[str | os.PathLike]) -> ScanResult:
+def scan_photo_inputs(inputs: list[str | os.PathLike], within: str | os.PathLike | None = None) -> ScanResult:
     """Expand files and folders into photo paths, saying what was skipped.
 
     Folders are scanned one level deep for files with a photo extension;
@@ -378,19 +379,33 @@ def scan_photo_inputs(inputs: list[str | os.PathLike]) -> ScanResult:
     :attr:`ScanResult.skipped` with the reason. Files given by name are kept
     whatever they are, so that a bad one is rejected with its reason.
 
+    Args:
+        within: when given (ComfyUI's input directory), every file, symlinks
+            resolved, must lie inside it; others are skipped with the reason
+            and a named file or folder outside it is refused.
+
     Raises:
-        PhotoError: an input path does not exist.
+        PhotoError: an input path does not exist, or lies outside ``within``.
     """
     res = ScanResult()
+    base = None if within is None else Path(within)
     for item in inputs:
         p = Path(item)
+        if base is not None and not _inside(base, p):
+            raise PhotoError(safe_label(str(p)), f"outside the allowed folder {safe_label(str(base))}")
         if p.is_dir():
-            _scan_folder(p, res)
+            _scan_folder(p, res, base)
         elif p.exists() or p.is_symlink():
             res.paths.append(p)
         else:
             raise PhotoError(safe_label(str(p)), "no such file or folder")
     return res
+
+
+def _inside(base: Path, path: Path) -> bool:
+    from .paths import inside
+
+    return inside(base, path)
 
 
 def iter_photo_paths(inputs: list[str | os.PathLike]) -> list[Path]:

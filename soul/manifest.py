@@ -89,7 +89,7 @@ class AnalyzerMeta(BaseModel):
     embedding_dim: StrictInt | None = None
     count: StrictInt | None = Field(default=None, ge=1)
     photo_indices: list[StrictInt] = Field(default_factory=list, max_length=MAX_PHOTOS_IN_FILE)
-    threshold: float = Field(ge=-1.0, le=1.0, allow_inf_nan=False)
+    threshold: float = Field(ge=-1.0, le=1.0, allow_inf_nan=False, strict=True)
     baseline: dict[str, float | int | None] = Field(default_factory=dict)
     raw_norm: RawNorm | None = None
 
@@ -247,7 +247,8 @@ def validation_message(label: str, e: ValidationError) -> str:
     value = repr(err.get("input"))
     value = value if len(value) <= 60 else value[:57] + "..."
     more = f" (and {e.error_count() - 1} more problem(s))" if e.error_count() > 1 else ""
-    return f"{label}: manifest field {field!r} is invalid: {err['msg']} (got {value}){more}"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{label}: manifest field {field!r} is invalid: {msg} (got {value}){more}"
 
 
 def parse_manifest(data: bytes, label: str, max_version: int) -> tuple[Manifest, dict]:

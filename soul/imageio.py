@@ -283,7 +283,7 @@ def _orientation(im: Image.Image, notes: list[str]) -> bool:
     if isinstance(orientation, int) and 2 <= orientation <= 8:
         notes.append(f"EXIF orientation {orientation} applied")
         return True
-    notes.append(f"EXIF orientation {str(orientation)[:20]!r} is invalid (valid: 1-8); ignored, photo used as stored")
+    notes.append(f"EXIF orientation {str(orientation)[:20]} is invalid (valid: 1-8); ignored, photo used as stored")
     return False
 
 

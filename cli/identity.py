@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file")
     p.add_argument("--name", default=None)
     p.add_argument("--overwrite", action="store_true")
-    p.set_defaults(func=lambda a: _simple(a, lambda L: L.import_file(a.file, a.name, a.overwrite), None))
+    p.set_defaults(func=lambda a: _simple(a, lambda L: f"imported {L.import_file(a.file, a.name, a.overwrite)} into {L.describe()}", None))
 
     p = sub.add_parser("score", help="cosine similarity of the largest face in each image to a Soul ID")
     p.add_argument("images", nargs="+", metavar="IMAGE")

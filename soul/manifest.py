@@ -6,7 +6,8 @@ that names the field and the reason. Checked, in order:
 
 1. size (:data:`MAX_MANIFEST_BYTES`) and nesting depth (:data:`MAX_DEPTH`),
    counted on the raw bytes before :func:`json.loads` recurses;
-2. every number finite (``NaN``, ``Infinity``, ``1e400``, ``10**400`` refused);
+2. every number finite (``NaN``, ``Infinity``, ``1e400`` and integers beyond
+   64 bits such as ``10**400`` refused);
 3. the schema: types (``format_version`` a real int, not ``true``), ranges
    (threshold in [-1, 1]), dates (an ISO 8601 string or a finite epoch in
    [0, 2**33) s), known analyzers and LoRA architectures, archive member
@@ -39,8 +40,8 @@ MAX_LOG_ENTRIES = 100_000
 EMBEDDING_DIMS = {"dlib": 128, "insightface": 512, "insightface_buffalo_l": 512}
 #: Dates: epoch seconds in [0, 2**33) (until the year 2242).
 MAX_EPOCH = float(2**33)
-#: Largest magnitude of any number in the manifest.
-MAX_ABS_NUMBER = 1e18
+#: Largest magnitude of any integer in the manifest (a 64-bit seed fits).
+MAX_ABS_INT = 2**64
 
 _STRICT = ConfigDict(extra="forbid", strict=False)
 _OPEN = ConfigDict(extra="allow")
@@ -211,17 +212,17 @@ def json_depth(data: bytes) -> int:
 
 
 def _first_non_finite(obj: Any, path: str = "") -> tuple[str, Any] | None:
-    """Path and value of the first NaN/inf/huge number in a parsed JSON tree (iterative)."""
+    """Path and value of the first NaN/inf float or over-long integer in a parsed JSON tree (iterative)."""
     stack = [(obj, path)]
     while stack:
         o, p = stack.pop()
         if isinstance(o, bool):
             continue
         if isinstance(o, float):
-            if not math.isfinite(o) or abs(o) > MAX_ABS_NUMBER:
+            if not math.isfinite(o):
                 return p, o
         elif isinstance(o, int):
-            if abs(o) > MAX_ABS_NUMBER:
+            if abs(o) > MAX_ABS_INT:
                 return p, o
         elif isinstance(o, dict):
             stack += [(v, f"{p}.{k}" if p else str(k)) for k, v in o.items()]

@@ -305,6 +305,18 @@ def test_unknown_members_are_dropped_and_referenced_ones_kept(good, tmp_path):
         assert set(z.namelist()) == kept
 
 
+def test_legitimate_extremes_still_load(good):
+    """A 64-bit seed in the log, an ISO date, thresholds at the ends of the range."""
+    def change(m):
+        m["log"][0]["seed"] = 2**64 - 1
+        m["created"] = "2026-11-28T12:00:00+00:00"
+        m["analyzers"]["dlib"]["threshold"] = -1
+        return m
+    soul = SoulID.from_bytes(with_manifest(good, change))
+    assert soul.log[0]["seed"] == 2**64 - 1 and soul.analyzer().threshold == -1.0
+    assert soul.created == 1795867200.0
+
+
 def test_duplicate_member_names_are_refused(good):
     ms = list(members(good).items())
     with pytest.warns(UserWarning):  # zipfile warns about the duplicate it writes

@@ -334,7 +334,7 @@ def _scan_folder(folder: Path, res: ScanResult, within: Path | None = None) -> N
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as e:
-        res.skipped.append((safe_label(str(folder)), f"folder cannot be read ({e.strerror or e})"))
+        res.skipped.append((safe_label(folder.name or str(folder)), f"folder cannot be read ({e.strerror or e})"))
         return
     for e in entries:
         label = safe_label(os.path.join(os.fsdecode(folder.name) or str(folder), e.name))
@@ -392,7 +392,7 @@ def scan_photo_inputs(inputs: list[str | os.PathLike], within: str | os.PathLike
     for item in inputs:
         p = Path(item)
         if base is not None and not _inside(base, p):
-            raise PhotoError(safe_label(str(p)), f"outside the allowed folder {safe_label(str(base))}")
+            raise PhotoError(safe_label(str(p)), "outside the allowed folder (ComfyUI's input directory)")
         if p.is_dir():
             _scan_folder(p, res, base)
         elif p.exists() or p.is_symlink():

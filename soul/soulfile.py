@@ -529,11 +529,16 @@ def _private_report(report: dict) -> dict:
     (no folders of the creating machine)."""
     if not isinstance(report, dict):
         return {}
-    out = dict(report)
-    photos = out.get("photos")
-    if isinstance(photos, list):
-        out["photos"] = [
+    def names_only(entries):
+        return [
             {**p, "path": safe_label(os.path.basename(str(p.get("path", ""))))} if isinstance(p, dict) else p
-            for p in photos
+            for p in entries
         ]
+
+    out = dict(report)
+    if isinstance(out.get("photos"), list):
+        out["photos"] = names_only(out["photos"])
+    summary = out.get("summary")
+    if isinstance(summary, dict) and isinstance(summary.get("skipped"), list):
+        out["summary"] = {**summary, "skipped": names_only(summary["skipped"])}
     return out

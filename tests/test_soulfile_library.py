@@ -316,6 +316,7 @@ def test_no_absolute_path_of_this_machine_inside_a_soulid(faces, tmp_path):
     photos.mkdir(parents=True)
     for n in ("obama.jpg", "obama3.jpg", "obama4.jpg"):
         shutil.copy(faces / "obama" / n, photos / n)
+    (photos / "anim.gif").write_bytes(b"GIF89a")  # a skipped entry is reported too
     lib_dir = tmp_path / "lib"
     env = {**os.environ, "SOULID_LIBRARY": str(lib_dir)}
     p = subprocess.run([sys.executable, "-m", "soulid", "create", "--name", "me", "--analyzer", "dlib", str(photos)],
@@ -342,6 +343,7 @@ def test_no_absolute_path_of_this_machine_inside_a_soulid(faces, tmp_path):
     full = SoulID.load(plain)
     assert full.log and full.remote("higgsfield") and any(k.startswith("thumbs/") for k in full.extra_files)
     assert {e["path"] for e in full.qa_report["photos"]} == {"obama.jpg", "obama3.jpg", "obama4.jpg"}
+    assert [e["path"] for e in full.qa_report["summary"]["skipped"]] == ["anim.gif"]
     s = SoulID.load(shared)
     assert s.log == [] and s.remote_ids == [] and not s.extra_files
     with zipfile.ZipFile(shared) as z:

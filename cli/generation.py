@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..backends.base import BACKENDS
+from ..soul.imageio import to_uint8
 from .cloud import interrupt_flag, progress_printer
 
 
@@ -91,9 +92,9 @@ def _soul(args):
 
 
 def _image(path: str) -> np.ndarray:
-    from ..soul.imageio import load_photo
+    from ..soul.imageio import load_photo, to_float01
 
-    return load_photo(path).rgb.astype(np.float32) / 255.0
+    return to_float01(load_photo(path).rgb)
 
 
 def _options(args) -> dict:
@@ -146,7 +147,7 @@ def save_images(res, out_dir: Path, stem: str, meta: dict) -> list[Path]:
     for i, img in enumerate(res.images):
         p = out_dir / f"{stem}_{i:02d}.png"
         tmp = p.with_name(f".{p.name}.tmp")
-        Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)).save(tmp, format="PNG", pnginfo=info)
+        Image.fromarray(to_uint8(img)).save(tmp, format="PNG", pnginfo=info)
         tmp.replace(p)
         paths.append(p)
     return paths

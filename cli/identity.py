@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..soul.analysis.registry import ANALYZER_NAMES
+from ..soul.imageio import safe_label
 
 
 def _library(args):
@@ -49,13 +50,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name")
     p.add_argument("file")
     p.add_argument("--overwrite", action="store_true")
-    p.set_defaults(func=lambda a: _simple(a, lambda L: L.export(a.name, a.file, a.overwrite), None))
+    p.add_argument("--share", action="store_true", help="leave out the generation log and the provider ids (to give the file to someone)")
+    p.set_defaults(func=lambda a: _simple(a, lambda L: L.export(a.name, a.file, a.overwrite, share=a.share), None))
 
     p = sub.add_parser("import", help="add a .soulid file to the library")
     p.add_argument("file")
     p.add_argument("--name", default=None)
     p.add_argument("--overwrite", action="store_true")
-    p.set_defaults(func=lambda a: _simple(a, lambda L: L.import_file(a.file, a.name, a.overwrite), None))
+    p.set_defaults(func=lambda a: _simple(a, lambda L: f"imported {L.import_file(a.file, a.name, a.overwrite)} into {L.describe()}", None))
 
     p = sub.add_parser("score", help="cosine similarity of the largest face in each image to a Soul ID")
     p.add_argument("images", nargs="+", metavar="IMAGE")
@@ -109,7 +111,7 @@ def _qa_table(result) -> str:
     lines = [f"{'photo':32s} {'rating':9s} {'pose':13s} reasons"]
     for p in result.photos:
         reasons = "; ".join(p.reasons) or "-"
-        lines.append(f"{Path(p.path).name[:32]:32s} {p.rating + ('*' if p.excluded else ''):9s} {(p.pose_class or '-'):13s} {reasons}")
+        lines.append(f"{safe_label(Path(p.path).name)[:32]:32s} {p.rating + ('*' if p.excluded else ''):9s} {(p.pose_class or '-'):13s} {reasons}")
     s = result.report["summary"]
     lines.append("")
     lines.append(
@@ -165,11 +167,13 @@ def cmd_create(args) -> int:
 
 
 def cmd_list(args) -> int:
-    names = _library(args).list()
+    lib = _library(args)
+    names = lib.list()
     if args.json:
         print(json.dumps(names))
     else:
-        print("\n".join(names) if names else f"(no Soul IDs in {_library(args).dir})")
+        print(f"library: {lib.describe()}", file=sys.stderr)
+        print("\n".join(names) if names else f"(no Soul IDs in {lib.dir})")
     return 0
 
 

@@ -26,7 +26,8 @@ import numpy as np
 from .analysis.registry import get_analyzer, resolve_name
 from .errors import PhotoError
 from .identity import baseline_and_threshold, find_outliers, unit
-from .imageio import iter_photo_paths
+from .imageio import MAX_DECODE_BYTES, safe_label, scan_photo_inputs
+from .paths import inside_comfy
 from .qa import PhotoQA, assess_photo
 from .soulfile import AnalyzerIdentity, SoulID, StoredPhoto
 
@@ -79,13 +80,36 @@ def _worker_assess(item) -> PhotoQA:
     return assess_photo(item, _worker_analyzer)
 
 
+#: Memory one analysis worker may need: the analyzer's models plus one photo's
+#: worst-case decoding (:data:`~soulid.soul.imageio.MAX_DECODE_BYTES`) and analysis copies.
+WORKER_BYTES = 400 * (1 << 20) + 2 * MAX_DECODE_BYTES
+
+
+def _available_memory() -> int:
+    """Bytes of memory available now (``MemAvailable``), or total RAM."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
 def _default_workers(n: int) -> int:
-    if "folder_paths" in sys.modules:
+    """One worker per core, at most 8 and one per 4 photos, and no more than
+    the available memory holds at :data:`WORKER_BYTES` each."""
+    if inside_comfy():
         # Inside ComfyUI the package is imported under a path-derived module
         # name that a spawned child cannot import; analyse in-process.
         return 1
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cpus, n // 4, 8))
+    by_memory = max(1, _available_memory() // WORKER_BYTES)
+    return max(1, min(cpus, n // 4, 8, by_memory))
 
 
 def analyze_photos(
@@ -107,7 +131,7 @@ def analyze_photos(
 
     def label(i):
         it = items[i]
-        return Path(it).name if not isinstance(it, tuple) else str(it[0])
+        return safe_label(Path(it).name if not isinstance(it, tuple) else str(it[0]))
 
     if workers == 1 or n <= 1:
         a = get_analyzer(analyzer)
@@ -248,20 +272,31 @@ def _keypoint_reference(used: list[PhotoQA], unit_centroid: np.ndarray) -> int:
     return best
 
 
-def expand_inputs(inputs: Iterable) -> tuple[list, list[PhotoQA]]:
-    """Split inputs into analysable items and rejected entries (missing paths)."""
+def expand_inputs(inputs: Iterable, skipped: list | None = None, within=None) -> tuple[list, list[PhotoQA]]:
+    """Split inputs into analysable items and rejected entries (missing paths).
+
+    Args:
+        skipped: when given, ``(label, reason)`` of every folder entry the
+            scan left out (GIFs, FIFOs, symlink loops...) is appended to it.
+        within: a folder every photo file must stay inside, symlinks
+            resolved (ComfyUI's input directory), or None.
+    """
     items, bad = [], []
     for it in inputs:
         if isinstance(it, tuple):
             items.append(it)
             continue
         try:
-            items += [str(p) for p in iter_photo_paths([it])]
+            scan = scan_photo_inputs([it], within=within)
         except PhotoError as e:
-            q = PhotoQA(path=str(it))
+            q = PhotoQA(path=safe_label(os.fspath(it)))
             q.add("reject", e.reason)
             q.finalise_rating()
             bad.append(q)
+            continue
+        items += [str(p) for p in scan.paths]
+        if skipped is not None:
+            skipped += scan.skipped
     return items, bad
 
 
@@ -273,6 +308,7 @@ def create_soul_id(
     interrupt: InterruptFn | None = None,
     workers: int | None = None,
     max_photos: int = MAX_PHOTOS,
+    within: str | os.PathLike | None = None,
 ) -> CreateResult:
     """Build a Soul ID from photos.
 
@@ -285,6 +321,9 @@ def create_soul_id(
         interrupt: polled between photos; True stops with :class:`Interrupted`.
         workers: analysis processes (default: one per core, 1 inside ComfyUI).
         max_photos: cap on photos kept (the best are kept).
+        within: a folder every photo file must stay inside (symlinks
+            resolved): the node passes ComfyUI's input directory. Entries
+            outside are skipped with the reason.
 
     Returns:
         :class:`CreateResult`; ``soul`` is None when no photo was usable
@@ -297,8 +336,11 @@ def create_soul_id(
     t0 = time.perf_counter()
     concrete = resolve_name(analyzer)
     az = get_analyzer(concrete)  # load once here: fail fast on missing models
-    items, bad = expand_inputs(inputs)
+    skipped: list[tuple[str, str]] = []
+    items, bad = expand_inputs(inputs, skipped, within)
     photos = analyze_photos(items, concrete, progress, interrupt, workers) + bad
+    for p in photos:  # any name the file system gives is shown and stored escaped
+        p.path = safe_label(p.path)
 
     flag_near_duplicates(photos)
     outlier_stats = flag_identity_outliers(photos, floor=az.default_threshold)
@@ -307,6 +349,11 @@ def create_soul_id(
     if dropped:
         summary["warnings"].append(f"{dropped} photo(s) over the {max_photos}-photo limit were left out (lowest quality)")
     summary["outliers"] = outlier_stats
+    summary["skipped"] = [{"path": n, "reason": r} for n, r in skipped]
+    if skipped:
+        shown = "; ".join(f"{n} ({r})" for n, r in skipped[:8])
+        more = f"; and {len(skipped) - 8} more" if len(skipped) > 8 else ""
+        summary["warnings"].append(f"{len(skipped)} folder entr{'y' if len(skipped) == 1 else 'ies'} skipped: {shown}{more}")
     summary["analyzer"] = az.describe()
 
     used = [p for p in photos if p.usable]

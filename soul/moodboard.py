@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+from .imageio import to_uint8 as _to_uint8
 
 #: Neutral light-grey background (RGB), close to an 18 % grey card lifted for print.
 NEUTRAL = (232, 232, 228)
@@ -54,9 +55,7 @@ class GridLayout:
 
 def to_uint8(img: np.ndarray) -> np.ndarray:
     """``[H, W, C]`` uint8 or float 0..1 -> ``[H, W, 3]`` uint8."""
-    a = np.asarray(img)
-    if a.dtype != np.uint8:
-        a = (np.clip(a.astype(np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    a = _to_uint8(img)
     if a.ndim == 2:
         a = np.repeat(a[..., None], 3, axis=2)
     return np.ascontiguousarray(a[..., :3])

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from ...soul.errors import SoulIDError
+from ...soul.imageio import to_float01, to_uint8
 from ..base import AnimateRequest, EditRequest, GenerateRequest, ImageResult, VideoResult
 from . import camera
 from .embeddings import EmbeddingError, face_crop_for_clip, identity_embedding, reference_keypoints
@@ -235,11 +236,11 @@ def _float(image) -> np.ndarray:
     if a.ndim != 3 or a.shape[2] < 3:
         raise SoulIDError(f"image must be [H, W, 3], got shape {a.shape}")
     a = a[..., :3]
-    return (a.astype(np.float32) / 255.0) if a.dtype == np.uint8 else np.clip(a.astype(np.float32), 0, 1)
+    return to_float01(a)
 
 
 def _uint8(image) -> np.ndarray:
-    return (np.clip(_float(image), 0, 1) * 255 + 0.5).astype(np.uint8)
+    return to_uint8(_float(image))
 
 
 def _size(width, height, aspect, preset) -> tuple[int, int]:

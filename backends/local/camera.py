@@ -37,6 +37,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ...soul.errors import SoulIDError
+from ...soul.imageio import to_uint8
 
 DEFAULT_SECONDS = 5.0
 DEFAULT_FPS = 24
@@ -281,7 +282,7 @@ def _as_uint8(image: np.ndarray) -> np.ndarray:
         raise CameraError(f"image must be [H, W, 3] (or [1, H, W, 3]), got shape {a.shape}")
     a = a[..., :3]
     if a.dtype != np.uint8:
-        a = (np.clip(a.astype(np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        a = to_uint8(a)
     return np.ascontiguousarray(a)
 
 

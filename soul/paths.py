@@ -86,7 +86,9 @@ def models_dirs(kind: str) -> list[Path]:
     ``"clip_vision"``, ``"diffusers"``...), in priority order.
 
     ``$SOULID_MODELS_DIR/<kind>`` first, then ComfyUI's registered folders for
-    ``kind`` (``folder_paths.get_folder_paths``), then ``<comfy root>/models/<kind>``.
+    ``kind`` (``folder_paths.get_folder_paths``), then ``<comfy root>/models/<kind>``;
+    with none of these, the per-user ``<data dir>/models/<kind>``, so that a
+    missing-model message can always name a real folder on this machine.
     """
     out: list[Path] = []
     env = os.environ.get("SOULID_MODELS_DIR")
@@ -102,6 +104,8 @@ def models_dirs(kind: str) -> list[Path]:
     root = comfy_root()
     if root is not None:
         out.append(root / "models" / kind)
+    if not out:
+        out.append(data_dir() / "models" / kind)
     seen: set[Path] = set()
     uniq = []
     for p in out:

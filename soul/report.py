@@ -148,20 +148,25 @@ def sheet_from_soul(soul) -> QASheet:
     return QASheet(f"Soul ID {soul.name}: {s.get('verdict', 'no QA summary')}", entries, s)
 
 
-def render_png(sheet: QASheet, columns: int = 5, tile: int = 256) -> np.ndarray:
-    """The sheet as one ``[H, W, 3]`` uint8 RGB image: the header, then one
-    tile per photo framed in its rating's colour with its name, rating,
-    similarity and every reason wrapped to the tile width."""
-    n = len(sheet.entries)
-    columns = max(1, min(columns, n or 1))
+def sheet_layout(sheet: QASheet, columns: int = 5, tile: int = 256) -> GridLayout:
+    """The geometry :func:`render_png` uses: the head fits the wrapped header,
+    each caption area the longest wrapped caption (every reason in full)."""
+    columns = max(1, min(columns, len(sheet.entries) or 1))
     pad = 14
-    caps = [sheet.captions(e) for e in sheet.entries]
-    caption = max([wrapped_height(c, tile, FONT_SIZE) for c in caps] + [3 * (FONT_SIZE + 4)])
+    caption = max([wrapped_height(sheet.captions(e), tile, FONT_SIZE) for e in sheet.entries]
+                  + [3 * (FONT_SIZE + 4)])
     width = columns * (tile + pad) + pad
     head = pad + FONT_SIZE + 20 + wrapped_height(sheet.header(), width - 2 * pad, FONT_SIZE)
-    layout = GridLayout(columns=columns, tile=tile, pad=pad, caption=caption, head=head)
-    return label_grid([e.thumb for e in sheet.entries], caps, layout, title=sheet.title,
-                      background=(250, 250, 248), font_size=FONT_SIZE, wrap=True,
+    return GridLayout(columns=columns, tile=tile, pad=pad, caption=caption, head=head)
+
+
+def render_png(sheet: QASheet, columns: int = 5, tile: int = 256) -> np.ndarray:
+    """The sheet as one ``[H, W, 3]`` uint8 RGB image: the header, then one
+    tile per photo (grid :func:`sheet_layout`) framed in its rating's colour
+    with its name, rating, similarity and every reason wrapped to the tile width."""
+    layout = sheet_layout(sheet, columns, tile)
+    return label_grid([e.thumb for e in sheet.entries], [sheet.captions(e) for e in sheet.entries], layout,
+                      title=sheet.title, background=(250, 250, 248), font_size=FONT_SIZE, wrap=True,
                       frames=[e.colour for e in sheet.entries], header=sheet.header())
 
 

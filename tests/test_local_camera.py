@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from soulid.backends.local import camera
+from soulid.soul.errors import Interrupted
 from soulid.soul.imageio import load_photo
 
 
@@ -144,7 +145,7 @@ def test_interrupt_stops_rendering(kit, tmp_path):
         calls.append(1)
         return len(calls) > 3
 
-    with pytest.raises(InterruptedError):
+    with pytest.raises(Interrupted):
         camera.render_clip(kit, tmp_path / "i.mp4", [("zoom_in", 1.0)], size=(64, 64), interrupt=interrupt)
     assert not (tmp_path / "i.mp4").exists()
     assert not list(tmp_path.glob(".i.mp4.*"))

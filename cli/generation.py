@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -390,11 +389,10 @@ def clip_path(args) -> Path:
             raise SoulIDError(f"--out {args.out}: clips are written as {' or '.join(CLIP_SUFFIXES)}, "
                               f"not {out.suffix or 'a file without a suffix'}")
         return out
-    folder = data_dir() / "outputs"
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f"{Path(args.image).stem}_", suffix=".mp4", dir=folder)
-    os.close(fd)
-    return Path(name)
+    import time
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return data_dir() / "outputs" / f"{Path(args.image).stem}_{stamp}_{os.getpid()}.mp4"
 
 
 def write_clip(src: Path, out: Path) -> None:
@@ -447,8 +445,6 @@ def cmd_animate(args) -> int:
                          size=size, soul=_soul(args), options=options)
     res, rc = _run(args, lambda be, pr, it: be.animate(req, pr, it), req)
     if res is None:
-        if out is not None and out.exists() and out.stat().st_size == 0:
-            out.unlink()
         return rc
     files = []
     if not res.info.get("estimate_only"):

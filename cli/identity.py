@@ -162,6 +162,10 @@ def cmd_create(args) -> int:
         raise LibraryError(f"a Soul ID named {name!r} already exists in {lib.dir}; pass --overwrite to replace it")
     if args.report and Path(args.report).suffix.lower() not in (".png", ".jpg", ".jpeg", ".html", ".htm"):
         raise SoulIDError(f"--report {args.report}: write .png, .jpg or .html")
+    if args.analyzer.startswith("insightface"):
+        from ..backends.local.models import check_analyzer
+
+        check_analyzer(args.analyzer)
     items, bad = expand_inputs(args.photos)
     if not items and not bad:
         raise SoulIDError(f"no photos found in {', '.join(args.photos)} (JPEG, PNG, WebP, BMP or TIFF files, "

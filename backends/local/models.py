@@ -192,6 +192,22 @@ def _pack_files(pack: str) -> list[tuple[str, str, ModelSource | None]]:
         return [(str(d / PACKS[pack][r]), f"insightface {pack} {r}", SOURCES[pack]) for r in REQUIRED_ROLES]
 
 
+def check_analyzer(name: str) -> None:
+    """Check an insightface analyzer's packages and pack files at once
+    (``insightface`` -> antelopev2, ``insightface_buffalo_l`` -> buffalo_l);
+    other analyzers need nothing beyond the base install.
+
+    Raises:
+        LocalSetupMissing: one error naming every missing package and file.
+    """
+    pack = {"insightface": "antelopev2", "insightface_buffalo_l": "buffalo_l"}.get(name)
+    if pack is None:
+        return
+    pkgs, files = missing_packages("insightface"), _pack_files(pack)
+    if pkgs or files:
+        raise LocalSetupMissing(f"analyzer {name}", pkgs, files)
+
+
 def check_local(step: str, method: str = "faceid_plusv2", model: str = "", lora: str = "", soul=None,
                 i2v_model: str = "") -> None:
     """Check everything a local step needs before any work starts.

@@ -4,7 +4,7 @@ Search order for every kind of file is :func:`soulid.soul.paths.models_dirs`
 (``$SOULID_MODELS_DIR/<kind>``, then ComfyUI's registered folders, then
 ``<ComfyUI>/models/<kind>``), so a ComfyUI install and the CLI share one copy.
 
-Layout (ComfyUI names; see the README, "Local generation", for download sources and licences)::
+Layout (ComfyUI names; see the README, "Local models", for download sources and licences)::
 
     models/diffusers/<name>/model_index.json        SDXL base, diffusers layout
     models/checkpoints/<name>.safetensors           or a single-file SDXL checkpoint
@@ -376,7 +376,7 @@ def resolve(method: str, model: str = "", lora: str = "", lora_scale: float = 1.
         raise ModelFilesMissing(
             what or f"local {method}", missing,
             "Put each file in the folder shown (or set SOULID_MODELS_DIR to a folder with these sub-folders); "
-            "download sources and licences: README.md, section 'Local generation'.",
+            "download sources and licences: README.md, section 'Local models'.",
         )
     return Resolved(method, base, tuple(files), tuple(loras))
 

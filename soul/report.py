@@ -187,7 +187,7 @@ def render_html(sheet: QASheet) -> str:
             img = f'<img alt="{esc(e.label)}" src="data:image/jpeg;base64,{base64.b64encode(buf.getvalue()).decode()}">'
         else:
             img = '<div class="ph">no preview</div>'
-        lines = "".join(f'<li style="color:{css(c)}">{esc(t)}</li>' for t, c in sheet.captions(e)[2:])
+        lines = "".join(f'<li style="color:{css(c)}">{esc(t.removeprefix("- "))}</li>' for t, c in sheet.captions(e)[2:])
         cards.append(
             f'<figure style="border-color:{css(e.colour)}">{img}<figcaption><b>{esc(e.label)}</b>'
             f'<div class="state" style="color:{css(e.colour)}">{esc(e.state)}</div><ul>{lines}</ul>'

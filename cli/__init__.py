@@ -107,5 +107,19 @@ def main(argv: list[str] | None = None) -> int:
               f"install it with: {LOCAL_EXTRA}", file=sys.stderr)
         return 2
     except SoulIDError as e:
+        if _is_interrupt(e):
+            print(f"soulid: {e}", file=sys.stderr)
+            return 130
         print(f"soulid: {e}", file=sys.stderr)
         return 2
+
+
+def _is_interrupt(e: BaseException) -> bool:
+    """The pack's interrupt, or the cloud engine's (raised after it cancels a queued job)."""
+    if isinstance(e, Interrupted):
+        return True
+    try:
+        from ..backends.engine import Interrupted as CloudInterrupted
+    except ImportError:
+        return False
+    return isinstance(e, CloudInterrupted)

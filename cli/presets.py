@@ -27,6 +27,12 @@ def _library(args):
     return Library(getattr(args, "library", None))
 
 
+def _interrupt_flag():
+    from .cloud import interrupt_flag
+
+    return interrupt_flag()
+
+
 def _higgsfield_fetch():
     """The Higgsfield backend's authenticated list GET, or (None, reason)."""
     from ..backends.base import get_backend
@@ -76,6 +82,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--create", metavar="NEW_NAME", help="also build a new Soul ID from the sheet's four views")
     p.add_argument("--overwrite", action="store_true", help="replace --out and an existing NEW_NAME")
+    p.add_argument("--max-usd", type=float, default=None,
+                   help="budget for all four views together (default: $SOULID_MAX_USD when set)")
     p.set_defaults(func=cmd_idphoto)
 
 
@@ -190,12 +198,34 @@ def cmd_idphoto(args) -> int:
         raise LibraryError(f"{out}: exists (use --overwrite)")
     if args.create and lib.exists(args.create) and not args.overwrite:
         raise LibraryError(f"Soul ID {args.create!r} exists (use --overwrite)")
+    from .generation import PAID, budget
+
     backend = get_backend(args.backend)
+    cap = budget(args) if args.backend in PAID else None
+    opts: dict = {}
+    view = view_generator(backend, soul, options=opts)
+    spent = [0.0]
+
+    def generate_view(req, interrupt=None):
+        # the budget covers the four paid views together: each may use what is left
+        if cap is not None:
+            opts["max_usd"] = max(0.0, cap - spent[0])
+        image, facts = view(req, interrupt)
+        spent[0] += float((facts.get("cost") or {}).get("usd") or 0.0)
+        return image, facts
+
+    if args.backend in PAID:
+        print(f"{args.backend}: 4 paid generations" + (f", budget ${cap:.2f} for all four" if cap is not None
+              else "; no budget set (--max-usd or $SOULID_MAX_USD)"), file=sys.stderr)
 
     def progress(frac, msg):
         print(msg, file=sys.stderr)
 
-    sheet = make_id_sheet(view_generator(backend, soul), prompt=args.prompt, seed=args.seed, progress=progress)
+    stop, restore = _interrupt_flag()
+    try:
+        sheet = make_id_sheet(generate_view, prompt=args.prompt, seed=args.seed, progress=progress, interrupt=stop)
+    finally:
+        restore()
     atomic_write_bytes(out, encode_png(sheet.image))
     print(f"ID sheet written to {out}")
     if args.create:

@@ -212,3 +212,15 @@ def test_every_local_command_names_the_extra_without_a_traceback(obama, faces, t
                  "huggingface.co/h94/IP-Adapter-FaceID", "GB", "VRAM"):
         assert part in msg, (part, msg)
     assert "<ComfyUI>" not in msg
+
+
+def test_idphoto_budget_covers_the_four_views_together(lib_obama, cloud_env, tmp_path):
+    p = soulid("generate", "--backend", "higgsfield", "--soul", "obama", "--prompt", "x", "--estimate", "--json")
+    one = json.loads(p.stdout)["cost"]["usd"]
+    paid = stats(cloud_env)["paid"]
+    p = soulid("idphoto", "obama", "--backend", "higgsfield", "--out", tmp_path / "sheet.png",
+               "--max-usd", f"{2.5 * one:.4f}")
+    assert p.returncode != 0 and "above max_usd" in p.stderr and "budget $" in p.stderr
+    assert not (tmp_path / "sheet.png").exists()
+    new = {k: v for k, v in stats(cloud_env)["paid"].items() if paid.get(k) != v}
+    assert sum(v - paid.get(k, 0) for k, v in new.items()) == 2  # two views fit the budget, the third was refused

@@ -28,7 +28,7 @@ from ..soul.create import MAX_PHOTOS, Interrupted, create_soul_id
 from ..soul.errors import LibraryError, NoUsablePhotos, SoulIDError
 from ..soul.imageio import iter_photo_paths
 from ..soul.library import Library, validate_name
-from ..soul.report import contact_sheet, entries_from_result
+from ..soul.report import render_png, sheet_from_result
 from ..soul.score import score_images
 from .convert import image_to_uint8_list, np_to_image
 from .types import SoulIDType
@@ -159,11 +159,12 @@ class SoulIDCreate(io.ComfyNode):
 
         bar = None
 
-        def progress(done: int, total: int, label: str) -> None:
+        def progress(fraction: float | None, message: str) -> None:
             nonlocal bar
             if bar is None:
-                bar = comfy.utils.ProgressBar(total)
-            bar.update_absolute(done, total)
+                bar = comfy.utils.ProgressBar(1000)
+            if fraction is not None:
+                bar.update_absolute(round(fraction * 1000), 1000)
 
         try:
             result = create_soul_id(
@@ -189,7 +190,7 @@ class SoulIDCreate(io.ComfyNode):
                   interrupt=comfy.model_management.processing_interrupted)
         s = result.report["summary"]
         title = f"{name}: {s['accepted']} of {s['photos']} accepted, verdict {s['verdict']}"
-        sheet = contact_sheet(entries_from_result(result), title=title)
+        sheet = render_png(sheet_from_result(result, title))
         return io.NodeOutput(result.soul, np_to_image(sheet), json.dumps(result.report))
 
 

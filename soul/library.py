@@ -130,7 +130,7 @@ class Library:
         return p
 
     def _exists(self, n: str) -> LibraryError:
-        return LibraryError(f"a Soul ID named {n!r} already exists in {self.dir}; pass overwrite to replace it")
+        return LibraryError(f"a Soul ID named {n!r} already exists in {self.dir}; pass --overwrite to replace it")
 
     def _write(self, p: Path, data: bytes, overwrite: bool, n: str) -> None:
         try:
@@ -162,8 +162,10 @@ class Library:
         names only (never a folder of this machine) and no unknown members.
 
         Args:
-            share: also leave out the generation log (and its thumbnails) and
-                the provider-side remote ids: for a file given to someone else.
+            share: also leave out the generation log (and its thumbnails), the
+                provider-side remote ids and the QA-sheet thumbnails of the
+                input photos (rejected ones may show other people): for a
+                file given to someone else.
 
         Raises:
             LibraryError: no such entry, or ``dest`` exists and ``overwrite`` is False.
@@ -174,16 +176,19 @@ class Library:
         soul = SoulID.load(src)
         if share:
             soul.log, soul.remote_ids = [], []
-            soul.extra_files = {k: v for k, v in soul.extra_files.items() if not k.startswith("thumbs/")}
+            soul.extra_files = {k: v for k, v in soul.extra_files.items() if not k.startswith(("thumbs/", "qa/"))}
+            soul.qa_report = {**soul.qa_report, "photos": [
+                {k: v for k, v in d.items() if k != "thumb"} if isinstance(d, dict) else d
+                for d in soul.qa_report.get("photos", [])]}
         d = Path(dest)
         if d.is_dir():
             d = d / src.name
         if d.exists() and not overwrite:
-            raise LibraryError(f"{d} already exists; pass overwrite to replace it")
+            raise LibraryError(f"{d} already exists; pass --overwrite to replace it")
         try:
             atomic_write_bytes(d, soul.to_bytes(), mode=FILE_MODE, exclusive=not overwrite)
         except FileExistsError:
-            raise LibraryError(f"{d} already exists; pass overwrite to replace it") from None
+            raise LibraryError(f"{d} already exists; pass --overwrite to replace it") from None
         except OSError as e:
             raise LibraryError(f"cannot write {d} ({e.strerror or e})") from None
         return d

@@ -169,7 +169,9 @@ def models_dirs(kind: str) -> list[Path]:
     ``"clip_vision"``, ``"diffusers"``...), in priority order.
 
     ``$SOULID_MODELS_DIR/<kind>`` first, then ComfyUI's registered folders for
-    ``kind`` (handed in by :func:`set_comfy_dirs`), then ``<comfy root>/models/<kind>``.
+    ``kind`` (handed in by :func:`set_comfy_dirs`), then ``<comfy root>/models/<kind>``;
+    with none of these, the per-user ``<data dir>/models/<kind>``, so that a
+    missing-model message can always name a real folder on this machine.
     """
     out: list[Path] = []
     env = os.environ.get("SOULID_MODELS_DIR")
@@ -184,6 +186,8 @@ def models_dirs(kind: str) -> list[Path]:
     root = comfy_root()
     if root is not None:
         out.append(root / "models" / kind)
+    if not out:
+        out.append(data_dir() / "models" / kind)
     seen: set[Path] = set()
     uniq = []
     for p in out:

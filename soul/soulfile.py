@@ -10,6 +10,8 @@ is a zip archive (stored, not compressed: the photos are JPEG already)::
                             "<analyzer>.centroid" [D] float32 (mean of unit rows)
     photos/000.jpg ...      the accepted photos, longest side <= 1024 px
     thumbs/...              thumbnails referenced by the generation log (optional)
+    qa/<n>.jpg              QA-sheet thumbnail of every input photo, rejected
+                            ones included, named by the report (optional)
     loras/<arch>.safetensors  persona LoRAs, one per base-model architecture
                             (format version 2; see :class:`PersonaLoRA`)
 
@@ -22,6 +24,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import time
 import zipfile
 from dataclasses import asdict, dataclass, field
@@ -58,9 +61,14 @@ SOULID_LIMITS = ZipLimits(
         ("embeddings.safetensors", 64 * MiB),
         ("photos/", 32 * MiB),
         ("thumbs/", 4 * MiB),
+        ("qa/", 1 * MiB),
         ("loras/", 2 * GiB),
     ),
 )
+
+
+#: QA-sheet thumbnail members kept with the report (see :func:`soulid.soul.create.qa_report`).
+_QA_THUMB = re.compile(r"^qa/[0-9]{1,5}\.jpg$")
 
 
 @dataclass
@@ -436,6 +444,12 @@ class SoulID:
         for e in m.log:
             if e.thumb and e.thumb.startswith("thumbs/") and e.thumb in z and e.thumb not in extra:
                 extra[e.thumb] = z.read(e.thumb)
+        # QA-sheet thumbnails of every input photo (``qa/<n>.jpg``), named by the report.
+        report_photos = (raw.get("qa_report") or {}).get("photos") or []
+        for d in report_photos if isinstance(report_photos, list) else []:
+            t = d.get("thumb") if isinstance(d, dict) else None
+            if isinstance(t, str) and _QA_THUMB.match(t) and t in z and t not in extra:
+                extra[t] = z.read(t)
         return cls(
             name=m.name,
             photos=photos,

@@ -377,8 +377,8 @@ def test_cli_finds_comfyuis_library_with_comfyui_path(soul, tmp_path, monkeypatc
     p = _cli("show", "made_in_comfy", env={**env, "COMFYUI_PATH": str(comfy)})
     assert p.returncode == 0, p.stderr
     assert "Soul ID made_in_comfy" in p.stdout
-    p = _cli("list", env={**env, "COMFYUI_PATH": str(comfy)})
-    assert p.stdout.split() == ["made_in_comfy"]
+    p = _cli("list", "--json", env={**env, "COMFYUI_PATH": str(comfy)})
+    assert json.loads(p.stdout) == ["made_in_comfy"]
     assert f"library: {comfy / 'user' / 'soulid' / 'library'} (from $COMFYUI_PATH)" in p.stderr
     # Without COMFYUI_PATH the CLI says where it looked.
     p = _cli("show", "made_in_comfy", env=env)
@@ -418,7 +418,8 @@ def test_core_reads_no_folder_paths_module(tmp_path, monkeypatch):
     monkeypatch.setattr(paths, "_comfy", None)
     monkeypatch.delenv("SOULID_MODELS_DIR", raising=False)
     monkeypatch.delenv("COMFYUI_PATH", raising=False)
-    assert not paths.inside_comfy() and paths.models_dirs("loras") == []
+    # Only the per-user fallback: nothing from the fake folder_paths module.
+    assert not paths.inside_comfy() and paths.models_dirs("loras") == [paths.data_dir() / "models" / "loras"]
     paths.set_comfy_dirs(base_path=tmp_path, user_dir=tmp_path / "u", models_dir=tmp_path / "m",
                          model_folders=lambda kind: [str(tmp_path / "extra" / kind)])
     assert paths.inside_comfy()

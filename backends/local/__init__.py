@@ -43,7 +43,7 @@ from ...soul.imageio import to_float01, to_uint8
 from ..base import AnimateRequest, EditRequest, GenerateRequest, ImageResult, VideoResult
 from . import camera
 from .embeddings import EmbeddingError, face_crop_for_clip, identity_embedding, reference_keypoints
-from .models import METHODS, resolve
+from .models import METHODS, check_local, resolve
 
 DEFAULTS = {
     "method": "faceid_plusv2",
@@ -133,13 +133,15 @@ class LocalBackend:
             ``{"seed", "steps", "method", "mode"}``.
 
         Raises:
-            ModelFilesMissing: one error naming every missing model file.
+            LocalSetupMissing: one error naming every missing package and
+                model file (:func:`.models.check_local`).
             EmbeddingError: the Soul ID's embedding does not fit the method.
             InterruptedError: interrupted between denoising steps.
         """
+        o = self._opts(req.options)
+        check_local("generate", o["method"], o["model"], o["lora"], req.soul)
         from .pipelines import RunParams, run
 
-        o = self._opts(req.options)
         width, height = _size(req.width, req.height, req.aspect, req.preset)
         key = self._key(o)
         prompt, negative = _apply_preset(req.prompt, req.negative_prompt, req.preset, req.preset_strength)
@@ -163,8 +165,6 @@ class LocalBackend:
             SoulIDError: strength outside 0..1, or a mask of another size.
             (and as :meth:`generate`)
         """
-        from .pipelines import RunParams, run
-
         o = self._opts(req.options)
         src = _float(req.image)
         if not 0.0 <= float(req.strength) <= 1.0:
@@ -173,6 +173,9 @@ class LocalBackend:
             raise SoulIDError(f"edit mask is {np.asarray(req.mask).shape[:2]}, the image {src.shape[:2]}")
         if float(req.strength) == 0.0:
             return ImageResult(images=src[None].copy(), info={"method": o["method"], "mode": "unchanged", "steps": 0})
+        check_local("generate", o["method"], o["model"], o["lora"], req.soul)
+        from .pipelines import RunParams, run
+
         key = self._key(o)
         prompt, negative = _apply_preset(req.prompt, req.negative_prompt, req.preset, req.preset_strength)
         h, w = src.shape[:2]
@@ -209,6 +212,7 @@ class LocalBackend:
             result = VideoResult(info.path, info.fps, info.frames, info.width, info.height,
                                  info={"engine": "camera", "motions": motions})
         elif o["engine"] == "i2v":
+            check_local("i2v", i2v_model=o.get("i2v_model", ""))
             from .i2v import animate_i2v
 
             result = animate_i2v(req, out, motions, o, progress=progress, interrupt=interrupt)

@@ -62,7 +62,7 @@ def find_i2v(model: str = "") -> str:
         return model  # a Hugging Face repo id, downloaded by diffusers
     where = str(models_dirs("diffusers")[0]) if models_dirs("diffusers") else "<ComfyUI>/models/diffusers"
     raise ModelFilesMissing("local i2v (Wan image-to-video)", [f"{where}/{name}/model_index.json"],
-                           "Download the Wan-AI/Wan2.2-TI2V-5B-Diffusers repository into that folder (README, section 'Local generation').")
+                           "Download the Wan-AI/Wan2.2-TI2V-5B-Diffusers repository into that folder (README, section 'Local models').")
 
 
 def frame_count(seconds: float, fps: float) -> int:

@@ -124,9 +124,10 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @contextmanager
-def start_comfy(base: Path, extra_args: tuple[str, ...] = ()) -> Iterator[ComfyHost]:
+def start_comfy(base: Path, extra_args: tuple[str, ...] = (), env: dict | None = None) -> Iterator[ComfyHost]:
     """Start ComfyUI with this pack in ``base``; yield a :class:`ComfyHost`;
-    stop it afterwards.
+    stop it afterwards. ``env`` adds variables (e.g. the cloud stand-in's URLs
+    and keys) after the user's own were dropped.
 
     Calls ``pytest.skip`` when ``$COMFYUI_PATH`` is unset or the server exits
     or stays silent before answering ``/system_stats``.
@@ -153,14 +154,15 @@ def start_comfy(base: Path, extra_args: tuple[str, ...] = ()) -> Iterator[ComfyH
         "--disable-api-nodes",
         *extra_args,
     ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k not in _DROP_ENV}
+    host_env = {k: v for k, v in os.environ.items() if k not in _DROP_ENV}
     # Keep the user's real config (credentials) out of reach of the host.
-    env["SOULID_CONFIG_DIR"] = str(base / "soulid_config")
-    env["PYTHONUNBUFFERED"] = "1"
+    host_env["SOULID_CONFIG_DIR"] = str(base / "soulid_config")
+    host_env["PYTHONUNBUFFERED"] = "1"
+    host_env.update(env or {})
     log = base / "comfyui.log"
     with open(log, "wb") as logf:
         proc = subprocess.Popen(
-            cmd, cwd=root, env=env, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            cmd, cwd=root, env=host_env, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
         )
     host = ComfyHost(url=f"http://127.0.0.1:{port}", base=base, log=log, proc=proc)
     try:

@@ -193,3 +193,36 @@ def comfy_host(tmp_path_factory) -> Iterator[ComfyHost]:
     base = tmp_path_factory.mktemp("comfy_base")
     with start_comfy(base) as host:
         yield host
+
+
+# ------------------------------------------------------- in-process nodes
+def import_comfy_or_skip() -> None:
+    """Import ComfyUI's modules in this process (``--cpu``), from the
+    checkout ``$COMFYUI_PATH`` names when ``comfy_api`` is not importable;
+    skip the calling test module, saying why, when they do not import."""
+    root = os.environ.get("COMFYUI_PATH")
+    if root and root not in sys.path:
+        sys.path.append(root)
+    try:
+        from comfy.cli_args import args
+
+        args.cpu = True  # before comfy.model_management picks a device
+        import comfy.model_management  # noqa: F401
+        import comfy_api.latest  # noqa: F401
+    except ImportError as e:
+        pytest.skip(f"ComfyUI does not import here (set COMFYUI_PATH to a checkout): {e}", allow_module_level=True)
+
+
+def run_node(node, **inputs):
+    """A node's ``execute`` as ComfyUI runs it: awaited on an event loop when
+    it is async. Returns its ``io.NodeOutput``."""
+    import asyncio
+    import inspect
+
+    out = node.execute(**inputs)
+    return asyncio.run(out) if inspect.isawaitable(out) else out
+
+
+def shown(out) -> dict:
+    """What a node shows on itself (its ``ui``), as ComfyUI sends it."""
+    return out.ui if isinstance(out.ui, dict) else out.ui.as_dict()

@@ -20,24 +20,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from comfy_host import import_comfy_or_skip, run_node, shown
+
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _import_comfy():
-    root = os.environ.get("COMFYUI_PATH")
-    if root and root not in sys.path:
-        sys.path.append(root)
-    try:
-        from comfy.cli_args import args
-
-        args.cpu = True
-        import comfy.model_management  # noqa: F401
-        import comfy_api.latest  # noqa: F401
-    except ImportError as e:
-        pytest.skip(f"ComfyUI does not import here (set COMFYUI_PATH to a checkout): {e}", allow_module_level=True)
-
-
-_import_comfy()
+import_comfy_or_skip()
 
 import torch  # noqa: E402
 
@@ -46,15 +34,7 @@ from standin.fixtures import *  # noqa: E402,F401,F403
 from standin.fixtures import stats  # noqa: E402
 
 
-def run(node, **kw):
-    """A node's ``execute`` as ComfyUI runs it (awaited when async)."""
-    out = node.execute(**kw)
-    return asyncio.run(out) if inspect.isawaitable(out) else out
 
-
-def shown(out) -> dict:
-    """What the node shows on itself (its ``ui``), as ComfyUI sends it."""
-    return out.ui if isinstance(out.ui, dict) else out.ui.as_dict()
 
 
 def _photo(faces, name="obama/obama2.jpg") -> torch.Tensor:
@@ -146,10 +126,10 @@ def test_local_animate_leaves_no_temp_file_or_descriptor(faces):
     img = _photo(faces)
     kw = dict(backend="local", image=img, prompt="", motion_1="dolly_in", motion_1_strength=0.6, motion_2="",
               motion_2_strength=0.5, model="dop-turbo", seed=0, seconds=1.0, fps=8, max_usd=0.0)
-    run(DoPAnimate, **kw)  # warm up lazy imports (PyAV, OpenCV) before counting
+    run_node(DoPAnimate, **kw)  # warm up lazy imports (PyAV, OpenCV) before counting
     files0, fds0 = set(tmpdir.iterdir()), _open_fds()
     for _ in range(3):
-        video = run(DoPAnimate, **kw).args[0]
+        video = run_node(DoPAnimate, **kw).args[0]
         w, h = video.get_dimensions()
         assert w > 0 and h > 0 and video.get_duration() > 0.5
         del video
@@ -164,7 +144,7 @@ def test_character_log_does_not_mutate_its_input(obama, faces):
     import copy
 
     before = copy.deepcopy(obama.log)
-    out = run(CharacterLogNode, soul=obama, score_image=True, save_to_library=False, image=_photo(faces),
+    out = run_node(CharacterLogNode, soul=obama, score_image=True, save_to_library=False, image=_photo(faces),
               prompt="on a boat", seed=3)
     assert obama.log == before == []  # the upstream Soul ID got no entry
     assert len(out.args[0].log) == 1
@@ -190,7 +170,7 @@ def test_cloud_nodes_close_their_http_clients(trained_obama, cloud_env, monkeypa
 
     monkeypatch.setattr(httpx.Client, "__init__", init)
     monkeypatch.setattr(httpx.Client, "close", close)
-    run(SoulGenerate, backend="higgsfield", soul_id=trained_obama, prompt="x", style="", aspect_ratio="3:4",
+    run_node(SoulGenerate, backend="higgsfield", soul_id=trained_obama, prompt="x", style="", aspect_ratio="3:4",
         quality="720p", batch_size="1", seed=5, enhance_prompt=False, model_version="auto", max_usd=0.0)
     assert opened and all(c in closed for c in opened), f"{len(opened)} opened, {len(closed)} closed"
 
@@ -202,16 +182,16 @@ GEN = dict(style="", aspect_ratio="3:4", quality="720p", batch_size="1", enhance
 def test_generate_pays_once_per_seed_and_shows_the_estimate(trained_obama, cloud_env):
     from soulid.nodes.generate import SoulGenerate
 
-    first = run(SoulGenerate, backend="higgsfield", soul_id=trained_obama, prompt="cafe", seed=7, max_usd=1.0, **GEN)
-    again = run(SoulGenerate, backend="higgsfield", soul_id=trained_obama, prompt="cafe", seed=7, max_usd=1.0, **GEN)
+    first = run_node(SoulGenerate, backend="higgsfield", soul_id=trained_obama, prompt="cafe", seed=7, max_usd=1.0, **GEN)
+    again = run_node(SoulGenerate, backend="higgsfield", soul_id=trained_obama, prompt="cafe", seed=7, max_usd=1.0, **GEN)
     paid = stats(cloud_env)["paid"]
     assert again.args[1] == first.args[1] and sum(paid.values()) == 2  # training + one generation
     text = shown(first)["text"][0]
     cost = json.loads(first.args[2])
     assert f"${cost['usd']:.2f} estimated" in text
-    run(SoulGenerate, backend="higgsfield", soul_id=trained_obama, prompt="cafe", seed=8, max_usd=1.0, **GEN)
+    run_node(SoulGenerate, backend="higgsfield", soul_id=trained_obama, prompt="cafe", seed=8, max_usd=1.0, **GEN)
     assert sum(stats(cloud_env)["paid"].values()) == 3  # a new seed pays again
-    run(SoulGenerate, backend="higgsfield", soul_id=trained_obama, prompt="cafe", seed=8, max_usd=1.0, new_run=True,
+    run_node(SoulGenerate, backend="higgsfield", soul_id=trained_obama, prompt="cafe", seed=8, max_usd=1.0, new_run=True,
         **GEN)
     assert sum(stats(cloud_env)["paid"].values()) == 4  # so does new_run
 
@@ -231,7 +211,7 @@ def test_best_of_n_stops_before_going_over_max_usd(trained_obama, cloud_env):
                                           options={"estimate_only": True}), None, None).cost
     paid0 = sum(stats(cloud_env)["paid"].values())
     budget_for_two = 2 * float(est["usd"]) + 0.001
-    out = run(DriftGuardNode, soul=soul, mode="best_of_n", max_frames=4, n=6, stop_at_first_pass=True,
+    out = run_node(DriftGuardNode, soul=soul, mode="best_of_n", max_frames=4, n=6, stop_at_first_pass=True,
               backend="higgsfield", seed=200, aspect="3:4", max_usd=budget_for_two, prompt="portrait")
     paid = sum(stats(cloud_env)["paid"].values()) - paid0
     assert paid == 2, shown(out)["text"][0]
@@ -245,9 +225,9 @@ def test_id_sheet_refuses_a_budget_below_four_views_before_paying(trained_obama,
 
     paid0 = sum(stats(cloud_env)["paid"].values())
     with pytest.raises(BudgetExhausted, match="does not cover the 4 views|above max_usd"):
-        run(IDPhotoSheetNode, soul=trained_obama, backend="higgsfield", seed=3, max_usd=0.01)
+        run_node(IDPhotoSheetNode, soul=trained_obama, backend="higgsfield", seed=3, max_usd=0.01)
     assert sum(stats(cloud_env)["paid"].values()) == paid0
-    out = run(IDPhotoSheetNode, soul=trained_obama, backend="higgsfield", seed=3, max_usd=5.0)
+    out = run_node(IDPhotoSheetNode, soul=trained_obama, backend="higgsfield", seed=3, max_usd=5.0)
     assert sum(stats(cloud_env)["paid"].values()) == paid0 + 4
     assert tuple(out.args[1].shape[:1]) == (4,) and "images" in shown(out) and "paid attempt" in shown(out)["text"][0]
 

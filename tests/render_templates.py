@@ -97,7 +97,13 @@ def output_images(host, entry: dict) -> list[Image.Image]:
                 imgs.append(frames[len(frames) // 2])
             else:
                 imgs.append(Image.open(io.BytesIO(r.content)).convert("RGB"))
-    return imgs
+    seen, unique = set(), []
+    for im in imgs:  # a node's preview of an image that a Save/Preview node shows too
+        key = im.resize((32, 32)).tobytes()
+        if key not in seen:
+            seen.add(key)
+            unique.append(im)
+    return unique
 
 
 def thumbnail(imgs: list[Image.Image]) -> Image.Image:

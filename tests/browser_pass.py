@@ -96,7 +96,7 @@ def main(argv=None) -> int:
                     before = len(host.client().get("/history").json())
                     page.evaluate("async () => { await window.app.queuePrompt(0, 1); }")
                     end = time.monotonic() + 300
-                    status = "timeout"
+                    status, err = "timeout", ""
                     with host.client() as c:
                         while time.monotonic() < end:
                             hist = c.get("/history").json()
@@ -109,10 +109,24 @@ def main(argv=None) -> int:
                             time.sleep(0.3)
                     time.sleep(1.5)  # let the node previews and texts draw
                     page.screenshot(path=str(out / f"{name}.png"))
-                    ov = overlaps([b for b in boxes if b["type"] not in ("Note", "MarkdownNote")] +
-                                  [b for b in boxes if b["type"] in ("Note", "MarkdownNote")])
-                    print(f"{name}: {status} {err if status != 'success' else ''} overlaps: {ov or 'none'}", flush=True)
-                    bad += status != "success" or bool(ov)
+                    ov_after = overlaps(page.evaluate(BOXES_JS))
+                    # And at 100 % on the main Soul ID node, where its texts are readable.
+                    page.evaluate("""() => {
+                      const c = window.app.canvas, g = window.app.graph;
+                      const ns = (g.nodes || g._nodes);
+                      const pick = ['SoulIDGenerate', 'SoulIDEdit', 'SoulIDIDPhotoSheet', 'SoulIDDriftGuard',
+                                    'SoulIDDoPAnimate', 'SoulIDCreate'];
+                      const n = pick.map(t => ns.find(x => x.type === t)).find(Boolean) || ns[0];
+                      c.ds.scale = 1.0;
+                      c.ds.offset[0] = -n.pos[0] + 120; c.ds.offset[1] = -n.pos[1] + 120;
+                      c.setDirty(true, true);
+                    }""")
+                    time.sleep(1.0)
+                    page.screenshot(path=str(out / f"{name}_node.png"))
+                    ov = overlaps(boxes)
+                    print(f"{name}: {status} {err if status != 'success' else ''} overlaps as loaded: {ov or 'none'}; "
+                          f"after the run: {ov_after or 'none'}", flush=True)
+                    bad += status != "success" or bool(ov) or bool(ov_after)
                 page.evaluate("() => window.app.extensionManager?.command?.execute('Comfy.BrowseTemplates')")
                 time.sleep(3)
                 try:

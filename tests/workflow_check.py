@@ -308,13 +308,19 @@ ROW_H = 24
 MULTILINE_H = 100
 #: Padding the frontend adds below the last row.
 BOTTOM_PAD = 8
+#: Our nodes that show an image on themselves after a run (``ui`` preview);
+#: the frontend draws it below the widgets, so the stored size keeps room.
+PREVIEW_NODES = {"SoulIDCreate", "SoulIDDriftGuard", "SoulIDIDPhotoSheet"}
+#: Room for such a preview.
+PREVIEW_H = 240
 
 
 def computed_height(node: dict, schema: dict | None) -> int:
     """The body height the frontend computes for ``node`` (title excluded):
     socket rows (max of inputs and outputs), then one row per widget (a seed's
     "control after generate" and an upload button are rows of their own), a
-    multiline text box at :data:`MULTILINE_H`."""
+    multiline text box at :data:`MULTILINE_H`, and the image a node of
+    :data:`PREVIEW_NODES` shows after a run."""
     if schema is None:
         return int(node.get("size", [0, 0])[1])
     sockets_in = [n for n, t, c, _ in _inputs(schema) if not _is_widget(t, c)]
@@ -324,6 +330,8 @@ def computed_height(node: dict, schema: dict | None) -> int:
         h += MULTILINE_H if (_kind(typ, cfg) == "STRING" and cfg.get("multiline")) else ROW_H
         if extra:
             h += ROW_H
+    if node.get("type") in PREVIEW_NODES:
+        h += PREVIEW_H
     return h + BOTTOM_PAD
 
 

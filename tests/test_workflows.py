@@ -228,6 +228,8 @@ def test_groups_label_the_steps(ui_path):
     groups = [(g["title"], (g["bounding"][0], g["bounding"][1], g["bounding"][0] + g["bounding"][2],
                             g["bounding"][1] + g["bounding"][3])) for g in wf.get("groups", [])]
     assert len(groups) >= 2 and all(t.strip() for t, _ in groups), f"{ui_path.name}: no step groups"
+    for g in wf["groups"]:  # the title fits its group (about 0.55 em per character)
+        assert len(g["title"]) * 0.55 * g.get("font_size", 24) <= g["bounding"][2], f"{ui_path.name}: {g['title']!r}"
     for i, (t, a) in enumerate(groups):
         for t2, b in groups[i + 1:]:
             assert not overlaps(a, b), f"{ui_path.name}: groups {t!r} and {t2!r} overlap"

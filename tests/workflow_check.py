@@ -313,14 +313,18 @@ BOTTOM_PAD = 8
 PREVIEW_NODES = {"SoulIDCreate", "SoulIDDriftGuard", "SoulIDIDPhotoSheet"}
 #: Room for such a preview.
 PREVIEW_H = 240
+#: Our nodes that show a result text after a run: ``web/soulid.js`` adds a
+#: read-only text box (:data:`MULTILINE_H`) under their widgets.
+TEXT_NODES = {"SoulIDCreate", "SoulIDSave", "SoulIDScore", "SoulIDGenerate", "SoulIDEdit", "SoulIDTrainRemote",
+              "SoulIDDoPAnimate", "SoulIDDriftGuard", "SoulIDIDPhotoSheet", "SoulIDCharacterLog"}
 
 
 def computed_height(node: dict, schema: dict | None) -> int:
     """The body height the frontend computes for ``node`` (title excluded):
     socket rows (max of inputs and outputs), then one row per widget (a seed's
     "control after generate" and an upload button are rows of their own), a
-    multiline text box at :data:`MULTILINE_H`, and the image a node of
-    :data:`PREVIEW_NODES` shows after a run."""
+    multiline text box at :data:`MULTILINE_H`, and what a node shows after a
+    run: the image of :data:`PREVIEW_NODES`, the text box of :data:`TEXT_NODES`."""
     if schema is None:
         return int(node.get("size", [0, 0])[1])
     sockets_in = [n for n, t, c, _ in _inputs(schema) if not _is_widget(t, c)]
@@ -332,6 +336,8 @@ def computed_height(node: dict, schema: dict | None) -> int:
             h += ROW_H
     if node.get("type") in PREVIEW_NODES:
         h += PREVIEW_H
+    if node.get("type") in TEXT_NODES:
+        h += MULTILINE_H
     return h + BOTTOM_PAD
 
 

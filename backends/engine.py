@@ -323,6 +323,11 @@ class JobEngine:
         self.media_client = httpx.Client(timeout=httpx.Timeout(t, connect=min(t, 10.0)), follow_redirects=False)
         self._local = threading.local()
 
+    def close(self) -> None:
+        """Close both HTTP clients."""
+        self.client.close()
+        self.media_client.close()
+
     # ------------------------------------------------------------- HTTP
     @property
     def requests(self) -> int:
@@ -672,6 +677,18 @@ class CloudBackend:
         self.ledger = ledger or Ledger()
         self.engine_kw = engine_kw
         self._engines: dict[str, JobEngine] = {}
+
+    def close(self) -> None:
+        """Close every engine's HTTP clients (the backend can be rebuilt later)."""
+        for eng in self._engines.values():
+            eng.close()
+        self._engines.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def api_for(self, endpoint: str) -> ProviderApi:
         """The API surface that serves ``endpoint`` (for resuming ledger jobs)."""

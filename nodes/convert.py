@@ -35,3 +35,11 @@ def np_to_image(arr: np.ndarray) -> torch.Tensor:
     if a.ndim == 3:
         a = a[None]
     return torch.from_numpy(np.ascontiguousarray(a))
+
+
+def copy_soul(soul):
+    """An independent copy of a Soul ID (a ``.soulid`` round trip): nodes
+    change the copy, never the upstream output ComfyUI caches and shares."""
+    from ..soul.soulfile import SoulID
+
+    return SoulID.from_bytes(soul.to_bytes(), label=soul.name)

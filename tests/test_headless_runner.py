@@ -309,7 +309,7 @@ def needs_local_weights(prompt: dict) -> str | None:
     """Why a workflow cannot run here (a local diffusion/i2v pipeline needs model weights), or None."""
     for nid, n in prompt.items():
         i, typ = n["inputs"], n["class_type"]
-        if i.get("backend") == "local" and not (typ == "SoulIDDoPAnimate" and i.get("engine") == "camera"):
+        if i.get("backend") == "local" and not (typ == "SoulIDDoPAnimate" and i.get("engine", "camera") == "camera"):
             return (f"node {nid} ({typ}) runs the local pipeline, which needs model weights this machine does not "
                     f"have (the camera engine and the cloud stand-in run here)")
     return None

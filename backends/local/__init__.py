@@ -33,6 +33,7 @@ first generation. ``request.options`` keys (all optional):
 """
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -201,7 +202,12 @@ class LocalBackend:
             ModelFilesMissing: i2v model files missing.
         """
         o = self._opts(req.options)
-        out = Path(o.get("out") or tempfile.mkstemp(prefix="soulid_", suffix=".mp4")[1])
+        if o.get("out"):
+            out = Path(o["out"])
+        else:  # the caller owns the file; the descriptor is closed here
+            fd, name = tempfile.mkstemp(prefix="soulid_", suffix=".mp4")
+            os.close(fd)
+            out = Path(name)
         motions = [camera.parse_motion(f"{n}:{s}") if ":" not in str(n) else camera.parse_motion(n)
                    for n, s in req.motions]
         if o["engine"] == "camera":

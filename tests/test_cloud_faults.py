@@ -30,7 +30,7 @@ def paid(s) -> int:
 
 
 @pytest.mark.parametrize("kind,exc,text", [
-    ("401", E.CredentialsRejected, "rejected the API key (401)"),
+    ("401", E.CredentialsRejected, "rejected the API key from the environment variable HF_KEY (401)"),
     ("403", E.InsufficientCredits, "not enough credits or no access (403): Not enough credits"),
     ("404", E.NotFound, "not found (404)"),
     ("422", E.ValidationFailed, "prompt: String should have at most 2000 characters"),
@@ -98,7 +98,7 @@ def test_job_outcomes(cloud_env, kind, exc, text):
 
 @pytest.mark.parametrize("kind,exc,text", [
     ("expired", media.ResultExpired, "expired"),
-    ("redirect_private", media.UnsafeURL, r"private or link-local address \(10.20.30.40\)"),
+    ("redirect_private", media.UnsafeURL, r"private or non-global address \(10.20.30.40\)"),
     ("wrong_type", media.MediaError, "unexpected content type 'text/html'"),
 ])
 def test_result_download_faults(cloud_env, kind, exc, text):

@@ -270,7 +270,7 @@ def _download_once(client, url, dest, kind, cap, allow_loopback, deadline, deadl
             try:
                 with open(tmp, "wb") as f:
                     try:
-                        for chunk in r.iter_bytes(1 << 16):
+                        for chunk in r.iter_bytes():  # each network read as it arrives (no buffering up)
                             n += len(chunk)
                             late()
                             if n > cap:

@@ -137,6 +137,8 @@ def save_images(res, out_dir: Path, stem: str, meta: dict) -> list[Path]:
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
 
+    from ..backends.media import new_output_path, temp_name
+
     out_dir.mkdir(parents=True, exist_ok=True)
     info = PngInfo()
     for k, v in meta.items():
@@ -144,8 +146,8 @@ def save_images(res, out_dir: Path, stem: str, meta: dict) -> list[Path]:
             info.add_text(f"soulid:{k}", str(v))
     paths = []
     for i, img in enumerate(res.images):
-        p = out_dir / f"{stem}_{i:02d}.png"
-        tmp = p.with_name(f".{p.name}.tmp")
+        p = new_output_path(out_dir, f"{stem}_{i:02d}", ".png")  # never overwrites an earlier output
+        tmp = temp_name(p)
         Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)).save(tmp, format="PNG", pnginfo=info)
         tmp.replace(p)
         paths.append(p)
@@ -171,7 +173,7 @@ def _report(args, res, files: list[Path]) -> None:
 def _image_command(args, res) -> int:
     files = []
     if not res.info.get("estimate_only"):
-        stem = f"{args.soul or 'soul'}_{(res.request_id or 'local')[:8]}"
+        stem = f"{args.soul or 'soul'}_{(res.info.get('key') or 'local')[:8]}"  # a local key, never the server's id
         stem = Path(stem).name.replace(".soulid", "")
         files = save_images(res, Path(args.out), stem, {"backend": args.backend, "request_id": res.request_id,
                                                        "prompt": args.prompt, "seed": args.seed,
@@ -260,9 +262,11 @@ def cmd_animate(args) -> int:
         return rc
     files = []
     if not res.info.get("estimate_only"):
-        out = Path(args.out) if args.out else Path(f"{(res.request_id or 'clip')[:8]}.mp4")
+        from ..backends.media import new_output_path, temp_name
+
+        out = Path(args.out) if args.out else new_output_path(Path.cwd(), "clip", ".mp4")  # not the server's id
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
+        tmp = temp_name(out)
         shutil.copyfile(res.path, tmp)
         tmp.replace(out)
         files = [out]

@@ -114,11 +114,9 @@ class JobRow:
 
     @classmethod
     def _from(cls, r: sqlite3.Row) -> "JobRow":
-        d = dict(r)
-        if d.get("error"):
-            d["error"] = redact(d["error"])
+        d = {k: redact(v) if isinstance(v, str) else v for k, v in dict(r).items()}
         for k, empty in (("body", {}), ("cost", {}), ("files", [])):
-            d[k] = json.loads(redact(d[k])) if d[k] else empty
+            d[k] = json.loads(d[k]) if d[k] else empty
         return cls(**d)
 
 

@@ -268,6 +268,26 @@ def test_a_trickling_result_fails_at_its_deadline(cloud_env, monkeypatch):
     assert not [p for p in results.rglob("*") if p.is_file()], "a partial download was left behind"
 
 
+def test_downloads_stream_to_disk_in_bounded_memory_and_honour_the_size_cap(cloud_env, tmp_path):
+    import tracemalloc
+
+    big = b"\x89PNG\r\n\x1a\n" + bytes(40 << 20)  # 40 MiB that sniffs as PNG
+    httpx.put(f"{cloud_env.url}/upload/big.png", content=big, headers={"Content-Type": "image/png"}).raise_for_status()
+    url = f"{cloud_env.url}/cdn/big.png"
+    with httpx.Client(timeout=10) as c:
+        tracemalloc.start()
+        try:
+            got = media.download(c, url, tmp_path / "r", allow_loopback=True)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert got.stat().st_size == len(big) and got.suffix == ".png"
+        assert peak < 8 << 20, f"download held {peak >> 20} MiB in memory"
+        with pytest.raises(media.MediaError, match="over the 1048576 byte limit"):
+            media.download(c, url, tmp_path / "s", allow_loopback=True, max_bytes=1 << 20)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.png"]  # no temp file left
+
+
 # ------------------------------------------------------------- URL check
 @pytest.mark.parametrize("url", [
     "https://100.100.100.200/latest/meta-data", "https://100.64.0.1/", "https://192.0.0.192/",

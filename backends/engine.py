@@ -64,7 +64,6 @@ import time
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 from urllib.parse import urlsplit
 
 import httpx
@@ -73,7 +72,9 @@ import pydantic
 from filelock import FileLock
 from filelock import Timeout as LockTimeout
 
+from ..soul import errors as _errors
 from ..soul.errors import SoulIDError
+from ..soul.progress import InterruptFn, ProgressFn  # noqa: F401  (re-exported: the one signature)
 from ..soul.paths import cache_dir
 from . import media
 from .credentials import install_log_redaction, redact
@@ -83,8 +84,6 @@ from .media import InvalidNumber, number
 log = logging.getLogger("soulid.cloud")
 install_log_redaction()
 
-ProgressFn = Callable[[float | None, str], None]
-InterruptFn = Callable[[], bool]
 
 STATES = ("queued", "running", "succeeded", "failed", "moderated", "canceled")
 
@@ -132,8 +131,11 @@ class Canceled(CloudError):
     """The job was canceled."""
 
 
-class Interrupted(CloudError):
-    """The user interrupted; queued jobs were canceled, running ones stay resumable."""
+class Interrupted(CloudError, _errors.Interrupted):
+    """The user interrupted; queued jobs were canceled, running ones stay
+    resumable. Also a :class:`soulid.soul.errors.Interrupted` (the one
+    interrupt exception of the pack), so ``except Interrupted`` from
+    ``soul.errors`` catches it."""
 
 
 class CloudTimeout(CloudError):
@@ -610,10 +612,15 @@ class JobEngine:
 
     def _fp_lock(self, fp: str, progress, interrupt) -> FileLock:
         """Hold the lock file of fingerprint ``fp`` (one run of one request at a
-        time across threads and processes); polls ``interrupt`` while waiting."""
+        time across threads and processes); polls ``interrupt`` while waiting.
+
+        Lock files are shared by fingerprints with the same first 3 hex digits
+        (at most 4096 files, never deleted: deleting a lock file others may
+        hold open would let two holders in). Two *different* requests share a
+        lock with probability 1/4096, which only makes the second wait."""
         d = self.ledger.path.parent / "locks"
         d.mkdir(parents=True, exist_ok=True, mode=0o700)
-        lock = FileLock(str(d / f"{fp[:40]}.lock"), mode=0o600)
+        lock = FileLock(str(d / f"{fp[:3]}.lock"), mode=0o600)
         told = False
         while True:
             try:
@@ -842,26 +849,30 @@ class JobEngine:
                     raise
             try:
                 rid, status_url, cancel_url = api.parse_submit(answer_json(r, "submit answer"))
-            except BadResponse as e:
-                self._bad(row, f"{api.provider}: submit {row.endpoint}: {e}; the request may have been "
-                               f"accepted: `soulid jobs resume {row.idem_key[:12]}` resends it with the same "
-                               f"Idempotency-Key")
-            media.check_url(status_url, allow_loopback=self.allow_loopback, host=api.host, what="status URL")
-            if cancel_url:
-                media.check_url(cancel_url, allow_loopback=self.allow_loopback, host=api.host, what="cancel URL")
+                media.check_url(status_url, allow_loopback=self.allow_loopback, host=api.host, what="status URL")
+                if cancel_url:
+                    media.check_url(cancel_url, allow_loopback=self.allow_loopback, host=api.host,
+                                    what="cancel URL")
+            except (BadResponse, media.UnsafeURL) as e:
+                raise self._bad(row, f"{api.provider}: submit {row.endpoint}: {e}; the request may have been "
+                                     f"accepted: `soulid jobs resume {row.idem_key[:12]}` resends it with the "
+                                     f"same Idempotency-Key", type(e)) from None
             self.ledger.update(row.idem_key, state="queued", request_id=rid, status_url=status_url,
                                cancel_url=cancel_url)
             row.state, row.request_id, row.status_url, row.cancel_url = "queued", rid, status_url, cancel_url
             log.info("%s: submitted %s as request %s", api.provider, row.endpoint, rid)
             return
 
-    def _bad(self, row: JobRow, msg: str):
-        """Record a malformed answer on the row (state ``bad_response``) and raise it."""
-        err = BadResponse(msg, row.request_id)
+    def _bad(self, row: JobRow, msg: str, cls: type = None) -> Exception:
+        """Record a malformed (or unsafe) answer on the row (state
+        ``bad_response``); returns the error (``cls``, default
+        :class:`BadResponse`) for the caller to raise."""
+        cls = cls or BadResponse
+        err = cls(msg, row.request_id) if issubclass(cls, CloudError) else cls(msg)
         self.ledger.update(row.idem_key, state=BAD_RESPONSE, error=str(err))
         row.state = BAD_RESPONSE
         log.warning("%s", err)
-        raise err
+        return err
 
     def _poll(self, row: JobRow, kind: str, progress, interrupt) -> tuple[float, list[Path]]:
         api = self.api
@@ -879,7 +890,7 @@ class JobEngine:
             try:
                 info = api.parse_status(answer_json(r, "status answer"))
             except BadResponse as e:
-                self._bad(row, f"{api.provider}: request {row.request_id}: {e}")
+                raise self._bad(row, f"{api.provider}: request {row.request_id}: {e}") from None
             if info.state != state:
                 state = info.state
                 if state in ("queued", "running"):

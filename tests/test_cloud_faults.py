@@ -120,6 +120,10 @@ def test_status_url_off_the_api_host_is_refused(cloud_env):
     faults(cloud_env, {"kind": "foreign_status_url", "path": ROUTE})
     with pytest.raises(media.UnsafeURL, match="not on the configured API host"):
         gen()
+    from soulid.backends.ledger import Ledger
+
+    row = Ledger().list(1)[0]
+    assert row.state == "bad_response" and "not on the configured API host" in row.error  # never left "submitting"
 
 
 def _server_has(s, state: str) -> bool:

@@ -262,6 +262,8 @@ def save_images(res, out_dir: Path, stem: str, meta: dict) -> list[Path]:
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
 
+    from ..backends.media import new_output_path, temp_name
+
     out_dir.mkdir(parents=True, exist_ok=True)
     info = PngInfo()
     for k, v in meta.items():
@@ -269,8 +271,8 @@ def save_images(res, out_dir: Path, stem: str, meta: dict) -> list[Path]:
             info.add_text(f"soulid:{k}", str(v))
     paths = []
     for i, img in enumerate(res.images):
-        p = out_dir / f"{stem}_{i:02d}.png"
-        tmp = p.with_name(f".{p.name}.tmp")
+        p = new_output_path(out_dir, f"{stem}_{i:02d}", ".png")  # never overwrites an earlier output
+        tmp = temp_name(p)
         Image.fromarray(to_uint8(img)).save(tmp, format="PNG", pnginfo=info)
         tmp.replace(p)
         paths.append(p)
@@ -296,7 +298,7 @@ def _report(args, res, files: list[Path]) -> None:
 def _image_command(args, res) -> int:
     files = []
     if not res.info.get("estimate_only"):
-        stem = f"{args.soul or 'soul'}_{(res.request_id or 'local')[:8]}"
+        stem = f"{args.soul or 'soul'}_{(res.info.get('key') or 'local')[:8]}"  # a local key, never the server's id
         stem = Path(stem).name.replace(".soulid", "")
         files = save_images(res, Path(args.out), stem, {"backend": args.backend, "request_id": res.request_id,
                                                        "prompt": args.prompt, "seed": args.seed,
@@ -390,17 +392,19 @@ def clip_path(args) -> Path:
             raise SoulIDError(f"--out {args.out}: clips are written as {' or '.join(CLIP_SUFFIXES)}, "
                               f"not {out.suffix or 'a file without a suffix'}")
         return out
-    import time
+    from ..backends.media import new_output_path
 
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return data_dir() / "outputs" / f"{Path(args.image).stem}_{stamp}_{os.getpid()}.mp4"
+    # A local name (the photo's stem), never the provider's request id, never over an earlier clip.
+    return new_output_path(data_dir() / "outputs", Path(args.image).stem, ".mp4")
 
 
 def write_clip(src: Path, out: Path) -> None:
     """Copy or convert the MP4 ``src`` to ``out`` atomically: ``.mp4`` as is,
     ``.gif`` decoded with PyAV and written by Pillow (looping, the clip's frame rate)."""
+    from ..backends.media import temp_name
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
+    tmp = temp_name(out)
     try:
         if out.suffix.lower() == ".gif":
             import av

@@ -8,12 +8,10 @@ shown on the node.
   on their providers side by side (the engine caps jobs in flight per
   provider). ComfyUI's interrupt flag is global, so a Cancel reaches the
   thread: a queued job is canceled, a running one is left to resume.
-* :class:`Budget` is the single place where a node's ``max_usd`` is turned
-  into per-attempt limits; every attempt asks it for its ``options`` and
-  reports its cost back. It stops *before* an attempt that would go over
-  (the engine refuses a job whose estimate is above the remaining amount,
-  and the budget refuses a further attempt once the last one's price no
-  longer fits).
+* :class:`Budget` turns a node's ``max_usd`` into the engine's shared budget
+  (``options["budget"]``): the engine reserves each new job's estimate
+  before submitting and refuses one that would go over; the node refuses a
+  further attempt once the last one's price no longer fits.
 * :func:`cost_text` is the line every paid node shows: the provider's
   estimate, or "no estimate" where the provider gives none.
 
@@ -26,6 +24,7 @@ import logging
 from dataclasses import replace
 
 from ..backends.base import get_backend
+from ..backends.engine import Budget as SharedBudget
 from ..soul.errors import Interrupted, SoulIDError
 
 log = logging.getLogger("soulid")
@@ -78,29 +77,25 @@ def _is_interrupt(e: BaseException) -> bool:
     return isinstance(e, Interrupted) or type(e).__name__ == "Interrupted"
 
 
-class Budget:
-    """A ``max_usd`` spent across all attempts of one node run.
+class Budget(SharedBudget):
+    """A node run's ``max_usd``: the engine's shared
+    :class:`soulid.backends.engine.Budget` (the one budget of the pack, which
+    reserves each new paid job's estimate before it is submitted and refuses
+    one that would go over) plus what a node shows and how it plans attempts.
 
     Args:
         max_usd: US dollars for every attempt together; 0 or None = no limit.
 
     Attributes:
-        spent: USD reported by the attempts so far (a resumed or reused
-            request counts its price again: the budget errs on the safe side).
-        attempts: attempts made.
+        attempts: attempts made (reused or resumed ones included).
         last_usd: the last attempt's price, used to refuse the next one early.
     """
 
-    def __init__(self, max_usd: float | None):
-        self.max_usd = float(max_usd) if max_usd and max_usd > 0 else None
-        self.spent = 0.0
+    def __init__(self, max_usd: float | None, label: str = "node budget"):
+        super().__init__(float(max_usd) if max_usd and max_usd > 0 else None, label)
         self.attempts = 0
         self.last_usd: float | None = None
         self.estimated = False
-
-    @property
-    def remaining(self) -> float | None:
-        return None if self.max_usd is None else max(0.0, self.max_usd - self.spent)
 
     def can_afford_next(self) -> bool:
         """False when the next attempt, priced like the last, would go over."""
@@ -110,25 +105,22 @@ class Budget:
         return self.spent + need <= self.max_usd + 1e-9 and self.remaining > 0
 
     def options(self, options: dict | None) -> dict:
-        """``options`` with ``max_usd`` set to what is left (the engine refuses
-        a dearer job before submitting it)."""
-        o = dict(options or {})
-        if self.max_usd is not None:
-            o["max_usd"] = self.remaining
-        return o
+        """``options`` carrying this budget: the engine reserves each new paid
+        job's estimate against it, so reused or resumed results cost nothing."""
+        return {**dict(options or {}), "budget": self}
 
     def charge(self, cost: dict | None) -> None:
+        """Record one finished attempt (the engine already reserved its price)."""
         self.attempts += 1
         if cost and cost.get("usd") is not None:
             self.estimated = True
             self.last_usd = float(cost["usd"])
-            self.spent += self.last_usd
 
     def text(self) -> str:
         limit = "no limit" if self.max_usd is None else f"max ${self.max_usd:.2f}"
         if not self.estimated:
             return f"{self.attempts} paid attempt(s), no estimate from the provider ({limit})"
-        return f"{self.attempts} paid attempt(s), ${self.spent:.2f} estimated ({limit})"
+        return f"{self.attempts} paid attempt(s), ${self.spent:.2f} spent by this run ({limit})"
 
 
 def preflight(backend, req, budget: Budget, attempts: int, what: str) -> int:

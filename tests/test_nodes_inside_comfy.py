@@ -240,7 +240,10 @@ def test_budget_refuses_the_attempt_that_would_go_over():
         calls = []
 
         def generate(self, req, progress=None, interrupt=None):
-            self.calls.append(req.options.get("max_usd"))
+            # What the engine does before a new paid submit: reserve the estimate.
+            budget = req.options["budget"]
+            self.calls.append(budget.remaining)
+            budget.reserve(0.4, "fake job")
             return type("R", (), {"cost": {"usd": 0.4}, "images": np.zeros((1, 2, 2, 3), np.float32)})()
 
     from soulid.backends.base import GenerateRequest

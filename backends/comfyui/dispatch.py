@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .base import Deadline, ServerError, Worker, WorkerDown
+from .base import REQUEST_TIMEOUT_S, Deadline, ServerError, Worker, WorkerDown
 from .native import NativeWorker
 from .v2 import V2Worker
 
@@ -62,11 +62,12 @@ def probe(url: str, timeout: float = 10.0) -> str:
                       f"/system_stats; force the kind with v2+{url} or native+{url}")
 
 
-def connect(entry: str, deadline: Deadline | None = None) -> Worker:
-    """A worker for one ``--server`` entry (probing when no ``v2+``/``native+`` prefix)."""
+def connect(entry: str, deadline: Deadline | None = None, request_timeout: float = REQUEST_TIMEOUT_S) -> Worker:
+    """A worker for one ``--server`` entry (probing when no ``v2+``/``native+`` prefix).
+    ``request_timeout``: seconds one request may take before the worker counts as down."""
     kind, url = split_scheme(entry)
     if kind is None:
         kind = probe(url, timeout=(deadline.timeout(10.0) if deadline else 10.0))
     if kind == "v2":
-        return V2Worker(url, api_key=os.environ.get(API_KEY_ENV) or None)
-    return NativeWorker(url)
+        return V2Worker(url, api_key=os.environ.get(API_KEY_ENV) or None, request_timeout=request_timeout)
+    return NativeWorker(url, request_timeout=request_timeout)

@@ -23,7 +23,7 @@ from typing import Annotated, Any
 import httpx
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
-from .base import (CANCELED, FAILED, QUEUED, RUNNING, SUCCEEDED, UNKNOWN, Deadline, JobRefused, JobState,
+from .base import (REQUEST_TIMEOUT_S, CANCELED, FAILED, QUEUED, RUNNING, SUCCEEDED, UNKNOWN, Deadline, JobRefused, JobState,
                    Output, ServerError, Upload, WorkerDown)
 from .transfer import safe_name, stream_to_file
 
@@ -137,8 +137,10 @@ class NativeWorker:
 
     kind = "native"
 
-    def __init__(self, url: str, api_key: str | None = None, client: httpx.Client | None = None):
+    def __init__(self, url: str, api_key: str | None = None, client: httpx.Client | None = None,
+                 request_timeout: float = REQUEST_TIMEOUT_S):
         self.url = url.rstrip("/")
+        self.request_timeout = request_timeout
         self.client = client or httpx.Client(base_url=self.url, timeout=30.0, trust_env=False)
         self._uploaded: dict[tuple[str, str], str] = {}
 
@@ -148,7 +150,7 @@ class NativeWorker:
     # ---------------------------------------------------------------- http
     def _call(self, method: str, path: str, deadline: Deadline, **kw) -> httpx.Response:
         try:
-            r = self.client.request(method, path, timeout=deadline.timeout(), **kw)
+            r = self.client.request(method, path, timeout=deadline.timeout(self.request_timeout), **kw)
         except httpx.TimeoutException:
             raise WorkerDown(f"{self.url}{path}: no answer in time") from None
         except httpx.TransportError as e:
@@ -253,4 +255,5 @@ class NativeWorker:
 
     def download(self, output: Output, dest: Path, max_bytes: int, deadline: Deadline) -> Path:
         return stream_to_file(self.client, "/view", dest, params=output.ref, max_bytes=max_bytes,
-                              deadline=deadline, what=f"{self.url}/view {output.name!r} of node {output.node_id}")
+                              deadline=deadline, request_timeout=self.request_timeout,
+                              what=f"{self.url}/view {output.name!r} of node {output.node_id}")

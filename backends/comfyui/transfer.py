@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from .base import Deadline, DeadlineExceeded, ServerError, WorkerDown
+from .base import REQUEST_TIMEOUT_S, Deadline, DeadlineExceeded, ServerError, WorkerDown
 
 #: Default largest output accepted, bytes (2 GiB: a long video).
 MAX_OUTPUT_BYTES = 2 << 30
@@ -67,7 +67,8 @@ def place_no_clobber(tmp: Path, dest: Path) -> Path:
 
 
 def stream_to_file(client: httpx.Client, url: str, dest: Path, *, params: dict | None = None,
-                   max_bytes: int = MAX_OUTPUT_BYTES, deadline: Deadline, what: str = "output") -> Path:
+                   max_bytes: int = MAX_OUTPUT_BYTES, deadline: Deadline, what: str = "output",
+                   request_timeout: float = REQUEST_TIMEOUT_S) -> Path:
     """Stream ``GET url`` into ``dest`` (or a free ``dest_N`` name); return the path written.
 
     Raises:
@@ -82,7 +83,7 @@ def stream_to_file(client: httpx.Client, url: str, dest: Path, *, params: dict |
     try:
         with os.fdopen(fd, "wb") as f:
             try:
-                with client.stream("GET", url, params=params, timeout=deadline.timeout()) as r:
+                with client.stream("GET", url, params=params, timeout=deadline.timeout(request_timeout)) as r:
                     if r.is_redirect:
                         raise Redirected(what, r.headers.get("location", ""))
                     if r.status_code != 200:

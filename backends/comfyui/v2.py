@@ -31,7 +31,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError
 
-from .base import (CANCELED, FAILED, QUEUED, RUNNING, SUCCEEDED, UNKNOWN, Deadline, JobRefused, JobState,
+from .base import (REQUEST_TIMEOUT_S, CANCELED, FAILED, QUEUED, RUNNING, SUCCEEDED, UNKNOWN, Deadline, JobRefused, JobState,
                    Output, ServerError, Upload, WorkerDown)
 from .native import _field_errors, error_text
 from ..media import check_url, is_loopback_url
@@ -90,8 +90,10 @@ class V2Worker:
 
     kind = "v2"
 
-    def __init__(self, url: str, api_key: str | None = None, client: httpx.Client | None = None):
+    def __init__(self, url: str, api_key: str | None = None, client: httpx.Client | None = None,
+                 request_timeout: float = REQUEST_TIMEOUT_S):
         self.url = url.rstrip("/")
+        self.request_timeout = request_timeout
         headers = {"Authorization": f"Bearer {api_key}", "X-API-Key": api_key} if api_key else {}
         self.client = client or httpx.Client(base_url=self.url, timeout=30.0, trust_env=False, headers=headers)
         self._assets: dict[tuple[str, str], str] = {}
@@ -101,7 +103,7 @@ class V2Worker:
 
     def _call(self, method: str, path: str, deadline: Deadline, **kw) -> httpx.Response:
         try:
-            r = self.client.request(method, path, timeout=deadline.timeout(), **kw)
+            r = self.client.request(method, path, timeout=deadline.timeout(self.request_timeout), **kw)
         except httpx.TimeoutException:
             raise WorkerDown(f"{self.url}{path}: no answer in time") from None
         except httpx.TransportError as e:
@@ -229,7 +231,8 @@ class V2Worker:
             url = f"{self.url}/api/v2/assets/{output.ref['id']}/content"
         what = f"{self.url} output {output.name!r} of node {output.node_id}"
         try:
-            return stream_to_file(self.client, url, dest, max_bytes=max_bytes, deadline=deadline, what=what)
+            return stream_to_file(self.client, url, dest, max_bytes=max_bytes, deadline=deadline, what=what,
+                                  request_timeout=self.request_timeout)
         except Redirected as moved:
             target = urljoin(url, moved.location)
         check_url(target, allow_loopback=is_loopback_url(self.url), what=what)

@@ -148,6 +148,113 @@ def test_unreadable_workflow_and_unreachable_server(tmp_path, graph_file, capsys
     assert f"cannot reach ComfyUI at {url}" in capsys.readouterr().err
 
 
+# ------------------------------------------- hostile servers, reruns, uploads
+def _bad_filename(pid, entry):
+    return {**entry, "outputs": {"3": {"images": [{"filename": 5, "subfolder": "", "type": "output"}]}}}
+
+
+@pytest.mark.parametrize("override, field", [
+    (lambda pid, e: "not an entry", "(entry): Input should be a valid dictionary"),
+    (lambda pid, e: {**e, "outputs": ["3", {"images": []}]}, "outputs: Input should be a valid dictionary"),
+    (_bad_filename, "outputs.3.images.0.filename: Input should be a valid string"),
+    (lambda pid, e: {**e, "outputs": {"3": {"images": [{"filename": "a\x00b.png"}]}}},
+     "outputs.3.images.0.filename: Value error, must be non-empty text without NUL bytes"),
+    (lambda pid, e: {**e, "outputs": {"3": "images"}}, "outputs.3: Input should be a valid dictionary"),
+])
+def test_malformed_history_is_a_clear_error(graph_file, tmp_path, capsys, override, field):
+    with FakeComfy(polls_pending=0, polls_running=0, history_override=override) as fake:
+        code = run_cli(graph_file, "--server", fake.url, "--out", tmp_path / "o", "--timeout", 10)
+    err = capsys.readouterr().err
+    assert code == 2 and "malformed history entry" in err and field in err, err
+    assert "Traceback" not in err and fake.views == []
+
+
+def test_server_names_never_choose_the_path_nor_overwrite(graph_file, tmp_path, capsys):
+    evil = lambda pid, e: {**e, "outputs": {"3": {"images": [  # noqa: E731
+        {"filename": "../../escape.png", "subfolder": "../..", "type": "output"},
+        {"filename": "/tmp/abs.png", "subfolder": "/etc", "type": "output"}]}}}
+    out = tmp_path / "o"
+    with FakeComfy(polls_pending=0, polls_running=0, history_override=evil) as fake:
+        fake.files[("output", "../..", "../../escape.png")] = b"one"
+        fake.files[("output", "/etc", "/tmp/abs.png")] = b"two"
+        assert run_cli(graph_file, "--server", fake.url, "--out", out) == 0
+        assert run_cli(graph_file, "--server", fake.url, "--out", out, "--new-run") == 0
+    made = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and p.suffix == ".png")
+    # Everything inside --out, the second run's same-named files beside the first's.
+    assert made == ["escape.png", "escape_1.png", "etc/abs.png", "etc/abs_1.png"], made
+    assert not (tmp_path.parent / "escape.png").exists() and len(fake.received) == 2
+    assert (out / "escape.png").read_bytes() == (out / "escape_1.png").read_bytes() == b"one"
+
+
+@pytest.mark.parametrize("value", ["nan", "-1", "0", "inf", "abc"])
+def test_timeout_refuses_nan_and_negatives(graph_file, value, capsys):
+    with pytest.raises(SystemExit) as e:
+        run_cli(graph_file, "--timeout", value)
+    assert e.value.code == 2 and "not a finite number of seconds above 0" in capsys.readouterr().err
+
+
+def test_timeout_holds_when_history_hangs(graph_file, tmp_path, capsys):
+    import time
+    with FakeComfy(hang_history=True) as fake:
+        t0 = time.monotonic()
+        code = run_cli(graph_file, "--server", fake.url, "--out", tmp_path / "o", "--timeout", 3)
+        took = time.monotonic() - t0
+    assert code == 1 and 2.5 < took < 5.0, took
+    assert "timed out after 3 s" in capsys.readouterr().err
+
+
+def _run_child_rss(tmp_path, args) -> tuple[int, int, str]:
+    """Run ``soulid`` in a child process; (exit code, its peak RSS in MB, stderr)."""
+    import subprocess
+    import sys
+    script = ("import resource, sys\nfrom soulid.cli import main\ntry:\n    rc = main(sys.argv[2:])\n"
+              "except SystemExit as e:\n    rc = e.code\nopen(sys.argv[1], 'w').write("
+              "f'{rc} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}')\n")
+    out = tmp_path / "rss.txt"
+    p = subprocess.run([sys.executable, "-c", script, str(out), *map(str, args)], capture_output=True, text=True,
+                       env={**os.environ}, timeout=240)
+    rc, rss_kb = out.read_text().split()
+    return int(rc), int(rss_kb) // 1024, p.stderr
+
+
+def test_huge_view_streams_to_disk_under_a_cap(graph_file, tmp_path):
+    # 3 GB offered without Content-Length: the cap stops it, memory stays flat, nothing is left.
+    with FakeComfy(polls_pending=0, polls_running=0, big_view=3 << 30) as fake:
+        rc, rss, err = _run_child_rss(tmp_path, ["run", graph_file, "--server", fake.url, "--out", tmp_path / "a",
+                                                 "--max-output-mb", 200])
+    assert rc == 2 and "exceeds the 209715200 byte limit" in err, err
+    assert rss < 300, f"peak RSS {rss} MB"
+    assert not [p for p in (tmp_path / "a").rglob("*") if p.is_file() and p.name != ".soulid-jobs.jsonl"]
+    # 400 MB accepted: written to disk, still under 300 MB of memory.
+    with FakeComfy(polls_pending=0, polls_running=0, big_view=400 << 20) as fake:
+        rc, rss, err = _run_child_rss(tmp_path, ["run", graph_file, "--server", fake.url, "--out", tmp_path / "b"])
+    assert rc == 0, err
+    assert rss < 300, f"peak RSS {rss} MB"
+    assert (tmp_path / "b" / "look" / "closeup_00001_.png").stat().st_size == 400 << 20
+
+
+def test_rerun_submits_nothing_and_uploads_once(graph_file, tmp_path, faces, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("obama.jpg", "obama2.jpg", "obama4.jpg"):
+        shutil.copy(faces / "obama" / name, photos / name)
+    out = tmp_path / "o"
+    with FakeComfy(polls_pending=0, polls_running=0) as fake:
+        for _ in range(2):
+            assert run_cli(graph_file, "--server", fake.url, "--out", out, "--upload", f"1.photos={photos}") == 0
+        # Journal lost (a new --out): the server is asked for the job's prompt_id, still one job.
+        assert run_cli(graph_file, "--server", "native+" + fake.url, "--out", tmp_path / "o2",
+                       "--upload", f"1.photos={photos}") == 0
+        # A changed graph is a new job, but the photos are on the server already.
+        assert run_cli(graph_file, "--server", fake.url, "--out", out, "--upload", f"1.photos={photos}",
+                       "--set", "2.seed=9") == 0
+    assert len(fake.received) == 2 and len(fake.uploads) == 3
+    sub = fake.received[0]["prompt"]["1"]["inputs"]["photos"]
+    assert sub.startswith("soulid-") and sorted(n for s, n in fake.uploads) == sorted(p.name for p in photos.iterdir())
+    assert {fake.inputs[(sub, p.name)] for p in photos.iterdir()} == {p.read_bytes() for p in photos.iterdir()}
+    assert "already done" in capsys.readouterr().err
+
+
 # ------------------------------------------------- real ComfyUI (COMFYUI_PATH)
 API_FILES = sorted(API_DIR.glob("*.json"))
 HOST_RUN_TIMEOUT = 300

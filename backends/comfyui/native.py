@@ -23,7 +23,7 @@ from typing import Annotated, Any
 import httpx
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
-from .base import (REQUEST_TIMEOUT_S, CANCELED, FAILED, QUEUED, RUNNING, SUCCEEDED, UNKNOWN, Deadline, JobRefused, JobState,
+from .base import (REQUEST_TIMEOUT_S, CANCELED, DeadlineExceeded, FAILED, QUEUED, RUNNING, SUCCEEDED, UNKNOWN, Deadline, JobRefused, JobState,
                    Output, ServerError, Upload, WorkerDown)
 from .transfer import safe_name, stream_to_file
 
@@ -152,7 +152,9 @@ class NativeWorker:
         try:
             r = self.client.request(method, path, timeout=deadline.timeout(self.request_timeout), **kw)
         except httpx.TimeoutException:
-            raise WorkerDown(f"{self.url}{path}: no answer in time") from None
+            if deadline.left() < 0.1:
+                raise DeadlineExceeded(f"{self.url}{path} did not answer before the deadline") from None
+            raise WorkerDown(f"{self.url}{path}: no answer in {self.request_timeout:g} s") from None
         except httpx.TransportError as e:
             raise WorkerDown(f"cannot reach ComfyUI at {self.url} ({type(e).__name__}: {e})") from None
         if r.status_code >= 500:

@@ -31,7 +31,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError
 
-from .base import (REQUEST_TIMEOUT_S, CANCELED, FAILED, QUEUED, RUNNING, SUCCEEDED, UNKNOWN, Deadline, JobRefused, JobState,
+from .base import (REQUEST_TIMEOUT_S, CANCELED, DeadlineExceeded, FAILED, QUEUED, RUNNING, SUCCEEDED, UNKNOWN, Deadline, JobRefused, JobState,
                    Output, ServerError, Upload, WorkerDown)
 from .native import _field_errors, error_text
 from ..media import check_url, is_loopback_url
@@ -105,7 +105,9 @@ class V2Worker:
         try:
             r = self.client.request(method, path, timeout=deadline.timeout(self.request_timeout), **kw)
         except httpx.TimeoutException:
-            raise WorkerDown(f"{self.url}{path}: no answer in time") from None
+            if deadline.left() < 0.1:
+                raise DeadlineExceeded(f"{self.url}{path} did not answer before the deadline") from None
+            raise WorkerDown(f"{self.url}{path}: no answer in {self.request_timeout:g} s") from None
         except httpx.TransportError as e:
             raise WorkerDown(f"cannot reach the v2 server at {self.url} ({type(e).__name__}: {e})") from None
         if r.status_code >= 500 or r.status_code in (401, 403, 429):

@@ -25,7 +25,7 @@ colour comes from the graph's first ``seed`` input, named like ComfyUI does
 (``PREFIX_00001_.png``, the counter per prefix: two jobs can produce the
 same name); a ``SoulIDCreate`` node needs its ``folder`` among the uploaded
 inputs (``input/<folder>/...``) and "makes" a QA sheet from its photos; a
-node whose class type is ``FailNode`` fails with an ``execution_error``.
+node whose class type is ``FailNode`` (or whose ``prompt`` is ``FAIL``) fails with an ``execution_error``.
 
 Test hooks: ``freeze()`` (accepts connections, never answers), ``kill()``
 (closes the port), counters ``posts`` (every ``POST /jobs``),
@@ -297,7 +297,7 @@ class StandinV2:
         for nid in sorted(wf, key=str):
             node = wf[nid]
             typ, ins = node["class_type"], node.get("inputs", {})
-            if typ == "FailNode":
+            if typ == "FailNode" or ins.get("prompt") == "FAIL":
                 return outputs, {"code": "node_execution_error", "message": "FailNode: failed on purpose",
                                  "node_id": nid, "class_type": typ, "traceback": None}
             if typ == "SoulIDCreate":

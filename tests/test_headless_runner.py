@@ -221,16 +221,16 @@ def test_huge_view_streams_to_disk_under_a_cap(graph_file, tmp_path):
     # 3 GB offered without Content-Length: the cap stops it, memory stays flat, nothing is left.
     with FakeComfy(polls_pending=0, polls_running=0, big_view=3 << 30) as fake:
         rc, rss, err = _run_child_rss(tmp_path, ["run", graph_file, "--server", fake.url, "--out", tmp_path / "a",
-                                                 "--max-output-mb", 200])
-    assert rc == 2 and "exceeds the 209715200 byte limit" in err, err
+                                                 "--max-output-mb", 100])
+    assert rc == 2 and "exceeds the 104857600 byte limit" in err, err
     assert rss < 300, f"peak RSS {rss} MB"
     assert not [p for p in (tmp_path / "a").rglob("*") if p.is_file() and p.name != ".soulid-jobs.jsonl"]
-    # 400 MB accepted: written to disk, still under 300 MB of memory.
-    with FakeComfy(polls_pending=0, polls_running=0, big_view=400 << 20) as fake:
+    # 320 MB accepted: written to disk, still under 300 MB of memory.
+    with FakeComfy(polls_pending=0, polls_running=0, big_view=320 << 20) as fake:
         rc, rss, err = _run_child_rss(tmp_path, ["run", graph_file, "--server", fake.url, "--out", tmp_path / "b"])
     assert rc == 0, err
     assert rss < 300, f"peak RSS {rss} MB"
-    assert (tmp_path / "b" / "look" / "closeup_00001_.png").stat().st_size == 400 << 20
+    assert (tmp_path / "b" / "look" / "closeup_00001_.png").stat().st_size == 320 << 20
 
 
 def test_rerun_submits_nothing_and_uploads_once(graph_file, tmp_path, faces, capsys):

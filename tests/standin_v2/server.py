@@ -106,6 +106,9 @@ class StandinV2:
                 return self.reply(code, {"error": {"code": err, "message": msg, "details": details or None}})
 
             def gate(self) -> bool:
+                if me.stopping:  # killed: kept-alive connections get no answer either
+                    self.close_connection = True
+                    return False
                 if me.frozen.is_set():
                     while me.frozen.is_set() and not me.stopping:
                         time.sleep(0.05)

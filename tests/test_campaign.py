@@ -164,6 +164,23 @@ def test_a_dead_worker_is_drained_and_its_jobs_finish_elsewhere(tmp_path, capsys
     assert f"worker {a.url} drained" in capsys.readouterr().err
 
 
+def test_jobs_a_worker_forgot_are_submitted_again_under_a_new_key(tmp_path, capsys):
+    plan = write_plan(tmp_path, PLAN12)
+    out = tmp_path / "out"
+    with StandinV2(job_seconds=0.1) as s:
+        def restart():
+            while len(s.jobs) < 4:
+                time.sleep(0.01)
+            s.forget()
+        threading.Thread(target=restart, daemon=True).start()
+        args = ["campaign", str(plan), "--server", s.url, "--out", str(out)]
+        assert main(args) == 0
+        posts = s.posts
+        assert main(args) == 0 and s.posts == posts  # the rerun follows the resubmissions
+    check_manifest(out, 12)
+    assert "submitting it again" in capsys.readouterr().err
+
+
 def test_a_failed_node_is_not_retried_blindly(tmp_path, capsys):
     plan = write_plan(tmp_path, "prompts: [studio, FAIL]\nseeds: [1, 2]\n")
     out = tmp_path / "out"

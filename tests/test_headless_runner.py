@@ -255,6 +255,15 @@ def test_rerun_submits_nothing_and_uploads_once(graph_file, tmp_path, faces, cap
     assert "already done" in capsys.readouterr().err
 
 
+def test_next_server_when_the_first_is_down(graph_file, tmp_path, capsys):
+    with FakeComfy() as dead:
+        url = dead.url
+    with FakeComfy(polls_pending=0, polls_running=0) as fake:
+        code = run_cli(graph_file, "--server", url, "--server", fake.url, "--out", tmp_path / "o")
+    assert code == 0 and len(fake.received) == 1
+    assert (tmp_path / "o" / "look" / "closeup_00001_.png").is_file()
+
+
 # ------------------------------------------------- real ComfyUI (COMFYUI_PATH)
 API_FILES = sorted(API_DIR.glob("*.json"))
 HOST_RUN_TIMEOUT = 300

@@ -68,6 +68,8 @@ DEFAULT_TARGETS = {
 MANIFEST_FIELDS = ("row", "kind", "soul_id", "preset", "prompt", "seed", "status", "worker", "job_id", "files",
                    "drift_score", "qa", "error")
 QA_NODE_ID = "soulid_qa_report"
+#: Times a row's job may be forgotten by workers (restarts) before the row counts as failed.
+MAX_LOST = 3
 
 
 class PlanError(SoulIDError):
@@ -137,6 +139,7 @@ class Row:
     spec: JobSpec
     state: str = "waiting"  # waiting queued running done failed
     pinned: str = ""  # worker URL holding its earlier submission
+    lost: int = 0  # times a worker forgot this row's job
 
 
 def _photo_folders(plan: Plan, base: Path) -> list[Path]:
@@ -328,6 +331,10 @@ class Scheduler:
         events: queue.Queue = queue.Queue()
         todo = []
         for row in rows:
+            while self.journal.get(row.spec.key).get("event") == "lost":  # follow earlier resubmissions
+                row.lost += 1
+                s = row.spec
+                row.spec = JobSpec(s.graph, s.uploads, s.label, salt=f"{s.salt.split('lost-')[0]}lost-{row.lost}")
             rec = self.journal.get(row.spec.key)
             if rec.get("event") in ("done", "failed"):
                 row.state = rec["event"]
@@ -375,8 +382,16 @@ class Scheduler:
                     self.drained.add(w.url)
                     row.state, row.pinned = "waiting", ""
                     todo.append(row)
+                elif kind == "lost" and row.lost >= MAX_LOST:
+                    row.state = "failed"
+                    self.journal.record(row.spec.key, event="failed", error=f"lost {row.lost} times: {info}")
+                    self.manifest.update(row, None, f"lost {row.lost} times: {info}")
                 elif kind == "lost":
+                    # A new key: a v2 server refuses the old one for good (single-use keys).
+                    row.lost += 1
                     self.log(f"row {row.index}: {info}; submitting it again")
+                    s = row.spec
+                    row.spec = JobSpec(s.graph, s.uploads, s.label, salt=f"{s.salt.split('lost-')[0]}lost-{row.lost}")
                     row.state, row.pinned = "waiting", ""
                     todo.append(row)
                 else:

@@ -27,7 +27,7 @@ same name); a ``SoulIDCreate`` node needs its ``folder`` among the uploaded
 inputs (``input/<folder>/...``) and "makes" a QA sheet from its photos; a
 node whose class type is ``FailNode`` (or whose ``prompt`` is ``FAIL``) fails with an ``execution_error``.
 
-Test hooks: ``freeze()`` (accepts connections, never answers), ``kill()``
+Test hooks: ``forget()`` (jobs gone, keys still claimed), ``freeze()`` (accepts connections, never answers), ``kill()``
 (closes the port), counters ``posts`` (every ``POST /jobs``),
 ``upload_posts`` and ``uploaded_bytes``.
 """
@@ -200,6 +200,12 @@ class StandinV2:
             self.httpd.shutdown()
             self.httpd.server_close()
 
+    def forget(self):
+        """Lose every job (a restarted server without state); used keys stay claimed."""
+        with self.lock:
+            self.jobs.clear()
+            self.order.clear()
+
     def freeze(self):
         """Keep the port open but never answer again (a hung worker)."""
         self.frozen.set()
@@ -290,9 +296,12 @@ class StandinV2:
             time.sleep(self.job_seconds)
             if self.stopping:
                 return
-            outputs, error = self._execute(nxt, self.jobs[nxt]["workflow"])
+            job = self.jobs.get(nxt)
+            if job is None:  # forgotten meanwhile
+                continue
+            outputs, error = self._execute(nxt, job["workflow"])
             with self.lock:
-                self.jobs[nxt].update(status="failed" if error else "succeeded", outputs=outputs, error=error)
+                job.update(status="failed" if error else "succeeded", outputs=outputs, error=error)
 
     def _execute(self, jid: str, wf: dict):
         outputs = []

@@ -238,8 +238,9 @@ def run_workflow(prompt: dict, servers: str | list[str], out_dir: Path, timeout:
         if res.status == "failed":
             log(res.error or "the job failed")
             return 1, info
-        for f in res.files:
-            log(f"{Path(out_dir) / f}", result=True)
+        for i, f in enumerate(res.files):
+            nid = res.nodes[i] if i < len(res.nodes) else "?"
+            log(f"node {nid}: {Path(out_dir) / f}", result=True)
         for nid, texts in res.texts.items():
             for text in texts:
                 log(f"node {nid} ({prompt.get(nid, {}).get('class_type', '?')}): {text}", result=True)

@@ -67,6 +67,7 @@ class JobResult:
     texts: dict = field(default_factory=dict)
     error: str = ""
     reused: bool = False
+    nodes: list[str] = field(default_factory=list)  # the node id that made each of ``files``
 
 
 def _local_path(out_dir: Path, label: str, subfolder: str, name: str, fallback: str) -> Path:
@@ -119,7 +120,8 @@ def execute(worker: Worker, spec: JobSpec, journal: Journal, out_dir: Path, dead
     rec = journal.get(spec.key)
     if rec.get("event") in ("done", "failed"):
         return JobResult(spec.key, rec["event"], rec.get("worker", ""), rec.get("job_id", ""),
-                         list(rec.get("files") or []), rec.get("texts") or {}, rec.get("error", ""), reused=True)
+                         list(rec.get("files") or []), rec.get("texts") or {}, rec.get("error", ""), reused=True,
+                         nodes=list(rec.get("nodes") or []))
     job_id = rec.get("job_id") if rec.get("worker") == worker.url else None
     if not job_id:
         graph = worker.prepare(copy.deepcopy(spec.graph), spec.uploads, deadline)
@@ -156,5 +158,6 @@ def execute(worker: Worker, spec: JobSpec, journal: Journal, out_dir: Path, dead
         target = _local_path(out_dir, spec.label, str(o.ref.get("subfolder") or ""), o.name, f"output_{i}")
         path = worker.download(o, target, max_bytes, deadline)
         files.append(str(path.relative_to(out_dir)))
-    journal.record(spec.key, event="done", worker=worker.url, job_id=job_id, files=files, texts=st.texts)
-    return JobResult(spec.key, "done", worker.url, job_id, files, st.texts)
+    nodes = [o.node_id for o in st.outputs]
+    journal.record(spec.key, event="done", worker=worker.url, job_id=job_id, files=files, nodes=nodes, texts=st.texts)
+    return JobResult(spec.key, "done", worker.url, job_id, files, st.texts, nodes=nodes)

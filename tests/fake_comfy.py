@@ -33,6 +33,11 @@ def seed_colour(seed: int) -> tuple[int, int, int]:
     return tuple(int(x) for x in np.random.default_rng(seed).integers(0, 256, 3))
 
 
+def guard_similarity(seed: int, i: int) -> float:
+    """The look-alike Drift Guard's "similarity" of candidate ``i`` for ``seed``."""
+    return float(np.random.default_rng([seed, i]).uniform(0.3, 0.9))
+
+
 class FakeComfy:
     """A ComfyUI look-alike on 127.0.0.1 (see the module docstring).
 
@@ -42,7 +47,7 @@ class FakeComfy:
     """
 
     LIBRARY = {"my_soul"}
-    KNOWN = {"SoulIDLoad", "SoulIDGenerate", "SaveImage", "SoulIDScore"}
+    KNOWN = {"SoulIDLoad", "SoulIDGenerate", "SaveImage", "SoulIDScore", "SoulIDDriftGuard"}
 
     def __init__(self, polls_pending: int = 1, polls_running: int = 1, hold: bool = False,
                  history_override=None, big_view: int = 0, hang_history: bool = False):
@@ -216,6 +221,12 @@ class FakeComfy:
                 name = f"{stem}_00001_.png"
                 self.files[("output", sub, name)] = buf.getvalue()
                 outputs[nid] = {"images": [{"filename": name, "subfolder": sub, "type": "output"}]}
+            elif typ == "SoulIDDriftGuard":  # its report, as a Preview Any node shows it (text + JSON)
+                sims = [round(guard_similarity(int(prompt["2"]["inputs"].get("seed", 0)), i), 4) for i in range(3)]
+                best = max(range(3), key=sims.__getitem__)
+                report = {"soul": ins["soul"], "mode": "best_of_n", "best": best, "threshold": 0.6,
+                          "entries": [{"index": i, "similarity": v, "passed": v >= 0.6} for i, v in enumerate(sims)]}
+                outputs[nid] = {"text": [f"Soul ID {ins['soul']!r}: best_of_n\n" + json.dumps(report)]}
             elif typ == "SoulIDScore":
                 outputs[nid] = {"text": ["image 1: 0.912 same person"]}
             executed.append(nid)

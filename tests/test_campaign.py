@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from fake_comfy import FakeComfy
+from fake_comfy import FakeComfy, guard_similarity
 from standin_v2 import StandinV2
 
 from soulid.backends.comfyui.base import Deadline, Upload, job_key
@@ -179,6 +179,18 @@ def test_jobs_a_worker_forgot_are_submitted_again_under_a_new_key(tmp_path, caps
         assert main(args) == 0 and s.posts == posts  # the rerun follows the resubmissions
     check_manifest(out, 12)
     assert "submitting it again" in capsys.readouterr().err
+
+
+def test_manifest_carries_the_drift_guard_score(tmp_path):
+    graph = {**GRAPH, "4": {"class_type": "SoulIDDriftGuard", "inputs": {"soul": ["1", 0], "images": ["2", 0]}}}
+    plan = write_plan(tmp_path, "seeds: [11, 12, 13]\n", graph)
+    with FakeComfy(polls_pending=0, polls_running=0) as native:
+        assert main(["campaign", str(plan), "--server", native.url, "--out", str(tmp_path / "o")]) == 0
+    rows = check_manifest(tmp_path / "o", 3)
+    for r in rows:
+        assert r["drift_score"] == round(max(guard_similarity(r["seed"], i) for i in range(3)), 4)
+    csv_text = (tmp_path / "o" / "manifest.csv").read_text()
+    assert f"{rows[0]['drift_score']:.4f}" in csv_text
 
 
 def test_a_failed_node_is_not_retried_blindly(tmp_path, capsys):

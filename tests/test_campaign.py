@@ -271,6 +271,17 @@ def test_create_campaign_on_workers_uploads_each_set_once(tmp_path, photo_sets):
     assert rows[0]["files"] == ["r0000_biden_soul_id_2_photos.png"]
 
 
+def test_create_sets_sharing_a_photo_fail_clearly_on_v2(tmp_path, photo_sets):
+    shutil.copy(photo_sets / "obama" / "obama.jpg", photo_sets / "biden" / "obama_copy.jpg")
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("kind: create\nsets: [sets/obama, sets/biden]\n")
+    with StandinV2() as s:
+        assert main(["campaign", str(plan), "--server", s.url, "--out", str(tmp_path / "o"), "--per-worker", "1"]) == 1
+    rows = manifest(tmp_path / "o")
+    assert [r["status"] for r in rows] == ["done", "failed"]
+    assert "obama_copy.jpg: the same photo is already on" in rows[1]["error"] and "give each photo set" in rows[1]["error"]
+
+
 def test_create_campaign_locally_on_two_processes(tmp_path, photo_sets):
     plan = tmp_path / "plan.yaml"
     plan.write_text("kind: create\nsets: [sets/obama, sets/biden]\n")

@@ -137,12 +137,12 @@ class V2Worker:
             ids = []
             for path, h in zip(up.files, up.hashes):
                 name = safe_name(path.name, "photo") if up.folder else h.split(":", 1)[1][:16] + path.suffix.lower()[:8]
-                ids.append(self._upload(path, h, f"input/{sub}/{name}", deadline))
+                ids.append(self._upload(path, h, f"input/{sub}/{name}", deadline, up.folder))
             graph[up.node_id]["inputs"][up.input] = (
                 sub if up.folder else {"__type": "core/ASSET", "info": {"id": ids[0]}})
         return graph
 
-    def _upload(self, path: Path, h: str, file_path: str, deadline: Deadline) -> str:
+    def _upload(self, path: Path, h: str, file_path: str, deadline: Deadline, folder: bool = False) -> str:
         if (h, file_path) in self._assets:
             return self._assets[(h, file_path)]
         bh = blake3_hash(path)
@@ -159,6 +159,12 @@ class V2Worker:
                 raise ServerError(f"{self.url}/api/v2/assets refused {path.name}: HTTP {r.status_code} {self._code(r)}")
         if not isinstance(body, dict) or not isinstance(body.get("id"), str):
             raise ServerError(f"{self.url}/api/v2/assets: answer without an asset id")
+        placed = body.get("file_path")
+        if folder and isinstance(placed, str) and placed.removeprefix("input/") != file_path.removeprefix("input/"):
+            # v2 servers keep one copy per content hash: the bytes stay where they were first put.
+            raise ServerError(f"{path.name}: the same photo is already on {self.url} as {placed!r}, so it cannot "
+                              f"also be in the folder {file_path.rsplit('/', 1)[0]!r}; give each photo set its own "
+                              f"photos")
         self._assets[(h, file_path)] = body["id"]
         return body["id"]
 

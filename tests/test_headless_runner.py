@@ -105,7 +105,7 @@ def test_refused_prompt_exits_2_with_node_errors(tmp_path, capsys):
     p = tmp_path / "bad.json"
     p.write_text(json.dumps({"1": {"class_type": "NoSuchNode", "inputs": {}}}))
     with FakeComfy() as fake:
-        code = run_cli(p, "--server", fake.url)
+        code = run_cli(p, "--server", fake.url, "--out", tmp_path / "o")
     err = capsys.readouterr().err
     assert code == 2 and "HTTP 400" in err and "node 1 (NoSuchNode): Node type NoSuchNode not found" in err
 

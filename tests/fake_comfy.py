@@ -54,6 +54,7 @@ class FakeComfy:
         self.polls_pending, self.polls_running, self.hold = polls_pending, polls_running, hold
         self.history_override, self.big_view, self.hang_history = history_override, big_view, hang_history
         self.received, self.views, self.interrupts, self.uploads = [], [], 0, []
+        self.fail_views: set[str] = set()  # file names whose next /view answers 500
         self.inputs: dict[tuple[str, str], bytes] = {}
         self.jobs: dict[str, dict] = {}
         self.files: dict[tuple[str, str, str], bytes] = {}
@@ -132,6 +133,9 @@ class FakeComfy:
                 if url.path == "/view":
                     q = {k: v[0] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
                     fake.views.append(q)
+                    if q.get("filename") in fake.fail_views:
+                        fake.fail_views.discard(q["filename"])
+                        return self.reply(500, {})
                     if fake.big_view:
                         return self.stream_big(fake.big_view)
                     data = fake.files.get((q.get("type", ""), q.get("subfolder", ""), q.get("filename", "")))

@@ -255,6 +255,19 @@ def test_rerun_submits_nothing_and_uploads_once(graph_file, tmp_path, faces, cap
     assert "already done" in capsys.readouterr().err
 
 
+def test_a_rerun_after_a_broken_download_fetches_only_what_is_missing(graph_file, tmp_path, capsys):
+    out = tmp_path / "o"
+    with FakeComfy(polls_pending=0, polls_running=0) as fake:
+        fake.fail_views.add("copy_00001_.png")
+        assert run_cli(graph_file, "--server", fake.url, "--out", out) == 2
+        assert "HTTP 500" in capsys.readouterr().err
+        assert run_cli(graph_file, "--server", fake.url, "--out", out) == 0
+    names = [v["filename"] for v in fake.views]
+    assert names.count("closeup_00001_.png") == 1 and names.count("copy_00001_.png") == 2
+    assert sorted(p.name for p in (out / "look").iterdir()) == ["closeup_00001_.png", "copy_00001_.png"]
+    assert len(fake.received) == 1
+
+
 def test_next_server_when_the_first_is_down(graph_file, tmp_path, capsys):
     with FakeComfy() as dead:
         url = dead.url

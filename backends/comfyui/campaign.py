@@ -342,7 +342,7 @@ class Scheduler:
                                                     rec.get("job_id", ""), list(rec.get("files") or []),
                                                     rec.get("texts") or {}, rec.get("error", ""), True))
                 continue
-            if rec.get("worker") and rec.get("event") in ("submitting", "submitted"):
+            if rec.get("worker") and (rec.get("job_id") or rec.get("event") == "submitting"):
                 row.pinned = rec["worker"]
             todo.append(row)
         self.log(f"campaign: {len(rows)} row(s), {len(rows) - len(todo)} already finished, "

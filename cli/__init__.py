@@ -15,7 +15,7 @@ import sys
 from ..soul.errors import SoulIDError
 
 #: Modules that each define ``register(subparsers)``; missing ones are skipped.
-COMMAND_MODULES = ("identity", "cloud", "generation", "local", "presets", "workflow")
+COMMAND_MODULES = ("identity", "cloud", "generation", "local", "presets", "workflow", "native")
 
 
 def build_parser() -> argparse.ArgumentParser:

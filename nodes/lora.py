@@ -6,7 +6,7 @@
   ``comfy.sd.load_lora_for_models`` (which patches a clone: the input MODEL
   is left as it was, and LoRAs applied before or after stack as usual). The
   share of LoRA tensors that ComfyUI's key map matched is reported; below
-  ``min_key_match`` the node refuses, since the LoRA belongs to another base.
+  ``min_match`` the node refuses, since the LoRA belongs to another base.
 * ``SoulIDAttachLoRA``: a LoRA trained in the graph (core ``TrainLoraNode``'s
   LORA_MODEL, a dict of tensors) stored in the Soul ID under the MODEL's
   architecture, with its trigger, steps and loss curve.
@@ -43,7 +43,7 @@ COMFY_ARCHITECTURES = {
     "Lumina2": "lumina2",
 }
 #: Default share of LoRA tensors that must match the model.
-MIN_KEY_MATCH = 0.9
+MIN_MATCH = 0.9
 #: Key prefixes of text-encoder LoRA tensors (not counted when no CLIP is connected).
 _TEXT_ENCODER_PREFIXES = ("lora_te", "text_encoder", "te1.", "te2.", "lora_clip", "text_encoders.")
 
@@ -118,7 +118,7 @@ def lora_key_match(model, clip, lora_sd: dict) -> dict:
 
 
 def apply_persona_lora(model, clip, soul, strength_model: float = 1.0, strength_clip: float = 1.0,
-                       min_key_match: float = MIN_KEY_MATCH):
+                       min_match: float = MIN_MATCH):
     """Patch clones of ``model`` (and ``clip``) with the Soul ID's LoRA for the model's architecture.
 
     Returns:
@@ -127,7 +127,7 @@ def apply_persona_lora(model, clip, soul, strength_model: float = 1.0, strength_
     Raises:
         SoulFileError: the Soul ID has no LoRA for this architecture (names the ones it has
             and how to train one).
-        PersonaLoRAError: unknown architecture, or fewer than ``min_key_match`` of the
+        PersonaLoRAError: unknown architecture, or fewer than ``min_match`` of the
             LoRA's tensors match this model.
     """
     import comfy.sd
@@ -140,10 +140,10 @@ def apply_persona_lora(model, clip, soul, strength_model: float = 1.0, strength_
     report = {"soul": soul.name, "arch": arch, "comfy_config": config, "lora_sha256": lora.sha256,
               "strength_model": strength_model, "strength_clip": strength_clip if clip is not None else None,
               **match}
-    if match["fraction"] < min_key_match:
+    if match["fraction"] < min_match:
         raise PersonaLoRAError(
             f"Soul ID {soul.name!r}: only {match['matched']} of {match['total']} LoRA tensors "
-            f"({match['fraction']:.0%}) match this {config} model (need {min_key_match:.0%}): the LoRA stored "
+            f"({match['fraction']:.0%}) match this {config} model (need {min_match:.0%}): the LoRA stored "
             f"as {arch!r} belongs to another base model. Unmatched, e.g.: {', '.join(match['unmatched'])}")
     new_model, new_clip = comfy.sd.load_lora_for_models(model, clip, sd, strength_model, strength_clip)
     return new_model, new_clip, report
@@ -177,7 +177,7 @@ class SoulIDApply(io.ComfyNode):
                 io.Clip.Input("clip", optional=True, tooltip="Also patch the text encoder when the LoRA has "
                                                                "text-encoder weights."),
                 io.Float.Input("strength_clip", default=1.0, min=-4.0, max=4.0, step=0.05),
-                io.Float.Input("min_key_match", default=MIN_KEY_MATCH, min=0.0, max=1.0, step=0.01,
+                io.Float.Input("min_match", default=MIN_MATCH, min=0.0, max=1.0, step=0.01,
                                tooltip="Refuse when a smaller share of the LoRA's tensors match this model."),
             ],
             outputs=[
@@ -188,9 +188,9 @@ class SoulIDApply(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, soul_id, strength_model, strength_clip, min_key_match, clip=None) -> io.NodeOutput:
+    def execute(cls, model, soul_id, strength_model, strength_clip, min_match, clip=None) -> io.NodeOutput:
         new_model, new_clip, report = apply_persona_lora(model, clip, soul_id, strength_model, strength_clip,
-                                                         min_key_match)
+                                                         min_match)
         return io.NodeOutput(new_model, new_clip, json.dumps(report), ui=ui.PreviewText(_summary(report)))
 
 
@@ -249,7 +249,8 @@ class SoulIDAttachLoRA(io.ComfyNode):
                              tooltip="Training steps (Train LoRA's steps output)."),
                 io.LossMap.Input("loss", optional=True, tooltip="Train LoRA's loss output (the curve is stored)."),
             ],
-            outputs=[SoulIDType.Output("soul_id", display_name="SOUL_ID")],
+            outputs=[SoulIDType.Output("soul_id_out", display_name="soul_id",
+                                       tooltip="The Soul ID with the persona LoRA (save it with Soul ID Save).")],
         )
 
     @classmethod

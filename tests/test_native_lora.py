@@ -51,7 +51,7 @@ def test_apply_matching_lora_changes_output_on_a_clone(cui):
     base = unet_output(model)
     soul = _soul(sdxl=kohya_lora(model))
     out = cui.nodes.SoulIDApply.execute(model=model, soul_id=soul, strength_model=1.0, strength_clip=1.0,
-                                        min_key_match=0.9)
+                                        min_match=0.9)
     patched, clip, report = out.args
     rep = json.loads(report)
     assert rep["arch"] == "sdxl" and rep["matched"] == rep["total"] > 0 and rep["fraction"] == 1.0
@@ -63,7 +63,7 @@ def test_apply_matching_lora_changes_output_on_a_clone(cui):
     assert torch.equal(unet_output(model), base)
     # Strength 0 is the identity.
     zero = cui.nodes.SoulIDApply.execute(model=model, soul_id=soul, strength_model=0.0, strength_clip=1.0,
-                                         min_key_match=0.9).args[0]
+                                         min_match=0.9).args[0]
     assert torch.allclose(unet_output(zero), base, atol=1e-6)
 
 
@@ -73,7 +73,7 @@ def test_lora_of_another_base_is_refused_with_the_reason(cui):
     soul = _soul(sdxl=kohya_lora(sd15))
     with pytest.raises(cui.nodes.PersonaLoRAError, match=r"belongs to another base model") as e:
         cui.nodes.SoulIDApply.execute(model=sdxl, soul_id=soul, strength_model=1.0, strength_clip=1.0,
-                                      min_key_match=0.9)
+                                      min_match=0.9)
     assert "match this SDXL model" in str(e.value)
     assert sdxl.patches == {}
 
@@ -82,7 +82,7 @@ def test_soul_id_without_a_lora_for_the_architecture_says_what_it_has(cui):
     soul = _soul(sd15=kohya_lora(tiny_model("sd15")))
     with pytest.raises(SoulFileError) as e:
         cui.nodes.SoulIDApply.execute(model=tiny_model("sdxl"), soul_id=soul, strength_model=1.0,
-                                      strength_clip=1.0, min_key_match=0.9)
+                                      strength_clip=1.0, min_match=0.9)
     msg = str(e.value)
     assert "no persona LoRA for 'sdxl'" in msg and "has: sd15" in msg and "soulid train" in msg
 
@@ -96,7 +96,7 @@ def test_other_loras_applied_before_or_after_still_apply(cui, order):
 
     def apply_persona(m):
         return cui.nodes.SoulIDApply.execute(model=m, soul_id=soul, strength_model=1.0, strength_clip=1.0,
-                                             min_key_match=0.9).args[0]
+                                             min_match=0.9).args[0]
 
     def apply_other(m):
         return cui.sd.load_lora_for_models(m, None, other, 1.0, 0.0)[0]
@@ -108,6 +108,19 @@ def test_other_loras_applied_before_or_after_still_apply(cui, order):
     for single in (apply_persona(model), apply_other(model)):
         assert (unet_output(single) - out_both).abs().max() > 1e-4
     assert model.patches == {}
+
+
+def test_schemas_keep_the_training_workflow_contract(cui):
+    """Soul ID Attach LoRA: soul_id, lora (LORA_MODEL), model, trigger, optional steps / loss -> soul_id."""
+    info = cui.nodes.SoulIDAttachLoRA.GET_NODE_INFO_V1()
+    assert info["input"]["required"]["soul_id"][0] == "SOUL_ID"
+    assert info["input"]["required"]["lora"][0] == "LORA_MODEL"
+    assert info["input"]["required"]["model"][0] == "MODEL"
+    assert info["input"]["required"]["trigger"][0] == "STRING"
+    assert info["input"]["optional"]["steps"][0] == "INT" and info["input"]["optional"]["loss"][0] == "LOSS_MAP"
+    assert info["output"] == ["SOUL_ID"] and info["output_name"] == ["soul_id"]
+    apply = cui.nodes.SoulIDApply.GET_NODE_INFO_V1()
+    assert apply["output"] == ["MODEL", "CLIP", "STRING"] and apply["input"]["optional"]["clip"][0] == "CLIP"
 
 
 def test_attach_lora_stores_the_trained_lora_under_the_model_architecture(cui):
@@ -125,5 +138,5 @@ def test_attach_lora_stores_the_trained_lora_under_the_model_architecture(cui):
     # It survives a save / load and then applies with every key matched.
     back = SoulID.from_bytes(new.to_bytes())
     rep = json.loads(cui.nodes.SoulIDApply.execute(model=model, soul_id=back, strength_model=1.0,
-                                                   strength_clip=1.0, min_key_match=1.0).args[2])
+                                                   strength_clip=1.0, min_match=1.0).args[2])
     assert rep["fraction"] == 1.0

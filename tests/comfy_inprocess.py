@@ -52,6 +52,8 @@ def comfy_modules():
         args.cpu = True  # before comfy.model_management picks a device
         import comfy.model_management  # noqa: F401
         import comfy_api.latest  # noqa: F401
+
+        _load_core_nodes_module()
     except ImportError as e:
         cleanup()
         pytest.skip(f"ComfyUI at {root} does not import here: {e}")
@@ -59,6 +61,26 @@ def comfy_modules():
         yield
     finally:
         cleanup()
+
+
+def _load_core_nodes_module() -> None:
+    """Make ``import nodes`` give ComfyUI's ``nodes.py`` (KSampler, VAEDecode...).
+
+    Run from the repository root, ``nodes`` would otherwise be this pack's own
+    ``nodes/`` folder (the working directory is on ``sys.path``).
+    """
+    import importlib.util
+
+    import comfy
+
+    path = os.path.join(os.path.dirname(os.path.abspath(list(comfy.__path__)[0])), "nodes.py")
+    have = sys.modules.get("nodes")
+    if have is not None and os.path.realpath(getattr(have, "__file__", "") or "") == os.path.realpath(path):
+        return
+    spec = importlib.util.spec_from_file_location("nodes", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["nodes"] = mod
+    spec.loader.exec_module(mod)
 
 
 #: Tiny UNet settings shared by the SD1.5 and SDXL configs (two levels, 32 base channels).

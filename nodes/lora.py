@@ -53,13 +53,17 @@ class PersonaLoRAError(SoulIDError):
 
 
 def model_architecture(model) -> tuple[str, str]:
-    """``(soulid architecture id, ComfyUI config name)`` of a MODEL (ModelPatcher).
+    """``(soulid architecture id, ComfyUI config name)`` of a MODEL (ModelPatcher), from
+    ``type(model.model.model_config)`` and its base classes through :data:`COMFY_ARCHITECTURES`.
 
     Raises:
         PersonaLoRAError: a config soulid has no persona-LoRA id for.
     """
-    config = type(model.model.model_config).__name__
-    arch = COMFY_ARCHITECTURES.get(config)
+    cls = type(model.model.model_config)
+    config = cls.__name__
+    # The nearest class in the table: a config subclassing a known one (a variant) maps like its parent;
+    # the LoRA key match then tells whether the LoRA really fits.
+    arch = next((COMFY_ARCHITECTURES[c.__name__] for c in cls.__mro__ if c.__name__ in COMFY_ARCHITECTURES), None)
     if arch is None:
         known = ", ".join(sorted(set(COMFY_ARCHITECTURES.values())))
         raise PersonaLoRAError(f"this MODEL is a {config} model, which soulid has no persona LoRA id for "

@@ -208,14 +208,23 @@ class SoulIDCharImport(io.ComfyNode):
     @classmethod
     def execute(cls, file, name, analyzer) -> io.NodeOutput:
         import comfy.model_management
+        import comfy.utils
 
         from ..soul.charfile import import_char
         from ..soul.library import validate_name
         from ..soul.report import contact_sheet, entries_from_result
 
+        bar = None
+
+        def progress(done: int, total: int, label: str) -> None:
+            nonlocal bar
+            if bar is None:
+                bar = comfy.utils.ProgressBar(total)
+            bar.update_absolute(done, total)
+
         result, contents = import_char(_input_file(file), name=validate_name(name) if name.strip() else None,
-                                       analyzer=analyzer, interrupt=comfy.model_management.processing_interrupted,
-                                       workers=1)
+                                       analyzer=analyzer, progress=progress, workers=1,
+                                       interrupt=comfy.model_management.processing_interrupted)
         if result.soul is None:
             raise NoUsablePhotos(f"{file}: none of the {len(result.photos)} references passed QA")
         s = result.report["summary"]

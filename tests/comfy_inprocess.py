@@ -33,16 +33,22 @@ def comfy_modules():
     """Import ComfyUI for the duration of the block; skips when it does not import."""
     root = os.environ.get("COMFYUI_PATH")
     before = set(sys.modules)
-    added = bool(root) and importlib.util.find_spec("comfy_api") is None and root not in sys.path
+    added = bool(root) and root not in sys.path
     if added:
         sys.path.append(root)
 
+    def from_comfy(mod, base: str) -> bool:
+        # Packages without an __init__ (comfy, comfy_api) have no __file__, only __path__.
+        files = [getattr(mod, "__file__", None) or ""] + list(getattr(mod, "__path__", None) or [])
+        return any(f and os.path.realpath(f).startswith(base + os.sep) for f in files)
+
     def cleanup():
         base = os.path.realpath(root) if root else None
-        for name in set(sys.modules) - before:
-            f = getattr(sys.modules[name], "__file__", None) or ""
-            if name.startswith("soulid.nodes") or (base and os.path.realpath(f).startswith(base + os.sep)):
-                del sys.modules[name]
+        # Decide first, then remove: a namespace package's __path__ is recomputed from its parent.
+        drop = [name for name in set(sys.modules) - before
+                if name.startswith("soulid.nodes") or (base and from_comfy(sys.modules[name], base))]
+        for name in drop:
+            sys.modules.pop(name, None)
         if added:
             sys.path.remove(root)
 

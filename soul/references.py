@@ -60,7 +60,7 @@ SIZE_MULTIPLE = 16
 MIN_SIZE, MAX_SIZE = 64, 4096
 
 
-class ReferenceError(SoulIDError):
+class ReferenceSetError(SoulIDError):
     """Bad reference request (no photos, unknown crop mode, size out of range)."""
 
 
@@ -153,12 +153,12 @@ def select_references(soul: SoulID, k: int = 3) -> tuple[list[int], list[str], l
         than ``k`` when the Soul ID has fewer distinct photos.
 
     Raises:
-        ReferenceError: ``k < 1`` or the Soul ID holds no photos.
+        ReferenceSetError: ``k < 1`` or the Soul ID holds no photos.
     """
     if k < 1:
-        raise ReferenceError(f"k={k}: ask for at least one reference image")
+        raise ReferenceSetError(f"k={k}: ask for at least one reference image")
     if not soul.photos:
-        raise ReferenceError(f"Soul ID {soul.name!r} holds no photos to take references from")
+        raise ReferenceSetError(f"Soul ID {soul.name!r} holds no photos to take references from")
     roles = photo_roles(soul)
     emb, _ = _embeddings(soul)
     hashes: dict[int, int] = {}
@@ -189,9 +189,9 @@ def select_references(soul: SoulID, k: int = 3) -> tuple[list[int], list[str], l
 def output_size(size: int, crop: str) -> tuple[int, int]:
     """``(height, width)`` px of references of ``size`` (the longest side) in ``crop`` mode."""
     if crop not in CROP_MODES:
-        raise ReferenceError(f"crop {crop!r}: use one of {', '.join(CROP_MODES)}")
+        raise ReferenceSetError(f"crop {crop!r}: use one of {', '.join(CROP_MODES)}")
     if not MIN_SIZE <= int(size) <= MAX_SIZE:
-        raise ReferenceError(f"size {size}: must be {MIN_SIZE}..{MAX_SIZE} px")
+        raise ReferenceSetError(f"size {size}: must be {MIN_SIZE}..{MAX_SIZE} px")
     _, aspect, _ = _CROP[crop]
     h = max(SIZE_MULTIPLE, int(size) // SIZE_MULTIPLE * SIZE_MULTIPLE)
     w = max(SIZE_MULTIPLE, int(round(h / aspect / SIZE_MULTIPLE)) * SIZE_MULTIPLE)
@@ -250,12 +250,12 @@ def reference_images(soul: SoulID, k: int = 3, size: int = 1024, crop: str = "he
         :class:`ReferenceSet` with ``images`` ``[n, H, W, 3]`` uint8.
 
     Raises:
-        ReferenceError: bad ``k``, ``size`` or ``crop``, or no photos.
+        ReferenceSetError: bad ``k``, ``size`` or ``crop``, or no photos.
     """
     output_size(size, crop)  # validate before decoding anything
     if all_photos:
         if not soul.photos:
-            raise ReferenceError(f"Soul ID {soul.name!r} holds no photos to take references from")
+            raise ReferenceSetError(f"Soul ID {soul.name!r} holds no photos to take references from")
         idx = qa_rank(soul)
         roles_all = photo_roles(soul)
         roles, skipped = [roles_all[i] for i in idx], []

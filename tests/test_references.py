@@ -14,7 +14,7 @@ from soulid.soul.create import create_soul_id, is_near_duplicate
 from soulid.soul.imageio import encode_jpeg, load_photo
 from soulid.soul.library import Library
 from soulid.soul.qa import dhash
-from soulid.soul.references import (ReferenceError, crop_reference, output_size, photo_roles, qa_rank,
+from soulid.soul.references import (ReferenceSetError, crop_reference, output_size, photo_roles, qa_rank,
                                     reference_images, select_references)
 from soulid.soul.soulfile import StoredPhoto
 
@@ -121,11 +121,11 @@ def test_crop_never_pads_near_the_edge():
 
 
 def test_bad_requests_are_refused(obama):
-    with pytest.raises(ReferenceError, match="crop 'wide'"):
+    with pytest.raises(ReferenceSetError, match="crop 'wide'"):
         reference_images(obama, crop="wide")
-    with pytest.raises(ReferenceError, match="at least one"):
+    with pytest.raises(ReferenceSetError, match="at least one"):
         reference_images(obama, k=0)
-    with pytest.raises(ReferenceError, match="size 10"):
+    with pytest.raises(ReferenceSetError, match="size 10"):
         reference_images(obama, size=10)
 
 

@@ -264,3 +264,15 @@ def _write_apply_picture(soul) -> None:
     _save_picture(_label(board, ["soul_id_apply_lora: the Drift Guard (pick best) step on real candidates.",
                                  "Not a generation: the candidates are fixture photos (no SDXL weights here)."]),
                   d / "soul_id_apply_lora.png")
+
+
+@pytest.mark.parametrize("name", NATIVE)
+def test_no_two_nodes_overlap_on_the_canvas(name):
+    """Node boxes (position, size, plus the 30 px title bar above) stay apart."""
+    ui = json.loads((WF / f"{name}.json").read_text())
+    boxes = [(n["id"], n["pos"][0], n["pos"][1] - 30, n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1])
+             for n in ui["nodes"]]
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            apart = a[3] <= b[1] or b[3] <= a[1] or a[4] <= b[2] or b[4] <= a[2]
+            assert apart, f"{name}: nodes {a[0]} and {b[0]} overlap"

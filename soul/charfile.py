@@ -149,7 +149,7 @@ def export_char(soul: SoulID, path: str | os.PathLike, k: int | None = None, des
         ref["soulid_rating"] = soul.photos[i].rating
     for arch, lora in soul.loras.items():
         ca = char_arch(arch)
-        member = f"payloads/{ca}-lora/{soul.name}_{arch}.safetensors"
+        member = f"payloads/{ca}-lora/persona_{arch}.safetensors"  # ASCII, as Omnichar names members
         doc.members[member] = lora.data
         md = lora.metadata
         doc.manifest.payloads[sdk.payload_key(ca, "lora")] = {

@@ -25,6 +25,7 @@ import httpx
 import numpy as np
 
 from ..soul.errors import SoulIDError
+from ..soul.imageio import sniff, to_float01, to_uint8  # noqa: F401  (sniff: the one magic-byte sniffer)
 
 #: Largest accepted result, bytes (images 64 MiB, videos 512 MiB).
 MAX_BYTES = {"image": 64 << 20, "video": 512 << 20}
@@ -100,19 +101,6 @@ def check_url(url: str, *, allow_loopback: bool = False, host: str | None = None
     if parts.scheme == "http" and not all(a.is_loopback for a in addrs):
         raise UnsafeURL(f"{what} {url!r}: plain HTTP is accepted only on loopback; HTTPS required")
     return url
-
-
-def sniff(head: bytes) -> str | None:
-    """Media type from magic bytes: ``image/png|jpeg|webp``, ``video/mp4``, or None."""
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    if head[4:8] == b"ftyp":
-        return "video/mp4"
-    return None
 
 
 _EXT = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "video/mp4": ".mp4"}
@@ -223,7 +211,7 @@ def decode_images(paths: list[Path]) -> np.ndarray:
         arrs.append(rgb)
     if not arrs:
         raise MediaError("the provider returned no images")
-    return np.stack(arrs).astype(np.float32) / 255.0
+    return to_float01(np.stack(arrs))
 
 
 def probe_video(path: Path) -> tuple[float, int, int, int]:
@@ -251,7 +239,7 @@ def to_upload_bytes(image: np.ndarray, fmt: str = "png") -> tuple[bytes, str]:
     if a.ndim == 4:
         a = a[0]
     if a.dtype != np.uint8:
-        a = (np.clip(a, 0, 1) * 255.0 + 0.5).astype(np.uint8)
+        a = to_uint8(a)
     a = np.ascontiguousarray(a[..., :3])
     if fmt == "jpeg":
         return encode_jpeg(a, quality=95), "image/jpeg"

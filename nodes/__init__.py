@@ -46,6 +46,18 @@ def all_nodes() -> list:
     return nodes
 
 
+def hand_in_comfy_dirs() -> None:
+    """Give the core ComfyUI's folders (the core never reads ``folder_paths`` itself)."""
+    import folder_paths
+
+    from ..soul.paths import set_comfy_dirs
+
+    set_comfy_dirs(base_path=folder_paths.base_path, user_dir=folder_paths.get_user_directory(),
+                   input_dir=folder_paths.get_input_directory(), models_dir=folder_paths.models_dir,
+                   model_folders=folder_paths.get_folder_paths)
+
+
 class SoulIDExtension(ComfyExtension):
     async def get_node_list(self):
+        hand_in_comfy_dirs()
         return all_nodes()

@@ -19,6 +19,7 @@ import numpy as np
 from comfy_api.latest import io
 
 from ..backends.base import BACKENDS, GenerateRequest, get_backend
+from ..backends.idsheet import view_generator
 from ..soul import charlog, guard, idsheet
 from ..soul.moodboard import moodboard
 from .convert import image_to_uint8_list, np_to_image
@@ -244,7 +245,7 @@ class IDPhotoSheetNode(io.ComfyNode):
 
     @classmethod
     def execute(cls, soul, backend, seed, prompt="") -> io.NodeOutput:
-        sheet = idsheet.make_id_sheet(soul, get_backend(backend), prompt=prompt or "", seed=seed,
+        sheet = idsheet.make_id_sheet(view_generator(get_backend(backend), soul), prompt=prompt or "", seed=seed,
                                       progress=_progress(), interrupt=_interrupted)
         tiles = np.stack(idsheet.split_sheet(sheet.image))
         return io.NodeOutput(np_to_image(sheet.image), np_to_image(tiles))

@@ -23,11 +23,12 @@ from pathlib import Path
 from comfy_api.latest import io, ui
 
 from ..soul.analysis.registry import ANALYZER_NAMES
+from ..soul import paths
 from ..soul.create import MAX_PHOTOS, Interrupted, create_soul_id
 from ..soul.errors import LibraryError, NoUsablePhotos, SoulIDError
 from ..soul.imageio import iter_photo_paths
 from ..soul.library import Library, validate_name
-from ..soul.report import contact_sheet, entries_from_result
+from ..soul.report import render_png, sheet_from_result
 from ..soul.score import score_images
 from .convert import image_to_uint8_list, np_to_image
 from .types import SoulIDType
@@ -55,19 +56,16 @@ def resolve_input_folder(folder: str) -> Path:
         SoulIDError: the path leaves the input directory (``..``, an absolute
             path elsewhere, or a symlink pointing out), or is not a folder.
     """
-    base = input_directory()
-    p = (base / folder.strip()).resolve()
-    if p != base and base not in p.parents:
-        raise SoulIDError(f"folder {folder!r}: outside ComfyUI's input directory {base}; put the photos under it")
-    if not p.is_dir():
-        raise SoulIDError(f"folder {folder!r}: no such folder in ComfyUI's input directory {base}")
-    return p
+    try:
+        return paths.resolve_input_folder(input_directory(), folder)
+    except ValueError as e:
+        raise SoulIDError(str(e)) from None
 
 
 def _library_names() -> list[str]:
     try:
         return Library().list()
-    except OSError as e:  # unreadable library folder: an empty dropdown, not a missing node
+    except (OSError, LibraryError) as e:  # unreadable library folder: an empty dropdown, not a missing node
         log.warning("soulid: cannot list the Soul ID library: %s", e)
         return []
 
@@ -161,11 +159,12 @@ class SoulIDCreate(io.ComfyNode):
 
         bar = None
 
-        def progress(done: int, total: int, label: str) -> None:
+        def progress(fraction: float | None, message: str) -> None:
             nonlocal bar
             if bar is None:
-                bar = comfy.utils.ProgressBar(total)
-            bar.update_absolute(done, total)
+                bar = comfy.utils.ProgressBar(1000)
+            if fraction is not None:
+                bar.update_absolute(round(fraction * 1000), 1000)
 
         try:
             result = create_soul_id(
@@ -175,6 +174,7 @@ class SoulIDCreate(io.ComfyNode):
                 progress=progress,
                 interrupt=comfy.model_management.processing_interrupted,
                 max_photos=max_photos,
+                within=input_directory(),  # file symlinks may not lead out of ComfyUI's input directory
             )
         except Interrupted:
             comfy.model_management.throw_exception_if_processing_interrupted()
@@ -190,7 +190,7 @@ class SoulIDCreate(io.ComfyNode):
                   interrupt=comfy.model_management.processing_interrupted)
         s = result.report["summary"]
         title = f"{name}: {s['accepted']} of {s['photos']} accepted, verdict {s['verdict']}"
-        sheet = contact_sheet(entries_from_result(result), title=title)
+        sheet = render_png(sheet_from_result(result, title))
         return io.NodeOutput(result.soul, np_to_image(sheet), json.dumps(result.report))
 
 

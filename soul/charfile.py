@@ -20,15 +20,16 @@ near-duplicates, identity outliers, embeddings, threshold); LoRAs whose
 architecture soulid knows are attached; the description is kept in the Soul
 ID as ``char/description.md``.
 
-Every member is read through :func:`bounded_read` with the caps below (on
-top of the SDK's own archive checks: member count, symlinks, compression
-ratio, nested archives).
+The archive is opened with the pack's bounded zip reader
+(:func:`soulid.soul.safezip.open_bounded`, :data:`CHAR_LIMITS`: archive size,
+member count, per-member and total inflated size, compression ratio, all
+checked from the zip directory before anything is inflated); the manifest is
+parsed and members are checked (no nested archives) by the SDK.
 """
 from __future__ import annotations
 
 import json
 import os
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,16 +37,19 @@ import numpy as np
 
 from .errors import SoulIDError
 from .progress import InterruptFn
+from .safezip import GiB, MiB, ZipLimits, open_bounded
 from .soulfile import LORA_ARCHITECTURES, SoulID
 
 #: Largest ``.char`` file read, bytes.
-MAX_CHAR_BYTES = 4 * 1024**3
+MAX_CHAR_BYTES = 4 * GiB
 #: Largest reference image member, bytes (a 64 MP PNG stays under it).
-MAX_REFERENCE_BYTES = 256 * 1024**2
+MAX_REFERENCE_BYTES = 256 * MiB
 #: Largest LoRA member, bytes.
-MAX_LORA_BYTES = 2 * 1024**3
+MAX_LORA_BYTES = 2 * GiB
 #: Largest description, bytes.
-MAX_TEXT_BYTES = 1024**2
+MAX_TEXT_BYTES = 1 * MiB
+#: Largest manifest, bytes (the SDK's own cap).
+MAX_MANIFEST_BYTES = 256 * 1024
 #: Most references imported (a Soul ID keeps at most 80 photos anyway).
 MAX_REFERENCES = 200
 #: Where an imported description lives inside the Soul ID (an extra archive member).
@@ -70,26 +74,10 @@ def _sdk():
     return omnichar_sdk
 
 
-def bounded_read(archive: zipfile.ZipFile, member: str, limit: int, label: str) -> bytes:
-    """One member's bytes, refused when its declared or actual size exceeds ``limit``.
-
-    Streams with a cap (a lying header cannot make it read more than
-    ``limit + 1`` bytes).
-
-    Raises:
-        CharInteropError: missing member or over the limit.
-    """
-    try:
-        info = archive.getinfo(member)
-    except KeyError:
-        raise CharInteropError(f"{label}: member {member!r} listed in the manifest is missing") from None
-    if info.file_size > limit:
-        raise CharInteropError(f"{label}: {member!r} is {info.file_size} bytes, over the {limit}-byte limit")
-    with archive.open(info) as f:
-        data = f.read(limit + 1)
-    if len(data) > limit:
-        raise CharInteropError(f"{label}: {member!r} expands past the {limit}-byte limit")
-    return data
+def char_limits() -> ZipLimits:
+    """The :class:`~soulid.soul.safezip.ZipLimits` a ``.char`` is opened with."""
+    return ZipLimits(max_archive_bytes=MAX_CHAR_BYTES, max_members=4096, max_member_bytes=MAX_LORA_BYTES,
+                     max_total_bytes=MAX_CHAR_BYTES, member_limits=(("manifest.json", MAX_MANIFEST_BYTES),))
 
 
 def char_arch(arch: str) -> str:
@@ -203,8 +191,10 @@ def read_char(path: str | os.PathLike) -> CharContents:
     """Read a ``.char``'s references, description and LoRAs.
 
     Raises:
-        CharInteropError: missing, too large, not a character file, hostile
-            (per the SDK's checks), a newer format, or no references.
+        SoulFileError: missing, not a regular file, not a zip, or over a
+            limit of :func:`char_limits` / the per-member caps (names the member).
+        CharInteropError: not a character file, a nested archive, a newer
+            format, or no readable references.
     """
     from .errors import PhotoError
     from .imageio import load_photo
@@ -213,17 +203,14 @@ def read_char(path: str | os.PathLike) -> CharContents:
     p = Path(path)
     label = p.name
     try:
-        size = p.stat().st_size
-    except OSError as e:
-        raise CharInteropError(f"{p}: cannot read ({e.strerror or e})") from None
-    if size > MAX_CHAR_BYTES:
-        raise CharInteropError(f"{label}: {size} bytes, over the {MAX_CHAR_BYTES}-byte limit for a .char")
-    try:
-        with sdk.charfile.open_archive(p) as z:
-            manifest = sdk.charfile.parse_manifest(sdk.charfile.read_manifest_bytes(z, label), label)
+        with open_bounded(p, char_limits(), label=label, what=".char file") as z:
 
             def member(name: str, limit: int) -> bytes:
-                return sdk.charfile.check_member(name, bounded_read(z, name, limit, label), label)
+                return sdk.charfile.check_member(name, z.read(name, max_bytes=limit), label)
+
+            if "manifest.json" not in z:
+                raise CharInteropError(f"{label}: no manifest.json, so it is not a .char file")
+            manifest = sdk.charfile.parse_manifest(member("manifest.json", MAX_MANIFEST_BYTES), label)
 
             refs = [r for r in manifest.refs if isinstance(r, dict)]
             if len(refs) > MAX_REFERENCES:
@@ -260,8 +247,6 @@ def read_char(path: str | os.PathLike) -> CharContents:
                 out.loras.append((ours, data, md))
     except sdk.CharError as e:
         raise CharInteropError(f"{label}: {e}") from None
-    except zipfile.BadZipFile as e:
-        raise CharInteropError(f"{label}: corrupt archive ({e})") from None
     if not out.references:
         raise CharInteropError(f"{label}: no readable reference images" +
                                (f" ({'; '.join(out.skipped)})" if out.skipped else ""))

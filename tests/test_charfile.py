@@ -12,6 +12,7 @@ from safetensors.numpy import save as st_save
 from soulid.cli import main
 from soulid.soul import charfile
 from soulid.soul.create import create_soul_id
+from soulid.soul.errors import SoulFileError
 from soulid.soul.library import Library
 from soulid.soul.qa import dhash
 from soulid.soul.references import select_references
@@ -100,8 +101,8 @@ def test_cli_lora_attach_list_remove(obama, tmp_path, capsys):
 def test_oversized_member_is_refused_before_reading(obama, tmp_path, monkeypatch):
     path = tmp_path / "o.char"
     charfile.export_char(obama, path, k=1)
-    monkeypatch.setattr(charfile, "MAX_LORA_BYTES", 16)
-    with pytest.raises(charfile.CharInteropError, match=r"over the 16-byte limit"):
+    monkeypatch.setattr(charfile, "MAX_REFERENCE_BYTES", 16)
+    with pytest.raises(SoulFileError, match=r"o.char: member 'refs/000.png' is [\d.]+ (MiB|bytes), over the 16 bytes limit"):
         charfile.read_char(path)
 
 
@@ -111,5 +112,11 @@ def test_not_a_char_file_is_refused(tmp_path):
         z.writestr("manifest.json", json.dumps({"magic": "something else"}))
     with pytest.raises(charfile.CharInteropError, match=r"x.char: .*not a .char"):
         charfile.read_char(p)
-    with pytest.raises(charfile.CharInteropError, match="cannot read"):
+    with pytest.raises(SoulFileError, match="missing.char: no such .char file"):
         charfile.read_char(tmp_path / "missing.char")
+    bomb = tmp_path / "bomb.char"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("manifest.json", b"{}")
+        z.writestr("refs/000.png", b"\0" * (8 << 20))
+    with pytest.raises(SoulFileError, match="compression ratio"):
+        charfile.read_char(bomb)

@@ -226,6 +226,7 @@ def attach_trained_lora(soul, lora_sd: dict, model, trigger: str, steps: int | N
         "trigger": trigger, "final_loss": curve[-1] if curve else None, "loss_curve": curve,
         "source": "trained", "trainer": "comfyui TrainLoraNode", "attached": time.time(),
     }
+    metadata = {k: v for k, v in metadata.items() if v is not None}
     new = copy.copy(soul)
     new.loras = dict(soul.loras)
     lora = new.attach_lora(arch, st_save(tensors, metadata={"soulid_arch": arch, "trigger": trigger}), metadata)

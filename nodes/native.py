@@ -216,11 +216,12 @@ class SoulIDCharImport(io.ComfyNode):
 
         bar = None
 
-        def progress(done: int, total: int, label: str) -> None:
+        def progress(fraction: float | None, message: str) -> None:  # soulid.soul.progress signature
             nonlocal bar
             if bar is None:
-                bar = comfy.utils.ProgressBar(total)
-            bar.update_absolute(done, total)
+                bar = comfy.utils.ProgressBar(1000)
+            if fraction is not None:
+                bar.update_absolute(round(fraction * 1000), 1000)
 
         result, contents = import_char(_input_file(file), name=validate_name(name) if name.strip() else None,
                                        analyzer=analyzer, progress=progress, workers=1,

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import SoulIDError
-from .progress import InterruptFn
+from .progress import InterruptFn, ProgressFn
 from .safezip import GiB, MiB, ZipLimits, open_bounded
 from .soulfile import LORA_ARCHITECTURES, SoulID
 
@@ -254,14 +254,15 @@ def read_char(path: str | os.PathLike) -> CharContents:
 
 
 def import_char(path: str | os.PathLike, name: str | None = None, analyzer: str = "auto",
-                progress=None, interrupt: InterruptFn | None = None, workers: int | None = None):
+                progress: ProgressFn | None = None, interrupt: InterruptFn | None = None,
+                workers: int | None = None):
     """Make a Soul ID from a ``.char``: QA and analysis on its references.
 
     Args:
         path: the ``.char`` file.
         name: the Soul ID's name (default: the character's name).
         analyzer: face analyzer for :func:`~soulid.soul.create.create_soul_id`.
-        progress: ``progress(done, total, label)`` per reference (as create_soul_id).
+        progress: ``progress(fraction, message)`` per reference (:mod:`soulid.soul.progress`).
         interrupt: polled between references.
 
     Returns:

@@ -34,11 +34,25 @@ def _st(sd: dict) -> bytes:
     return save({k: v.contiguous() for k, v in sd.items()})
 
 
-def _soul(**loras) -> SoulID:
-    s = SoulID(name="anna", photos=[], analyzers={})
-    for arch, sd in loras.items():
-        s.attach_lora(arch, _st(sd), {"source": "test"})
-    return s
+@pytest.fixture(scope="module")
+def base_soul(faces) -> SoulID:
+    from soulid.soul.create import create_soul_id
+
+    return create_soul_id([faces / "obama" / "obama.jpg"], "anna", analyzer="dlib", workers=1).soul
+
+
+@pytest.fixture
+def make_soul(base_soul):
+    """A Soul ID (one real photo) holding the given LoRAs: ``make_soul(sdxl=state_dict)``."""
+    import copy
+
+    def make(**loras) -> SoulID:
+        s = copy.deepcopy(base_soul)
+        for arch, sd in loras.items():
+            s.attach_lora(arch, _st(sd), {"source": "test"})
+        return s
+
+    return make
 
 
 def test_architecture_is_read_from_the_model(cui):
@@ -46,10 +60,10 @@ def test_architecture_is_read_from_the_model(cui):
     assert cui.nodes.model_architecture(tiny_model("sd15")) == ("sd15", "SD15")
 
 
-def test_apply_matching_lora_changes_output_on_a_clone(cui):
+def test_apply_matching_lora_changes_output_on_a_clone(cui, make_soul):
     model = tiny_model("sdxl")
     base = unet_output(model)
-    soul = _soul(sdxl=kohya_lora(model))
+    soul = make_soul(sdxl=kohya_lora(model))
     out = cui.nodes.SoulIDApply.execute(model=model, soul_id=soul, strength_model=1.0, strength_clip=1.0,
                                         min_match=0.9)
     patched, clip, report = out.args
@@ -67,10 +81,10 @@ def test_apply_matching_lora_changes_output_on_a_clone(cui):
     assert torch.allclose(unet_output(zero), base, atol=1e-6)
 
 
-def test_lora_of_another_base_is_refused_with_the_reason(cui):
+def test_lora_of_another_base_is_refused_with_the_reason(cui, make_soul):
     sdxl, sd15 = tiny_model("sdxl"), tiny_model("sd15")
     # An SD1.5 LoRA stored (by mistake) as the Soul ID's SDXL LoRA.
-    soul = _soul(sdxl=kohya_lora(sd15))
+    soul = make_soul(sdxl=kohya_lora(sd15))
     with pytest.raises(cui.nodes.PersonaLoRAError, match=r"belongs to another base model") as e:
         cui.nodes.SoulIDApply.execute(model=sdxl, soul_id=soul, strength_model=1.0, strength_clip=1.0,
                                       min_match=0.9)
@@ -78,8 +92,8 @@ def test_lora_of_another_base_is_refused_with_the_reason(cui):
     assert sdxl.patches == {}
 
 
-def test_soul_id_without_a_lora_for_the_architecture_says_what_it_has(cui):
-    soul = _soul(sd15=kohya_lora(tiny_model("sd15")))
+def test_soul_id_without_a_lora_for_the_architecture_says_what_it_has(cui, make_soul):
+    soul = make_soul(sd15=kohya_lora(tiny_model("sd15")))
     with pytest.raises(SoulFileError) as e:
         cui.nodes.SoulIDApply.execute(model=tiny_model("sdxl"), soul_id=soul, strength_model=1.0,
                                       strength_clip=1.0, min_match=0.9)
@@ -88,11 +102,11 @@ def test_soul_id_without_a_lora_for_the_architecture_says_what_it_has(cui):
 
 
 @pytest.mark.parametrize("order", ["before", "after"])
-def test_other_loras_applied_before_or_after_still_apply(cui, order):
+def test_other_loras_applied_before_or_after_still_apply(cui, make_soul, order):
     model = tiny_model("sdxl")
     persona = kohya_lora(model, seed=1)
     other = kohya_lora(model, seed=7, scale=0.3)
-    soul = _soul(sdxl=persona)
+    soul = make_soul(sdxl=persona)
 
     def apply_persona(m):
         return cui.nodes.SoulIDApply.execute(model=m, soul_id=soul, strength_model=1.0, strength_clip=1.0,
@@ -123,10 +137,10 @@ def test_schemas_keep_the_training_workflow_contract(cui):
     assert apply["output"] == ["MODEL", "CLIP", "STRING"] and apply["input"]["optional"]["clip"][0] == "CLIP"
 
 
-def test_attach_lora_stores_the_trained_lora_under_the_model_architecture(cui):
+def test_attach_lora_stores_the_trained_lora_under_the_model_architecture(cui, make_soul):
     model = tiny_model("sdxl")
     trained = kohya_lora(model, seed=3)
-    soul = _soul()
+    soul = make_soul()
     loss = {"loss": [torch.tensor(0.9), torch.tensor(0.5), torch.tensor(0.3)]}
     new = cui.nodes.SoulIDAttachLoRA.execute(soul_id=soul, lora=trained, model=model, trigger="ohwx anna",
                                              steps=30, loss=loss).args[0]

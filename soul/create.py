@@ -215,6 +215,17 @@ def _hamming(a: int, b: int) -> int:
     return bin(a ^ b).count("1")
 
 
+def is_near_duplicate(hash_a: int, hash_b: int, emb_a: np.ndarray | None, emb_b: np.ndarray | None) -> bool:
+    """Two shots are near-duplicates when their 64-bit difference hashes
+    (:func:`soulid.soul.qa.dhash`) differ in at most :data:`DUPLICATE_HASH_BITS`
+    bits and, when both unit face embeddings are given, their cosine
+    similarity is at least :data:`DUPLICATE_FACE_SIM` (so look-alike framings
+    of two people are not merged)."""
+    if _hamming(hash_a, hash_b) > DUPLICATE_HASH_BITS:
+        return False
+    return emb_a is None or emb_b is None or float(emb_a @ emb_b) >= DUPLICATE_FACE_SIM
+
+
 def flag_near_duplicates(photos: list[PhotoQA]) -> None:
     """Exclude all but the best photo of each group of near-duplicate shots."""
     cand = [p for p in photos if p.usable and p.dhash is not None and p.embedding is not None]
@@ -222,12 +233,7 @@ def flag_near_duplicates(photos: list[PhotoQA]) -> None:
     kept: list[PhotoQA] = []
     for p in cand:
         twin = next(
-            (
-                k
-                for k in kept
-                if _hamming(k.dhash, p.dhash) <= DUPLICATE_HASH_BITS
-                and float(k.embedding @ p.embedding) >= DUPLICATE_FACE_SIM
-            ),
+            (k for k in kept if is_near_duplicate(k.dhash, p.dhash, k.embedding, p.embedding)),
             None,
         )
         if twin is None:

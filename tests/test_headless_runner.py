@@ -291,10 +291,18 @@ FILE_NODES = {"SaveImage", "PreviewImage", "SaveVideo"}
 PICTURE_SIDE, PICTURE_MAX_BYTES = 720, 300_000
 
 
+#: Core nodes that load model files from ComfyUI's models/ folders.
+MODEL_LOADERS = {"CheckpointLoaderSimple", "UNETLoader", "CLIPLoader", "DualCLIPLoader", "VAELoader", "LoraLoader",
+                 "LoraLoaderModelOnly", "CLIPVisionLoader"}
+
+
 def needs_local_weights(prompt: dict) -> str | None:
     """Why a workflow cannot run here (a local diffusion/i2v pipeline needs model weights), or None."""
     for nid, n in prompt.items():
         i, typ = n["inputs"], n["class_type"]
+        if typ in MODEL_LOADERS:
+            return (f"node {nid} ({typ}) loads model files this machine does not have; "
+                    f"tests/test_native_workflows.py checks that the graph stops there with ComfyUI's own message")
         if i.get("backend") == "local" and not (typ == "SoulIDDoPAnimate" and i.get("engine", "camera") == "camera"):
             return (f"node {nid} ({typ}) runs the local pipeline, which needs model weights this machine does not "
                     f"have (the camera engine and the cloud stand-in run here)")

@@ -30,6 +30,9 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 VIRTUAL_NODES = {"Note", "MarkdownNote"}
 #: Values of the extra "control after generate" widget the frontend adds after seeds.
 SEED_CONTROL = {"fixed", "increment", "decrement", "randomize"}
+#: Entries ComfyUI puts in a model-file dropdown whatever is on disk (VAELoader's
+#: ``pixel_space``): a list holding only these is a file list recorded empty.
+FILE_LIST_BUILTINS = {"pixel_space"}
 #: Node modes: 0 always, 2 never (muted), 4 bypass.
 MUTED_MODES = {2, 4}
 
@@ -134,7 +137,7 @@ def check_value(where: str, typ, cfg: dict, value) -> list[str]:
         return [] if isinstance(value, bool) else [f"{where}: {value!r} is not true/false"]
     elif kind == "COMBO":
         opts = _options(typ, cfg)
-        if not opts:  # a file or library list filled from disk at run time
+        if not set(opts) - FILE_LIST_BUILTINS:  # a file or library list filled from disk at run time
             return [] if isinstance(value, str) and value else [f"{where}: {value!r} is not a name"]
         return [] if value in opts else [f"{where}: {value!r} not in {opts}"]
     else:

@@ -54,6 +54,13 @@ def _peak_gb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
 
 
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
 def full_size(device: str, resolution: int, photos: int):
     """Random-weight SDXL UNet (bf16) + cached random embeddings; the VAE pre-encode timed per image."""
     import torch
@@ -70,14 +77,15 @@ def full_size(device: str, resolution: int, photos: int):
     with torch.no_grad():
         for _ in range(2):
             vae.encode(x)
-        torch.cuda.synchronize()
+        _sync(device)
         t = time.perf_counter()
         for _ in range(4):
             lat = vae.encode(x).latent_dist.mean * 0.13025
-        torch.cuda.synchronize()
+        _sync(device)
     encode_s = (time.perf_counter() - t) / 4
     del vae
-    torch.cuda.empty_cache()
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
     with torch.device(device):
         unet = UNet2DConditionModel(**SDXL_UNET).to(dtype)
     n = 2 * photos
@@ -87,7 +95,8 @@ def full_size(device: str, resolution: int, photos: int):
     pooled = torch.randn(1, 1280, generator=g, device=device, dtype=dtype)
     tids = torch.tensor([[resolution, resolution, 0, 0, resolution, resolution]], device=device, dtype=dtype)
     data = Encoded(lats, [pe] * n, [pooled] * n, [tids] * n, [(resolution, resolution)] * n)
-    torch.cuda.reset_peak_memory_stats()
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
     return unet, data, encode_s
 
 
@@ -153,8 +162,7 @@ def main(argv=None) -> int:
 
     def on_step(done):
         if done == a.warmup:
-            if cuda:
-                torch.cuda.synchronize()
+            _sync(a.device)
             marks["t"] = time.perf_counter()
 
     r = fit(unet, data, s, a.warmup + steps, on_step=on_step)

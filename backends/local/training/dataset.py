@@ -19,8 +19,8 @@ from ....soul.soulfile import SoulID, StoredPhoto
 
 #: Aspect ratios (width / height) of the buckets, as in SDXL's training buckets.
 BUCKET_ASPECTS = (1.0, 0.75, 4 / 3, 0.6875, 1.4545, 0.5625, 1.7778)
-#: Ratings whose photos are trained on (the Soul ID's accepted photos).
-ACCEPTED = ("perfect", "good", "acceptable")
+#: Ratings whose photos are trained on: every photo the Soul ID kept (QA-accepted; "rejected" ones are not stored).
+ACCEPTED = ("perfect", "good", "poor")
 
 
 class DatasetError(SoulIDError):

@@ -47,4 +47,18 @@ def to_bytes(state: dict, alpha: float, header: dict) -> bytes:
     from safetensors.torch import save
 
     meta = {"format": "pt", "soulid_format": FORMAT, **{k: str(v) for k, v in header.items()}}
-    return save(peft_to_kohya(state, alpha), metadata=meta)
+    return canonical(save(peft_to_kohya(state, alpha), metadata=meta))
+
+
+def canonical(data: bytes) -> bytes:
+    """The same ``.safetensors`` bytes with the JSON header's keys sorted
+    (safetensors writes its header from a hash map, in no fixed order), so
+    that equal tensors and metadata give equal bytes. Data offsets are unchanged."""
+    import json
+    import struct
+
+    n = struct.unpack("<Q", data[:8])[0]
+    head = json.loads(data[8:8 + n])
+    raw = json.dumps(head, sort_keys=True, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw + data[8 + n:]

@@ -29,6 +29,9 @@ first generation. ``request.options`` keys (all optional):
 ``pose_image``     instantid: ``[H, W, 3]`` image whose face keypoints to use
                    (generate also takes ``request.image_reference``)
 ``soul_path``      a ``.soulid`` file to cache a computed embedding into
+``persona_lora``   apply the Soul ID's SDXL persona LoRA when it has one (True);
+                   ``persona_lora_scale`` (1.0); its trigger words are put in
+                   front of the prompt
 =================  ==========================================================
 """
 from __future__ import annotations
@@ -56,6 +59,8 @@ DEFAULTS = {
     "shortcut_scale": 1.0,
     "offload": "none",
     "engine": "camera",
+    "persona_lora": True,
+    "persona_lora_scale": 1.0,
 }
 
 
@@ -88,10 +93,15 @@ class LocalBackend:
             raise SoulIDError(f"options.steps must be >= 1, got {o['steps']}")
         return o
 
-    def _key(self, o: dict):
-        from .pipelines import PipelineKey, device_and_dtype
+    def _key(self, o: dict, soul=None):
+        import dataclasses
+
+        from .pipelines import PipelineKey, device_and_dtype, persona_lora
 
         r = resolve(o["method"], o["model"], o["lora"], float(o["lora_scale"]), float(o["faceid_lora_scale"]))
+        persona = persona_lora(soul, float(o["persona_lora_scale"])) if o["persona_lora"] else None
+        if persona is not None:  # the Soul ID's own trained persona LoRA (arch sdxl)
+            r = dataclasses.replace(r, loras=r.loras + (persona,))
         dev, dt = device_and_dtype(o.get("device") or self.device, o.get("dtype") or self.dtype)
         return PipelineKey(r, dev, dt, o["offload"], bool(o.get("optimise", False)))
 
@@ -136,12 +146,14 @@ class LocalBackend:
             EmbeddingError: the Soul ID's embedding does not fit the method.
             InterruptedError: interrupted between denoising steps.
         """
-        from .pipelines import RunParams, run
+        from .pipelines import RunParams, persona_prompt, run
 
         o = self._opts(req.options)
         width, height = _size(req.width, req.height, req.aspect, req.preset)
-        key = self._key(o)
+        key = self._key(o, req.soul)
         prompt, negative = _apply_preset(req.prompt, req.negative_prompt, req.preset, req.preset_strength)
+        if o["persona_lora"]:
+            prompt = persona_prompt(req.soul, prompt)
         pose = o.get("pose_image", req.image_reference)
         emb, extra = self._identity(req.soul, o, width, height, pose)
         params = RunParams(
@@ -162,7 +174,7 @@ class LocalBackend:
             SoulIDError: strength outside 0..1, or a mask of another size.
             (and as :meth:`generate`)
         """
-        from .pipelines import RunParams, run
+        from .pipelines import RunParams, persona_prompt, run
 
         o = self._opts(req.options)
         src = _float(req.image)
@@ -172,8 +184,10 @@ class LocalBackend:
             raise SoulIDError(f"edit mask is {np.asarray(req.mask).shape[:2]}, the image {src.shape[:2]}")
         if float(req.strength) == 0.0:
             return ImageResult(images=src[None].copy(), info={"method": o["method"], "mode": "unchanged", "steps": 0})
-        key = self._key(o)
+        key = self._key(o, req.soul)
         prompt, negative = _apply_preset(req.prompt, req.negative_prompt, req.preset, req.preset_strength)
+        if o["persona_lora"]:
+            prompt = persona_prompt(req.soul, prompt)
         h, w = src.shape[:2]
         emb, extra = self._identity(req.soul, o, w, h, o.get("pose_image"))
         params = RunParams(

@@ -93,17 +93,27 @@ class LocalBackend:
             raise SoulIDError(f"options.steps must be >= 1, got {o['steps']}")
         return o
 
-    def _key(self, o: dict, soul=None):
-        import dataclasses
-
-        from .pipelines import PipelineKey, device_and_dtype, persona_lora
+    def _key(self, o: dict):
+        from .pipelines import PipelineKey, device_and_dtype
 
         r = resolve(o["method"], o["model"], o["lora"], float(o["lora_scale"]), float(o["faceid_lora_scale"]))
-        persona = persona_lora(soul, float(o["persona_lora_scale"])) if o["persona_lora"] else None
-        if persona is not None:  # the Soul ID's own trained persona LoRA (arch sdxl)
-            r = dataclasses.replace(r, loras=r.loras + (persona,))
         dev, dt = device_and_dtype(o.get("device") or self.device, o.get("dtype") or self.dtype)
         return PipelineKey(r, dev, dt, o["offload"], bool(o.get("optimise", False)))
+
+    @staticmethod
+    def _with_persona(key, o: dict, soul, prompt: str):
+        """``(key, prompt)`` with the Soul ID's SDXL persona LoRA added to the
+        pipeline's LoRAs and its trigger words in front of the prompt, when it
+        has one and ``options["persona_lora"]`` is on (:func:`.pipelines.persona_lora`)."""
+        import dataclasses
+
+        from .pipelines import persona_lora, persona_prompt
+
+        lora = persona_lora(soul, float(o["persona_lora_scale"])) if o["persona_lora"] else None
+        if lora is None:
+            return key, prompt
+        resolved = dataclasses.replace(key.resolved, loras=key.resolved.loras + (lora,))
+        return dataclasses.replace(key, resolved=resolved), persona_prompt(soul, prompt)
 
     def _identity(self, soul, o: dict, width: int, height: int, pose: np.ndarray | None):
         """Embedding plus the method's second input (face crop or keypoint image)."""
@@ -146,14 +156,13 @@ class LocalBackend:
             EmbeddingError: the Soul ID's embedding does not fit the method.
             InterruptedError: interrupted between denoising steps.
         """
-        from .pipelines import RunParams, persona_prompt, run
+        from .pipelines import RunParams, run
 
         o = self._opts(req.options)
         width, height = _size(req.width, req.height, req.aspect, req.preset)
-        key = self._key(o, req.soul)
+        key = self._key(o)
         prompt, negative = _apply_preset(req.prompt, req.negative_prompt, req.preset, req.preset_strength)
-        if o["persona_lora"]:
-            prompt = persona_prompt(req.soul, prompt)
+        key, prompt = self._with_persona(key, o, req.soul, prompt)
         pose = o.get("pose_image", req.image_reference)
         emb, extra = self._identity(req.soul, o, width, height, pose)
         params = RunParams(
@@ -174,7 +183,7 @@ class LocalBackend:
             SoulIDError: strength outside 0..1, or a mask of another size.
             (and as :meth:`generate`)
         """
-        from .pipelines import RunParams, persona_prompt, run
+        from .pipelines import RunParams, run
 
         o = self._opts(req.options)
         src = _float(req.image)
@@ -184,10 +193,9 @@ class LocalBackend:
             raise SoulIDError(f"edit mask is {np.asarray(req.mask).shape[:2]}, the image {src.shape[:2]}")
         if float(req.strength) == 0.0:
             return ImageResult(images=src[None].copy(), info={"method": o["method"], "mode": "unchanged", "steps": 0})
-        key = self._key(o, req.soul)
+        key = self._key(o)
         prompt, negative = _apply_preset(req.prompt, req.negative_prompt, req.preset, req.preset_strength)
-        if o["persona_lora"]:
-            prompt = persona_prompt(req.soul, prompt)
+        key, prompt = self._with_persona(key, o, req.soul, prompt)
         h, w = src.shape[:2]
         emb, extra = self._identity(req.soul, o, w, h, o.get("pose_image"))
         params = RunParams(

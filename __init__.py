@@ -8,8 +8,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-#: Folder ComfyUI serves to the browser (none yet).
-WEB_DIRECTORY = None
+#: Folder ComfyUI serves to the browser: web/soulid.js shows a node's result text on it.
+WEB_DIRECTORY = "./web"
 
 
 async def comfy_entrypoint():

@@ -15,13 +15,56 @@ else first ``good``).
 """
 from __future__ import annotations
 
+from enum import Enum
+
+from pydantic import Field
+
 from . import media
 from .base import AnimateRequest, EditRequest, GenerateRequest, ImageResult, VideoResult
-from .engine import CloudBackend, CloudError, JobSpec, ProviderApi, StatusInfo, ValidationFailed, configured_url
+from .engine import (
+    Answer,
+    CloudBackend,
+    JobSpec,
+    ProviderApi,
+    StatusInfo,
+    ValidationFailed,
+    answer_json,
+    configured_url,
+    typed,
+)
 
 DEFAULT_URL = "https://api.aurashot.ai"
-_STATES = {"pending": "queued", "processing": "running", "succeeded": "succeeded", "failed": "failed",
-           "moderated": "moderated", "canceled": "canceled"}
+
+
+class Status(str, Enum):
+    """AuraShot task statuses; any other value is refused."""
+
+    pending = "pending"
+    processing = "processing"
+    succeeded = "succeeded"
+    failed = "failed"
+    moderated = "moderated"
+    canceled = "canceled"
+
+
+_STATES = {Status.pending: "queued", Status.processing: "running", Status.succeeded: "succeeded",
+           Status.failed: "failed", Status.moderated: "moderated", Status.canceled: "canceled"}
+
+
+class SubmitAnswer(Answer):
+    task_id: str = Field(min_length=1)
+    status_url: str | None = None
+    cancel_url: str | None = None
+
+
+class StatusAnswer(Answer):
+    status: Status
+    result_urls: list[str] | None = None
+    error: str | None = None
+
+
+class UploadAnswer(Answer):
+    url: str = Field(min_length=1)
 
 
 class AuraShotApi(ProviderApi):
@@ -30,21 +73,19 @@ class AuraShotApi(ProviderApi):
     def headers(self) -> dict:
         return {"Authorization": f"Bearer {self._key}"}
 
-    def parse_submit(self, data: dict):
-        tid = data["task_id"]
-        return (tid, data.get("status_url") or f"{self.base_url}/v1/tasks/{tid}",
-                data.get("cancel_url") or f"{self.base_url}/v1/tasks/{tid}/cancel")
+    def parse_submit(self, data):
+        d = typed(SubmitAnswer, data, "submit answer")
+        return (d.task_id, d.status_url or f"{self.base_url}/v1/tasks/{d.task_id}",
+                d.cancel_url or f"{self.base_url}/v1/tasks/{d.task_id}/cancel")
 
-    def parse_status(self, data: dict) -> StatusInfo:
-        return StatusInfo(_STATES.get(str(data.get("status")), "running"), list(data.get("result_urls") or []),
-                          str(data.get("error") or ""), data)
+    def parse_status(self, data) -> StatusInfo:
+        d = typed(StatusAnswer, data, "task answer")
+        return StatusInfo(_STATES[d.status], list(d.result_urls or []), d.error or "", data)
 
     def upload(self, eng, data: bytes, content_type: str) -> str:
         r = eng.api_call("POST", f"{self.base_url}/v1/upload", files={"file": ("face.jpg", data, content_type)})
         eng.raise_for(r, "upload")
-        url = r.json().get("url")
-        if not url:
-            raise CloudError("aurashot: upload answered without a url")
+        url = typed(UploadAnswer, answer_json(r, "aurashot: upload answer"), "aurashot: upload answer").url
         return media.check_url(url, allow_loopback=eng.allow_loopback, what="uploaded file URL")
 
 

@@ -10,16 +10,15 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from ..soul.soulfile import SoulID
 
-#: Progress callback: ``(fraction 0..1 or None, message)``.
-ProgressFn = Callable[[float | None, str], None]
-#: Returns True when the user asked to stop (ComfyUI's interrupt).
-InterruptFn = Callable[[], bool]
+#: Progress callback ``(fraction 0..1 or None, message)`` and interrupt
+#: ``() -> bool``: the one signature of :mod:`soulid.soul.progress`.
+from ..soul.progress import InterruptFn, ProgressFn  # noqa: E402,F401
 
 
 @dataclass

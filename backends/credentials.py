@@ -19,14 +19,17 @@ Where a key comes from, first match wins:
    with mode 0600; a file readable by group or others is refused.
 
 Never from a node widget, workflow JSON or image metadata: nothing else in
-the pack accepts a key. Shown only through :func:`mask`; :class:`RedactFilter`
-scrubs every known key from log records.
+the pack accepts a key. Shown only through :func:`mask`; :func:`redact` scrubs
+every known key (and anything shaped like an auth header) from text before
+it is logged, stored in the job ledger or raised; :func:`install_log_redaction`
+applies it to every log record of the process.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -51,15 +54,51 @@ def credentials_path() -> Path:
     return config_dir() / FILE_NAME
 
 
-def _from_env(provider: str) -> str | None:
+def _env_source(provider: str) -> tuple[str | None, str]:
+    """``(key or None, the environment variable(s) it came from)``."""
     if provider == "higgsfield":
         key = os.environ.get("HF_KEY", "").strip()
         if key:
-            return key
+            return key, "HF_KEY"
         kid, sec = os.environ.get("HF_API_KEY", "").strip(), os.environ.get("HF_API_SECRET", "").strip()
-        return f"{kid}:{sec}" if kid and sec else None
+        return (f"{kid}:{sec}" if kid and sec else None), "HF_API_KEY/HF_API_SECRET"
     var = {"wavespeed": "WAVESPEED_API_KEY", "aurashot": "AURASHOT_API_KEY"}[provider]
-    return os.environ.get(var, "").strip() or None
+    return os.environ.get(var, "").strip() or None, var
+
+
+def _from_env(provider: str) -> str | None:
+    return _env_source(provider)[0]
+
+
+def key_source(provider: str) -> str:
+    """Where :func:`get_key` finds ``provider``'s key, in words for messages:
+    ``"the environment variable HF_KEY"``, ``"<path>/credentials.json"`` or
+    ``"nowhere"``. Never raises."""
+    if provider not in PROVIDERS:
+        return "nowhere"
+    key, var = _env_source(provider)
+    if key:
+        return f"the environment variable {var}"
+    try:
+        return str(credentials_path()) if _read_file().get(provider) else "nowhere"
+    except CredentialsMissing:
+        return "nowhere"
+
+
+def remember_configured_keys() -> None:
+    """Register every key found in the environment or the credentials file for
+    redaction (for commands that print stored provider text without building a
+    backend, e.g. ``soulid jobs list``). Never raises."""
+    for p in PROVIDERS:
+        key = _from_env(p)
+        if key:
+            remember_secret(key)
+    try:
+        for v in _read_file().values():
+            if isinstance(v, str) and v:
+                remember_secret(v)
+    except CredentialsMissing:
+        pass
 
 
 def _read_file() -> dict:
@@ -141,6 +180,15 @@ def mask(secret: str) -> str:
 
 # ------------------------------------------------------------------ redaction
 _KNOWN: set[str] = set()
+#: Credentials that look like credentials even when not registered: the value
+#: after ``Authorization: Key|Bearer``, ``hf-secret`` / ``hf-api-key`` headers
+#: and ``api_key=`` style fields.
+_PATTERNS = (
+    re.compile(r"(?i)\bbearer\s+([A-Za-z0-9_\-.+/=]{12,})"),
+    re.compile(r"\bKey\s+([A-Za-z0-9_\-.]{6,}:[A-Za-z0-9_\-.]{6,})"),
+    re.compile(r"(?i)\b(?:hf-secret|hf-api-key|x-api-key|authorization)[\"']?\s*[:=]\s*[\"']?"
+               r"(?:key\s+|bearer\s+)?([A-Za-z0-9_\-.:+/=]{6,})"),
+)
 
 
 def remember_secret(key: str) -> None:
@@ -151,27 +199,68 @@ def remember_secret(key: str) -> None:
 
 
 def redact(text: str) -> str:
-    """``text`` with every registered secret replaced by its :func:`mask`."""
+    """``text`` with every registered secret, and every value that looks like
+    a credential (``Authorization: Key ...``, ``Bearer ...``, ``hf-secret: ...``),
+    replaced by its :func:`mask`."""
+    if not isinstance(text, str):
+        text = str(text)
     for s in sorted(_KNOWN, key=len, reverse=True):
         if s in text:
             text = text.replace(s, mask(s))
+    for pat in _PATTERNS:
+        text = pat.sub(lambda m: m.group(0).replace(m.group(1), mask(m.group(1))) if "…" not in m.group(1) else m.group(0), text)
     return text
+
+
+def _scrub(record: logging.LogRecord) -> None:
+    """Rewrite ``record`` in place so that no known secret survives in its
+    message, arguments or traceback text."""
+    if getattr(record, "_soulid_redacted", False):
+        return
+    record._soulid_redacted = True
+    try:
+        msg = record.getMessage()
+    except Exception:  # a broken format string is logging's to report, not ours
+        return
+    clean = redact(msg)
+    if clean != msg:
+        record.msg, record.args = clean, None
+    if record.exc_info and not record.exc_text:
+        import traceback
+
+        record.exc_text = redact("".join(traceback.format_exception(*record.exc_info)).rstrip("\n"))
+    elif record.exc_text:
+        record.exc_text = redact(record.exc_text)
 
 
 class RedactFilter(logging.Filter):
     """A logging filter that rewrites records whose text holds a known secret."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if _KNOWN:
-            msg = record.getMessage()
-            clean = redact(msg)
-            if clean != msg:
-                record.msg, record.args = clean, None
+        _scrub(record)
         return True
 
 
 def install_log_redaction(*loggers: str) -> None:
-    """Attach :class:`RedactFilter` to the named loggers (default: soulid, httpx, httpcore)."""
+    """Redact every log record of the process before any handler sees it.
+
+    A logger's filter does not apply to records propagated from its children
+    (``soulid.cloud`` -> ``soulid``), so redaction is installed as a
+    :func:`logging.setLogRecordFactory` wrapper: every record made by any
+    logger (``soulid``, ``soulid.*``, ``httpx``, ``httpcore`` and all others)
+    is scrubbed when it is created. :class:`RedactFilter` is also attached to
+    ``loggers`` (default: soulid, httpx, httpcore) for records built by hand.
+    Idempotent.
+    """
+    old = logging.getLogRecordFactory()
+    if not getattr(old, "_soulid_redacts", False):
+        def factory(*args, **kwargs):
+            rec = old(*args, **kwargs)
+            _scrub(rec)
+            return rec
+
+        factory._soulid_redacts = True
+        logging.setLogRecordFactory(factory)
     for name in loggers or ("soulid", "httpx", "httpcore"):
         lg = logging.getLogger(name)
         if not any(isinstance(f, RedactFilter) for f in lg.filters):

@@ -17,9 +17,18 @@ the same way for all of them:
   override them), an overall timeout per job, GET retries only on 408, 429,
   5xx and network errors.
 * **Concurrency**: at most ``max_concurrency`` jobs per provider in flight in
-  this process (default 4, Higgsfield's cap; ``SOULID_MAX_CONCURRENT``).
+  this process (default 4, Higgsfield's cap; ``SOULID_MAX_CONCURRENT``),
+  counted by one process-wide semaphore, so the cap holds across threads.
   Higgsfield's 400 "maximum number of concurrent requests" is back-pressure:
   wait and resend with the same key.
+* **Threads and processes**: one :class:`JobEngine` (and one
+  :class:`CloudBackend`) may be used from several threads at once, e.g. from
+  ComfyUI's async nodes through ``await asyncio.to_thread(backend.generate,
+  ...)``: its httpx clients are thread-safe, request counters are per thread,
+  and the ledger opens one SQLite connection per call. Two runs of the *same*
+  request (same fingerprint) in two threads or two processes are serialised
+  by a lock file per fingerprint: the second waits, then reuses the first's
+  result or resumes its request; it never pays again.
 * **Interrupt**: ``interrupt()`` returning True cancels a queued job
   (``cancel_url``) and stops waiting for a running one (it stays in the
   ledger and is resumed next time).
@@ -30,7 +39,15 @@ the same way for all of them:
 * **Results** are downloaded at once (they expire) by :mod:`.media` into
   ``<cache dir>/results/<key>/``.
 * **Cost**: ``estimate`` (credits, USD) before submit where the provider
-  offers it; ``max_usd`` refuses a dearer job; ``estimate_only`` submits nothing.
+  offers it, reported through ``progress`` before any upload; ``max_usd``
+  refuses a dearer job; a shared :class:`Budget` caps several jobs together;
+  ``estimate_only`` submits nothing.
+* **Answers** are parsed through typed models (pydantic): HTML, a missing
+  request id or an unknown status raises :class:`BadResponse` naming the field
+  and the raw value, and the ledger row moves to ``bad_response``.
+* **Resources**: :meth:`JobEngine.close` / :meth:`CloudBackend.close` (or
+  ``with``) close the HTTP clients; they are also closed when the object is
+  garbage-collected.
 
 Nothing here imports ComfyUI; nodes pass ``progress`` / ``interrupt`` callables.
 """
@@ -44,25 +61,29 @@ import os
 import random
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
+import pydantic
+from filelock import FileLock
+from filelock import Timeout as LockTimeout
 
+from ..soul import errors as _errors
 from ..soul.errors import SoulIDError
+from ..soul.progress import InterruptFn, ProgressFn  # noqa: F401  (re-exported: the one signature)
 from ..soul.paths import cache_dir
 from . import media
 from .credentials import install_log_redaction, redact
-from .ledger import ACTIVE, JobRow, Ledger
+from .ledger import BAD_RESPONSE, RESUMABLE, JobRow, Ledger
+from .media import InvalidNumber, number
 
 log = logging.getLogger("soulid.cloud")
 install_log_redaction()
 
-ProgressFn = Callable[[float | None, str], None]
-InterruptFn = Callable[[], bool]
 
 STATES = ("queued", "running", "succeeded", "failed", "moderated", "canceled")
 
@@ -110,8 +131,11 @@ class Canceled(CloudError):
     """The job was canceled."""
 
 
-class Interrupted(CloudError):
-    """The user interrupted; queued jobs were canceled, running ones stay resumable."""
+class Interrupted(CloudError, _errors.Interrupted):
+    """The user interrupted; queued jobs were canceled, running ones stay
+    resumable. Also a :class:`soulid.soul.errors.Interrupted` (the one
+    interrupt exception of the pack), so ``except Interrupted`` from
+    ``soul.errors`` catches it."""
 
 
 class CloudTimeout(CloudError):
@@ -119,7 +143,147 @@ class CloudTimeout(CloudError):
 
 
 class CostLimit(CloudError):
-    """The estimate is above ``max_usd``, or no estimate exists to check it."""
+    """The estimate is above ``max_usd`` or the :class:`Budget` left, or no
+    estimate exists to check it."""
+
+
+class BadResponse(CloudError):
+    """The provider answered, but not in its documented shape (HTML or other
+    non-JSON, a missing request id, a list where an object belongs, an
+    unknown status); the message names the field and the raw value."""
+
+
+# ----------------------------------------------------------- typed answers
+def _short(v, n: int = 80) -> str:
+    t = repr(v)
+    return t if len(t) <= n else t[: n - 1] + "…"
+
+
+def typed(model: type[pydantic.BaseModel], data, what: str = "answer"):
+    """Validate ``data`` (parsed JSON) against ``model``.
+
+    Raises:
+        BadResponse: the first offending field, its problem and its raw value,
+            e.g. ``status answer: field 'status': Input should be 'queued',
+            ... (got 'paused')``.
+    """
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err.get("loc", ())) or "(the whole answer)"
+        raise BadResponse(f"{what}: field {loc!r}: {err.get('msg')} (got {_short(err.get('input'))})") from None
+
+
+def answer_json(r: httpx.Response, what: str = "answer"):
+    """The JSON body of ``r``.
+
+    Raises:
+        BadResponse: the body is not JSON (an HTML page, empty, truncated).
+    """
+    try:
+        return r.json()
+    except ValueError:
+        ctype = r.headers.get("content-type", "").split(";")[0] or "no content type"
+        raise BadResponse(f"{what}: HTTP {r.status_code} with {ctype}, not JSON "
+                          f"(starts {_short(r.text[:60])})") from None
+
+
+class Answer(pydantic.BaseModel):
+    """Base of the typed provider answers: documented fields are checked,
+    extra fields are kept."""
+
+    model_config = pydantic.ConfigDict(extra="allow")
+
+
+class Estimate(pydantic.BaseModel):
+    """A provider's cost estimate: finite, non-negative credits and USD."""
+
+    credits: float = pydantic.Field(0.0, ge=0, allow_inf_nan=False)
+    usd: float = pydantic.Field(0.0, ge=0, allow_inf_nan=False)
+
+
+# ------------------------------------------------------------------ budget
+class Budget:
+    """One spending cap in US dollars shared by several paid jobs (best-of-N,
+    an ID sheet's views, a campaign's rows), safe to share between threads.
+
+    Before each *new* paid submit the engine calls :meth:`reserve` with the
+    provider's estimate; the reservation is kept when the request is accepted
+    (or may have been: a lost answer counts as paid) and given back by
+    :meth:`refund` when the provider refused it outright. Reused or resumed
+    requests were paid earlier and reserve nothing.
+
+    Args:
+        max_usd: the cap, a finite number >= 0, or None for no cap (spending
+            is still counted).
+        label: name used in messages (``"best-of-4"``).
+
+    Raises:
+        InvalidNumber: ``max_usd`` is NaN, infinite or negative.
+    """
+
+    def __init__(self, max_usd: float | None = None, label: str = "budget"):
+        self.max_usd = number(max_usd, f"{label} max_usd", allow_none=True)
+        self.label = label
+        self._lock = threading.Lock()
+        self._spent = 0.0
+        self._jobs = 0
+
+    @property
+    def spent(self) -> float:
+        """USD reserved by accepted jobs so far."""
+        with self._lock:
+            return self._spent
+
+    @property
+    def remaining(self) -> float | None:
+        """USD left (None without a cap)."""
+        with self._lock:
+            return None if self.max_usd is None else max(0.0, self.max_usd - self._spent)
+
+    def reserve(self, usd: float | None, what: str, *, free: bool = False) -> float:
+        """Reserve ``usd`` for the job ``what``; returns the amount reserved.
+
+        Args:
+            usd: the job's estimate in USD, or None when the provider gives none.
+            free: the job is known to cost nothing (a local run); reserves 0
+                and is never refused.
+
+        Raises:
+            CostLimit: the estimate does not fit in what is left, or there is
+                no estimate while a cap is set (it cannot be checked).
+        """
+        if free:
+            return 0.0
+        with self._lock:
+            if usd is None:
+                if self.max_usd is not None:
+                    raise CostLimit(f"{what}: no cost estimate, so the {self.label} of max_usd=${self.max_usd:.4f} "
+                                    f"cannot be enforced; not submitted")
+                self._jobs += 1
+                return 0.0
+            usd = number(usd, f"{what} estimate")
+            if self.max_usd is not None and self._spent + usd > self.max_usd + 1e-9:
+                raise CostLimit(f"{what}: estimated ${usd:.4f} would bring the {self.label} to "
+                                f"${self._spent + usd:.4f}, above max_usd=${self.max_usd:.4f} "
+                                f"(${self.max_usd - self._spent:.4f} left); not submitted")
+            self._spent += usd
+            self._jobs += 1
+            return usd
+
+    def refund(self, usd: float) -> None:
+        """Give back a reservation whose request the provider refused."""
+        with self._lock:
+            self._spent = max(0.0, self._spent - float(usd))
+            self._jobs = max(0, self._jobs - 1)
+
+    def summary(self) -> dict:
+        """``{"max_usd", "spent_usd", "remaining_usd", "jobs"}``."""
+        with self._lock:
+            left = None if self.max_usd is None else max(0.0, self.max_usd - self._spent)
+            return {"max_usd": self.max_usd, "spent_usd": round(self._spent, 6), "remaining_usd": left,
+                    "jobs": self._jobs}
 
 
 # ----------------------------------------------------------------- data types
@@ -191,6 +355,8 @@ class ProviderApi:
     provider = ""
     #: Substring of a 400 body that means "too many concurrent requests".
     backpressure_text = "maximum number of concurrent requests"
+    #: Where the key came from, in words (set by :class:`CloudBackend`).
+    key_source = ""
 
     def __init__(self, base_url: str, key: str):
         self.base_url = base_url.rstrip("/")
@@ -210,11 +376,21 @@ class ProviderApi:
     def submit_json(self, spec: JobSpec, body: dict) -> dict:
         return body
 
-    def parse_submit(self, data: dict) -> tuple[str, str, str | None]:
-        """-> ``(request_id, status_url, cancel_url or None)``."""
+    def parse_submit(self, data) -> tuple[str, str, str | None]:
+        """Parsed JSON of a submit answer -> ``(request_id, status_url, cancel_url
+        or None)``.
+
+        Raises:
+            BadResponse: not the documented shape (use :func:`typed`).
+        """
         raise NotImplementedError
 
-    def parse_status(self, data: dict) -> StatusInfo:
+    def parse_status(self, data) -> StatusInfo:
+        """Parsed JSON of a status answer -> :class:`StatusInfo`.
+
+        Raises:
+            BadResponse: not the documented shape, or an unknown status value.
+        """
         raise NotImplementedError
 
     def upload(self, eng: "JobEngine", data: bytes, content_type: str) -> str:
@@ -248,15 +424,23 @@ class ProviderApi:
 
 # ------------------------------------------------------------------ helpers
 def _env_float(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, default))
-    except ValueError:
-        return default
+    """``$name`` as a finite number > 0, else ``default`` when unset.
+
+    Raises:
+        InvalidNumber: the variable is set to NaN, inf, a negative, 0 or text.
+    """
+    v = os.environ.get(name, "").strip()
+    return default if not v else number(v, f"${name}", positive=True)
 
 
 def configured_url(provider: str, default: str) -> str:
     """``$SOULID_<PROVIDER>_URL`` or ``default`` (no trailing slash)."""
     return (os.environ.get(f"SOULID_{provider.upper()}_URL") or default).rstrip("/")
+
+
+def _close_clients(*clients: httpx.Client) -> None:
+    for c in clients:
+        c.close()
 
 
 _SEMAPHORES: dict[tuple[str, int], threading.BoundedSemaphore] = {}
@@ -307,13 +491,20 @@ class JobEngine:
     def __init__(self, api: ProviderApi, ledger: Ledger | None = None, *, max_concurrency: int | None = None,
                  poll_initial: float | None = None, poll_max: float | None = None,
                  timeout_s: float | None = None, request_timeout_s: float | None = None, max_retries: int = 6):
+        def opt(v, env, default, name):
+            return _env_float(env, default) if v is None else number(v, name, positive=True)
+
         self.api = api
         self.ledger = ledger or Ledger()
-        self.max_concurrency = int(max_concurrency or _env_float("SOULID_MAX_CONCURRENT", 4))
-        self.poll_initial = poll_initial if poll_initial is not None else _env_float("SOULID_POLL_INITIAL", 2.0)
-        self.poll_max = poll_max if poll_max is not None else _env_float("SOULID_POLL_MAX", 10.0)
-        self.timeout_s = timeout_s if timeout_s is not None else _env_float("SOULID_JOB_TIMEOUT", 1800.0)
-        t = request_timeout_s if request_timeout_s is not None else _env_float("SOULID_HTTP_TIMEOUT", 60.0)
+        cap = opt(max_concurrency, "SOULID_MAX_CONCURRENT", 4, "max_concurrency")
+        if cap != int(cap) or cap < 1:
+            raise InvalidNumber(f"max_concurrency must be a whole number >= 1, not {cap!r}")
+        self.max_concurrency = int(cap)
+        self.poll_initial = opt(poll_initial, "SOULID_POLL_INITIAL", 2.0, "poll_initial")
+        self.poll_max = opt(poll_max, "SOULID_POLL_MAX", 10.0, "poll_max")
+        self.timeout_s = opt(timeout_s, "SOULID_JOB_TIMEOUT", 1800.0, "timeout_s")
+        t = opt(request_timeout_s, "SOULID_HTTP_TIMEOUT", 60.0, "request_timeout_s")
+        self.download_deadline_s = _env_float("SOULID_DOWNLOAD_TIMEOUT", media.DOWNLOAD_DEADLINE_S)
         self.max_retries = max_retries
         self.allow_loopback = media.is_loopback_url(api.base_url)
         if not self.allow_loopback:
@@ -322,6 +513,21 @@ class JobEngine:
         #: A bare client: no auth header ever, for uploads and media.
         self.media_client = httpx.Client(timeout=httpx.Timeout(t, connect=min(t, 10.0)), follow_redirects=False)
         self._local = threading.local()
+        self._finalizer = weakref.finalize(self, _close_clients, self.client, self.media_client)
+
+    def close(self) -> None:
+        """Close both HTTP clients (idempotent; also done on garbage collection)."""
+        self._finalizer()
+
+    @property
+    def closed(self) -> bool:
+        return self.client.is_closed and self.media_client.is_closed
+
+    def __enter__(self) -> "JobEngine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     # ------------------------------------------------------------- HTTP
     @property
@@ -360,13 +566,31 @@ class JobEngine:
         """Map an error response to the :class:`CloudError` subclass; no-op on 2xx."""
         if r.is_success:
             return
-        code, detail = r.status_code, self.api.error_detail(r)
+        code, detail = r.status_code, redact(self.api.error_detail(r))
         p = self.api.provider
+        try:
+            path = r.request.url.path
+        except RuntimeError:
+            path = ""
+        env = f"$SOULID_{p.upper()}_URL"
+        src = self.api.key_source or ""
+        if src.startswith("the environment variable"):
+            auth = (f"{p} rejected the API key from {src} (401) at {path}: correct or unset that variable "
+                    f"(it takes precedence over `soulid login {p}`); if the key is right, check that {env} "
+                    f"({self.api.base_url}) is the {p} API root")
+        else:
+            auth = (f"{p} rejected the API key (401) at {path}: check it with `soulid login {p}`; if the key is "
+                    f"right, check that {env} ({self.api.base_url}) is the {p} API root")
+        if request_id is None:
+            missing = (f"{p}: {what}: not found (404): {detail}: {self.api.base_url} has no {path}; check that "
+                       f"{env} is the {p} API root")
+        else:
+            missing = f"{p}: {what}: not found (404): {detail}"
         cls, msg = {
-            401: (CredentialsRejected, f"{p} rejected the API key (401): check it with `soulid login {p}`"),
+            401: (CredentialsRejected, auth),
             402: (InsufficientCredits, f"{p}: not enough credits (402): {detail}"),
             403: (InsufficientCredits, f"{p}: not enough credits or no access (403): {detail}"),
-            404: (NotFound, f"{p}: {what}: not found (404): {detail}"),
+            404: (NotFound, missing),
             422: (ValidationFailed, f"{p} refused the request (422): {detail}"),
             423: (ModelBlocked, f"{p}: model is blocked for this account (423): {detail}"),
             400: (ValidationFailed, f"{p} refused the request (400): {detail}"),
@@ -374,60 +598,129 @@ class JobEngine:
         raise cls(msg, request_id=request_id, status=code)
 
     # ------------------------------------------------------------- public
-    def run(self, spec: JobSpec, progress: ProgressFn | None = None, interrupt: InterruptFn | None = None, *,
-            max_usd: float | None = None, estimate_only: bool = False, new: bool = False) -> JobOutcome:
-        """Submit ``spec`` once (or resume it), wait, download the results.
-
-        Args:
-            progress: ``(fraction or None, message)`` callback.
-            interrupt: returns True to stop (ComfyUI interrupt).
-            max_usd: refuse if the estimate is above this many US dollars.
-            estimate_only: return the estimate; submit nothing.
-            new: run again even if an identical request exists in the ledger.
+    def estimate(self, spec: JobSpec) -> dict | None:
+        """The provider's estimate for ``spec`` without paying or uploading:
+        ``{"credits": float, "usd": float}``, or None where none is offered.
 
         Raises:
-            CloudError subclasses (see the module docstring); media.MediaError.
+            CloudError subclasses (401...), BadResponse (malformed estimate).
+        """
+        est = self.api.estimate(self, spec, _walk_uploads(spec.body, lambda n: None))
+        if est is None:
+            return None
+        return typed(Estimate, est, f"{self.api.provider}: estimate for {spec.endpoint}").model_dump()
+
+    def _fp_lock(self, fp: str, progress, interrupt) -> FileLock:
+        """Hold the lock file of fingerprint ``fp`` (one run of one request at a
+        time across threads and processes); polls ``interrupt`` while waiting.
+
+        Lock files are shared by fingerprints with the same first 3 hex digits
+        (at most 4096 files, never deleted: deleting a lock file others may
+        hold open would let two holders in). Two *different* requests share a
+        lock with probability 1/4096, which only makes the second wait."""
+        d = self.ledger.path.parent / "locks"
+        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        lock = FileLock(str(d / f"{fp[:3]}.lock"), mode=0o600)
+        told = False
+        while True:
+            try:
+                lock.acquire(timeout=0.1)
+                return lock
+            except LockTimeout:
+                if not told:
+                    told = True
+                    log.info("%s: the same request is running in another thread or process; waiting for it",
+                             self.api.provider)
+                    if progress:
+                        progress(None, f"{self.api.provider}: the same request is already running elsewhere; "
+                                       f"waiting to reuse its result")
+                self._check_interrupt(interrupt, None)
+
+    def run(self, spec: JobSpec, progress: ProgressFn | None = None, interrupt: InterruptFn | None = None, *,
+            max_usd: float | None = None, estimate_only: bool = False, new: bool = False,
+            budget: Budget | None = None) -> JobOutcome:
+        """Submit ``spec`` once (or resume it), wait, download the results.
+
+        Thread-safe: may be called from several threads at once on one engine.
+
+        Args:
+            progress: ``(fraction or None, message)`` callback; it also gets the
+                estimate (or "no estimate") before anything is uploaded.
+            interrupt: returns True to stop (ComfyUI interrupt).
+            max_usd: refuse if the estimate is above this many US dollars
+                (finite, >= 0), or if there is no estimate to check.
+            estimate_only: return the estimate; submit nothing.
+            new: run again even if an identical request exists in the ledger.
+            budget: a :class:`Budget` shared with other jobs; a new submit
+                reserves its estimate there first (reused results reserve nothing).
+
+        Raises:
+            CloudError subclasses (see the module docstring); media.MediaError;
+            InvalidNumber: ``max_usd`` is NaN, infinite or negative.
         """
         self._local.n = 0
+        max_usd = number(max_usd, "max_usd", allow_none=True)
         api = self.api
         nonce = f"new:{time.time_ns()}" if new else ""
         fp = fingerprint(api.provider, api.base_url, spec, nonce)
+        if estimate_only:
+            cost = self.estimate(spec) or {}
+            return JobOutcome("", "estimate", cost=cost, fingerprint=fp, requests=self.requests)
+        lock = self._fp_lock(fp, progress, interrupt)
+        try:
+            return self._run_locked(spec, fp, progress, interrupt, max_usd, budget)
+        finally:
+            lock.release()
+
+    def _run_locked(self, spec, fp, progress, interrupt, max_usd, budget) -> JobOutcome:
+        api = self.api
         row = self.ledger.latest(fp)
-        if row is not None and not estimate_only:
+        if row is not None:
             done = row.files and all(Path(f).exists() for f in row.files) or (row.kind == "none")
             if row.state == "succeeded" and done:
                 log.info("%s: request %s already done; reusing its results", api.provider, row.request_id)
                 return JobOutcome(row.request_id, "succeeded", [Path(f) for f in row.files], row.cost,
                                   row.idem_key, fp, resumed=True, requests=0)
-            if row.state in ACTIVE or row.state == "succeeded":
+            if row.state in RESUMABLE or row.state == "succeeded":
                 return self._drive(row, spec.kind, progress, interrupt, resumed=True)
-        # Estimating is free: always ask where the provider offers it.
-        cost = api.estimate(self, spec, _walk_uploads(spec.body, lambda n: None)) or {}
-        if estimate_only or max_usd is not None:
-            if estimate_only:
-                return JobOutcome("", "estimate", cost=cost, fingerprint=fp, requests=self.requests)
+        # Estimating is free: always ask where the provider offers it, and say it before uploading.
+        cost = self.estimate(spec) or {}
+        if progress:
+            progress(None, f"{api.provider} {spec.endpoint}: estimate ${cost['usd']:.4f} ({cost['credits']:g} credits)"
+                     if cost else f"{api.provider} {spec.endpoint}: no cost estimate offered")
+        if max_usd is not None:
             if not cost:
                 raise CostLimit(f"{api.provider} offers no cost estimate for {spec.endpoint}; "
                                 f"cannot enforce max_usd={max_usd}")
             if float(cost.get("usd", 0)) > max_usd:
                 raise CostLimit(f"{api.provider} {spec.endpoint}: estimated ${cost['usd']:.4f} "
                                 f"({cost.get('credits')} credits) is above max_usd=${max_usd:.4f}; not submitted")
+        held = budget.reserve(cost.get("usd") if cost else None, f"{api.provider} {spec.endpoint}") if budget else 0.0
         attempt = row.attempt + 1 if row is not None else 0
         key = hashlib.sha256(f"{fp}:{attempt}".encode()).hexdigest()[:40]
-        urls = {}
-        for name, (data, ctype) in spec.uploads.items():
-            self._check_interrupt(interrupt, None)
-            if progress:
-                progress(None, f"{api.provider}: uploading {name}")
-            urls[name] = api.upload(self, data, ctype)
-        body = _walk_uploads(copy.deepcopy(spec.body), lambda n: urls[n])
-        new_row = JobRow(idem_key=key, fingerprint=fp, attempt=attempt, provider=api.provider,
-                         endpoint=spec.endpoint, kind=spec.kind, state="submitting", body=body)
-        self.ledger.reserve(new_row)
-        if cost:
-            self.ledger.update(key, cost=cost)
-            new_row.cost = cost
-        return self._drive(new_row, spec.kind, progress, interrupt, resumed=False)
+        try:
+            urls = {}
+            for name, (data, ctype) in spec.uploads.items():
+                self._check_interrupt(interrupt, None)
+                if progress:
+                    progress(None, f"{api.provider}: uploading {name}")
+                urls[name] = api.upload(self, data, ctype)
+            body = _walk_uploads(copy.deepcopy(spec.body), lambda n: urls[n])
+            new_row = JobRow(idem_key=key, fingerprint=fp, attempt=attempt, provider=api.provider,
+                             endpoint=spec.endpoint, kind=spec.kind, state="submitting", body=body)
+            got = self.ledger.reserve(new_row)
+            if got is not new_row:  # another process reserved this attempt first: resume it
+                return self._drive(got, spec.kind, progress, interrupt, resumed=True)
+            if cost:
+                self.ledger.update(key, cost=cost)
+                new_row.cost = cost
+            return self._drive(new_row, spec.kind, progress, interrupt, resumed=False)
+        except BaseException:
+            if held:
+                r = self.ledger.get(key)
+                if r is None or (r.state == "failed" and not r.request_id):
+                    budget.refund(held)  # refused before the provider accepted anything: not paid
+            raise
 
     def resume(self, ref: str, progress: ProgressFn | None = None, interrupt: InterruptFn | None = None) -> JobOutcome:
         """Resume a ledger job by request id / key (``soulid jobs resume``).
@@ -454,7 +747,7 @@ class JobEngine:
         row = self.ledger.get(ref)
         if row is None:
             raise NotFound(f"no job {ref!r} in the ledger {self.ledger.path}")
-        if row.state not in ACTIVE:
+        if row.state not in RESUMABLE:
             return row
         if not row.cancel_url:
             raise CloudError(f"{row.provider} job {row.request_id}: the provider offers no cancel", row.request_id)
@@ -502,7 +795,7 @@ class JobEngine:
     def _drive(self, row: JobRow, kind: str, progress, interrupt, resumed: bool) -> JobOutcome:
         sem = self._acquire(interrupt, row)
         try:
-            if row.state == "submitting":
+            if row.state == "submitting" or (row.state == BAD_RESPONSE and not row.request_id):
                 self._submit(row, progress, interrupt)
             completed_at, files = self._poll(row, kind, progress, interrupt)
         finally:
@@ -554,15 +847,32 @@ class JobEngine:
                 except CloudError as e:
                     self.ledger.update(row.idem_key, state="failed", error=str(e))
                     raise
-            rid, status_url, cancel_url = api.parse_submit(r.json())
-            media.check_url(status_url, allow_loopback=self.allow_loopback, host=api.host, what="status URL")
-            if cancel_url:
-                media.check_url(cancel_url, allow_loopback=self.allow_loopback, host=api.host, what="cancel URL")
+            try:
+                rid, status_url, cancel_url = api.parse_submit(answer_json(r, "submit answer"))
+                media.check_url(status_url, allow_loopback=self.allow_loopback, host=api.host, what="status URL")
+                if cancel_url:
+                    media.check_url(cancel_url, allow_loopback=self.allow_loopback, host=api.host,
+                                    what="cancel URL")
+            except (BadResponse, media.UnsafeURL) as e:
+                raise self._bad(row, f"{api.provider}: submit {row.endpoint}: {e}; the request may have been "
+                                     f"accepted: `soulid jobs resume {row.idem_key[:12]}` resends it with the "
+                                     f"same Idempotency-Key", type(e)) from None
             self.ledger.update(row.idem_key, state="queued", request_id=rid, status_url=status_url,
                                cancel_url=cancel_url)
             row.state, row.request_id, row.status_url, row.cancel_url = "queued", rid, status_url, cancel_url
             log.info("%s: submitted %s as request %s", api.provider, row.endpoint, rid)
             return
+
+    def _bad(self, row: JobRow, msg: str, cls: type = None) -> Exception:
+        """Record a malformed (or unsafe) answer on the row (state
+        ``bad_response``); returns the error (``cls``, default
+        :class:`BadResponse`) for the caller to raise."""
+        cls = cls or BadResponse
+        err = cls(msg, row.request_id) if issubclass(cls, CloudError) else cls(msg)
+        self.ledger.update(row.idem_key, state=BAD_RESPONSE, error=str(err))
+        row.state = BAD_RESPONSE
+        log.warning("%s", err)
+        return err
 
     def _poll(self, row: JobRow, kind: str, progress, interrupt) -> tuple[float, list[Path]]:
         api = self.api
@@ -577,7 +887,10 @@ class JobEngine:
                                    f"{row.request_id}`", row.request_id)
             r = self.api_call("GET", row.status_url)
             self.raise_for(r, f"status of {row.request_id}", row.request_id)
-            info = api.parse_status(r.json())
+            try:
+                info = api.parse_status(answer_json(r, "status answer"))
+            except BadResponse as e:
+                raise self._bad(row, f"{api.provider}: request {row.request_id}: {e}") from None
             if info.state != state:
                 state = info.state
                 if state in ("queued", "running"):
@@ -610,7 +923,8 @@ class JobEngine:
             self._count()
             try:
                 files.append(media.download(self.media_client, url, out / f"{i:02d}", kind,
-                                            allow_loopback=self.allow_loopback))
+                                            allow_loopback=self.allow_loopback,
+                                            deadline_s=self.download_deadline_s))
             except media.MediaError as e:
                 self.ledger.update(row.idem_key, error=str(e))
                 raise type(e)(f"{self.api.provider} request {row.request_id}: {e}") from None
@@ -624,7 +938,8 @@ def image_result(out: JobOutcome, provider: str, **info):
 
     imgs = media.decode_images(out.files)
     return ImageResult(images=imgs, request_id=out.request_id, cost=out.cost, files=list(out.files),
-                       info={"provider": provider, "resumed": out.resumed, "requests": out.requests, **info})
+                       info={"provider": provider, "resumed": out.resumed, "requests": out.requests,
+                             "key": out.idem_key, **info})
 
 
 def video_result(out: JobOutcome, provider: str, **info):
@@ -635,7 +950,7 @@ def video_result(out: JobOutcome, provider: str, **info):
     fps, frames, w, h = media.probe_video(path)
     return VideoResult(path=path, fps=fps, frames=frames, width=w, height=h, request_id=out.request_id,
                        cost=out.cost, info={"provider": provider, "resumed": out.resumed,
-                                            "requests": out.requests, **info})
+                                            "requests": out.requests, "key": out.idem_key, **info})
 
 
 def estimate_result(out: JobOutcome, provider: str):
@@ -652,8 +967,13 @@ class CloudBackend:
     cost options every request may carry in ``options``:
 
     * ``max_usd`` (float): refuse if the estimate is above it;
+    * ``budget`` (:class:`Budget`): a cap shared with other calls (best-of-N...);
     * ``estimate_only`` (bool): return only the estimate (empty images);
     * ``new`` (bool): pay for a fresh run even if the same request is in the ledger.
+
+    Thread-safe: one backend may serve several threads at once (ComfyUI's
+    async nodes call it through ``asyncio.to_thread``). Close it (or use
+    ``with``) to close its HTTP clients.
 
     Args:
         key: API key (default: :func:`.credentials.get_key`).
@@ -665,27 +985,55 @@ class CloudBackend:
     name = ""
 
     def __init__(self, key: str | None = None, ledger: Ledger | None = None, **engine_kw):
-        from .credentials import get_key, remember_secret
+        from .credentials import get_key, key_source, remember_secret
 
         self.key = key or get_key(self.name)
+        self.key_source = "the key passed in" if key else key_source(self.name)
         remember_secret(self.key)
         self.ledger = ledger or Ledger()
         self.engine_kw = engine_kw
         self._engines: dict[str, JobEngine] = {}
+        self._engines_lock = threading.Lock()
 
     def api_for(self, endpoint: str) -> ProviderApi:
         """The API surface that serves ``endpoint`` (for resuming ledger jobs)."""
         return self.api
 
     def engine(self, api: ProviderApi) -> JobEngine:
+        """The (one, shared) :class:`JobEngine` of ``api``."""
         k = f"{type(api).__name__}:{api.base_url}"
-        if k not in self._engines:
-            self._engines[k] = JobEngine(api, self.ledger, **self.engine_kw)
-        return self._engines[k]
+        with self._engines_lock:
+            if k not in self._engines:
+                api.key_source = self.key_source
+                self._engines[k] = JobEngine(api, self.ledger, **self.engine_kw)
+            return self._engines[k]
+
+    def close(self) -> None:
+        """Close every engine's HTTP clients (idempotent; the backend can be used
+        again later: new engines are made on demand)."""
+        with self._engines_lock:
+            engines = list(self._engines.values())
+            self._engines.clear()
+        for e in engines:
+            e.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def estimate(self, api: ProviderApi, spec: JobSpec) -> dict | None:
+        """``{"credits", "usd"}`` for ``spec`` without paying or uploading, or None."""
+        return self.engine(api).estimate(spec)
 
     def run_job(self, api: ProviderApi, spec: JobSpec, options: dict, progress=None, interrupt=None) -> JobOutcome:
+        budget = options.get("budget")
+        if budget is not None and not isinstance(budget, Budget):
+            raise ValidationFailed(f"options['budget'] must be a Budget, not {type(budget).__name__}")
         return self.engine(api).run(spec, progress, interrupt, max_usd=options.get("max_usd"),
-                                    estimate_only=bool(options.get("estimate_only")), new=bool(options.get("new")))
+                                    estimate_only=bool(options.get("estimate_only")), new=bool(options.get("new")),
+                                    budget=budget)
 
     def finish_images(self, out: JobOutcome, **info):
         if out.state == "estimate":

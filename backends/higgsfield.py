@@ -27,14 +27,17 @@ from __future__ import annotations
 
 import re
 import threading
+from enum import Enum
 
 import numpy as np
+from pydantic import Field
 
 from ..soul.soulfile import SoulID
 from . import media
 from .base import AnimateRequest, EditRequest, GenerateRequest, ImageResult, VideoResult
 from .credentials import split_higgsfield
 from .engine import (
+    Answer,
     CloudBackend,
     CloudError,
     JobEngine,
@@ -42,8 +45,10 @@ from .engine import (
     ProviderApi,
     StatusInfo,
     ValidationFailed,
+    answer_json,
     configured_url,
     nearest_size,
+    typed,
 )
 
 DEFAULT_URL = "https://api.higgsfield.ai"
@@ -59,22 +64,100 @@ MODEL_VERSIONS = tuple(SOUL_ROUTES)
 DOP_MODELS = ("dop-turbo", "dop-lite", "dop-preview")
 QUALITIES = ("720p", "1080p")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
-_STATES = {"queued": "queued", "in_progress": "running", "completed": "succeeded", "failed": "failed",
-           "nsfw": "moderated", "canceled": "canceled", "cancelled": "canceled"}
+#: Trained Soul ID model_version -> the style-list family whose ids that route
+#: takes (:data:`soulid.soul.presets.STYLE_LIST_PATHS`). Soul Cinema's looks
+#: are Soul (v1) styles; the generic route (no Soul ID) is v1 Soul.
+STYLE_FAMILY = {"v1": "soul", "v2": "soul_2", "cinema": "soul", None: "soul"}
+
+
+# ----------------------------------------------------------- typed answers
+class Status(str, Enum):
+    """Request statuses of the Higgsfield APIs (the official SDK's
+    ``higgsfield_client`` status types); any other value is refused."""
+
+    queued = "queued"
+    in_progress = "in_progress"
+    completed = "completed"
+    failed = "failed"
+    nsfw = "nsfw"
+    canceled = "canceled"
+    cancelled = "cancelled"
+
+
+_STATES = {Status.queued: "queued", Status.in_progress: "running", Status.completed: "succeeded",
+           Status.failed: "failed", Status.nsfw: "moderated", Status.canceled: "canceled",
+           Status.cancelled: "canceled"}
+
+
+class _Url(Answer):
+    url: str | None = None
+
+
+class SubmitAnswer(Answer):
+    request_id: str = Field(min_length=1)
+    status_url: str = Field(min_length=1)
+    cancel_url: str | None = None
+
+
+class StatusAnswer(Answer):
+    status: Status
+    images: list[_Url] | None = None
+    video: _Url | None = None
+    error: str | None = None
+    detail: str | None = None
+
+
+class JobSetAnswer(Answer):
+    id: str = Field(min_length=1)
+
+
+class _Raw(Answer):
+    raw: _Url | None = None
+
+
+class _Job(Answer):
+    status: Status
+    results: _Raw | None = None
+
+
+class JobSetStatus(Answer):
+    jobs: list[_Job] = Field(default_factory=list)
+    error: str | None = None
+
+
+class RefStatus(str, Enum):
+    """``/v1/custom-references`` statuses."""
+
+    not_ready = "not_ready"
+    queued = "queued"
+    in_progress = "in_progress"
+    completed = "completed"
+    failed = "failed"
+
+
+class RefAnswer(Answer):
+    status: RefStatus
+    error: str | None = None
+
+
+class UploadUrlAnswer(Answer):
+    upload_url: str = Field(min_length=1)
+    public_url: str = Field(min_length=1)
+    upload_headers: dict[str, str] | None = None
 
 
 def _presigned_upload(api: ProviderApi, eng: JobEngine, data: bytes, content_type: str) -> str:
     """``POST /files/generate-upload-url`` then PUT the bytes without auth headers."""
     r = eng.api_call("POST", f"{api.base_url}/files/generate-upload-url", json={"content_type": content_type})
     eng.raise_for(r, "upload URL")
-    d = r.json()
-    up = media.check_url(d["upload_url"], allow_loopback=eng.allow_loopback, what="upload URL")
-    media.check_url(d["public_url"], allow_loopback=eng.allow_loopback, what="uploaded file URL")
+    d = typed(UploadUrlAnswer, answer_json(r, "higgsfield: upload URL answer"), "higgsfield: upload URL answer")
+    up = media.check_url(d.upload_url, allow_loopback=eng.allow_loopback, what="upload URL")
+    media.check_url(d.public_url, allow_loopback=eng.allow_loopback, what="uploaded file URL")
     eng._count()
-    put = eng.media_client.put(up, content=data, headers=d.get("upload_headers") or {"Content-Type": content_type})
+    put = eng.media_client.put(up, content=data, headers=d.upload_headers or {"Content-Type": content_type})
     if not put.is_success:
         raise CloudError(f"higgsfield: upload failed: HTTP {put.status_code}")
-    return d["public_url"]
+    return d.public_url
 
 
 class HiggsfieldApi(ProviderApi):
@@ -85,15 +168,16 @@ class HiggsfieldApi(ProviderApi):
     def headers(self) -> dict:
         return {"Authorization": f"Key {self._key}"}
 
-    def parse_submit(self, data: dict):
-        return data["request_id"], data["status_url"], data.get("cancel_url")
+    def parse_submit(self, data):
+        d = typed(SubmitAnswer, data, "submit answer")
+        return d.request_id, d.status_url, d.cancel_url
 
-    def parse_status(self, data: dict) -> StatusInfo:
-        st = _STATES.get(str(data.get("status")), "running")
-        urls = [i["url"] for i in data.get("images") or [] if i.get("url")]
-        if (data.get("video") or {}).get("url"):
-            urls.append(data["video"]["url"])
-        return StatusInfo(st, urls, str(data.get("error") or data.get("detail") or ""), data)
+    def parse_status(self, data) -> StatusInfo:
+        d = typed(StatusAnswer, data, "status answer")
+        urls = [i.url for i in d.images or [] if i.url]
+        if d.video is not None and d.video.url:
+            urls.append(d.video.url)
+        return StatusInfo(_STATES[d.status], urls, d.error or d.detail or "", data)
 
     def upload(self, eng, data, content_type):
         return _presigned_upload(self, eng, data, content_type)
@@ -104,8 +188,7 @@ class HiggsfieldApi(ProviderApi):
         if r.status_code == 404:
             return None
         eng.raise_for(r, f"estimate {spec.endpoint}")
-        d = r.json()
-        return {"credits": float(d.get("credits", 0)), "usd": float(d.get("usd", 0))}
+        return answer_json(r, f"higgsfield: estimate {spec.endpoint}")
 
 
 class HiggsfieldV1Api(ProviderApi):
@@ -120,18 +203,19 @@ class HiggsfieldV1Api(ProviderApi):
     def submit_json(self, spec, body):
         return {"params": body}
 
-    def parse_submit(self, data: dict):
-        return data["id"], f"{self.base_url}/v1/job-sets/{data['id']}", None
+    def parse_submit(self, data):
+        d = typed(JobSetAnswer, data, "submit answer")
+        return d.id, f"{self.base_url}/v1/job-sets/{d.id}", None
 
-    def parse_status(self, data: dict) -> StatusInfo:
-        jobs = data.get("jobs") or []
-        states = [_STATES.get(str(j.get("status")), "running") for j in jobs] or ["queued"]
+    def parse_status(self, data) -> StatusInfo:
+        d = typed(JobSetStatus, data, "job-set answer")
+        states = [_STATES[j.status] for j in d.jobs] or ["queued"]
         for bad in ("moderated", "failed", "canceled"):
             if bad in states:
-                return StatusInfo(bad, [], str(data.get("error") or bad), data)
+                return StatusInfo(bad, [], d.error or bad, data)
         if all(s == "succeeded" for s in states):
-            urls = [((j.get("results") or {}).get("raw") or {}).get("url") for j in jobs]
-            return StatusInfo("succeeded", [u for u in urls if u], "", data)
+            urls = [j.results.raw.url for j in d.jobs if j.results and j.results.raw and j.results.raw.url]
+            return StatusInfo("succeeded", urls, "", data)
         return StatusInfo("running" if "running" in states or "succeeded" in states else "queued", [], "", data)
 
     def upload(self, eng, data, content_type):
@@ -145,13 +229,15 @@ class HiggsfieldReferencesApi(HiggsfieldV1Api):
     def submit_json(self, spec, body):
         return body
 
-    def parse_submit(self, data: dict):
-        return data["id"], f"{self.base_url}/v1/custom-references/{data['id']}", None
+    def parse_submit(self, data):
+        d = typed(JobSetAnswer, data, "submit answer")
+        return d.id, f"{self.base_url}/v1/custom-references/{d.id}", None
 
-    def parse_status(self, data: dict) -> StatusInfo:
-        st = {"not_ready": "queued", "queued": "queued", "in_progress": "running", "completed": "succeeded",
-              "failed": "failed"}.get(str(data.get("status")), "running")
-        return StatusInfo(st, [], str(data.get("error") or ""), data)
+    def parse_status(self, data) -> StatusInfo:
+        d = typed(RefAnswer, data, "custom reference answer")
+        st = {RefStatus.not_ready: "queued", RefStatus.queued: "queued", RefStatus.in_progress: "running",
+              RefStatus.completed: "succeeded", RefStatus.failed: "failed"}[d.status]
+        return StatusInfo(st, [], d.error or "", data)
 
 
 class HiggsfieldBackend(CloudBackend):
@@ -203,10 +289,27 @@ class HiggsfieldBackend(CloudBackend):
             return self.refs
         return self.v1 if endpoint.startswith("/v1/") else self.api
 
+    def style_lists(self) -> dict[str, list[dict]]:
+        """Both Soul style lists, family -> ``[{id, name, description}]``,
+        fetched and cached exactly as ``soulid presets --refresh`` does
+        (:func:`soulid.soul.presets.cached_lists` over
+        :data:`~soulid.soul.presets.STYLE_LIST_PATHS`, 24 h on disk): the one
+        style resolver of the pack. Empty lists when offline."""
+        from ..soul.presets import CACHE_FILE, STYLE_LIST_PATHS, cached_lists
+
+        with self._cache_lock:
+            if "styles" not in self._cache:
+                got = cached_lists(self.fetch_json, STYLE_LIST_PATHS, CACHE_FILE)
+                if not got.lists:
+                    return {}
+                self._cache["styles"] = got.lists
+            return self._cache["styles"]
+
     def styles(self, version: str = "v1") -> list[dict]:
-        """Soul styles ``[{id, name, description, preview_url}]`` (``GET
-        /v1/text2image/soul-styles``; ``version="v2"``: ``/v2/...``)."""
-        return self._get_list(f"/{version}/text2image/soul-styles")
+        """Soul styles ``[{id, name, description}]`` that ``version``'s route takes
+        (``v1 | cinema``: the Soul list; ``v2``: the Soul 2 list; a family name
+        ``soul | soul_2`` is accepted too)."""
+        return self.style_lists().get(STYLE_FAMILY.get(version, version), [])
 
     def motions(self) -> list[dict]:
         """DoP motions ``[{id, name, description, preview_url, start_end_frame}]`` (``GET /v1/motions``)."""
@@ -223,15 +326,45 @@ class HiggsfieldBackend(CloudBackend):
         names = ", ".join(it.get("name", "?") for it in items)
         raise ValidationFailed(f"higgsfield: unknown {what} {ref!r}; available: {names}")
 
-    def style_id(self, preset, version: str = "v1") -> str | None:
-        """A preset (object with ``remote_id``, a style id, or a style name) -> style id."""
+    def style_id(self, preset, version: str | None = "v1") -> str | None:
+        """The style id to send on ``version``'s route (``v1 | v2 | cinema``,
+        None: the generic Soul route), from a :class:`~soulid.soul.presets.StylePreset`,
+        a style id or a style name.
+
+        The id always comes from the style list of the route's family
+        (:data:`STYLE_FAMILY`): a preset's id for another family is never sent,
+        so a v1 style id never reaches the v2 route.
+
+        Raises:
+            ValidationFailed: the name is not in that family's list, or a style
+                id belongs to the other family's list.
+        """
+        from ..soul.presets import index_by_name, normalise_name
+
         if preset is None or preset == "":
             return None
-        rid = getattr(preset, "remote_id", None)
-        if rid:
-            return str(rid)
-        name = getattr(preset, "name", preset)
-        return self._lookup(self.styles(version), str(name), "style")
+        fam = STYLE_FAMILY.get(version, "soul")
+        where = f"model_version {version}" if version else "the generic Soul route"
+        ids = getattr(preset, "remote_ids", None)
+        if isinstance(ids, dict) and ids.get(fam):
+            return str(ids[fam])
+        lists = self.style_lists()
+        name = str(getattr(preset, "name", preset))
+        rid = None if isinstance(ids, dict) else getattr(preset, "remote_id", None)
+        if rid or _UUID.match(name):
+            sid = str(rid or name)
+            other = [f for f, items in lists.items() if f != fam and any(i["id"] == sid for i in items)]
+            if other and not any(i["id"] == sid for i in lists.get(fam, [])):
+                raise ValidationFailed(f"higgsfield: style id {sid} is a {other[0]} style; {where} takes "
+                                       f"{fam} styles (pick the style by name instead)")
+            return sid
+        items = lists.get(fam, [])
+        found = index_by_name(items).get(normalise_name(name))
+        if found:
+            return found
+        names = ", ".join(i["name"] for i in items) or "(the style list could not be fetched)"
+        raise ValidationFailed(f"higgsfield: unknown style {name!r} in the {fam} style list that {where} takes; "
+                               f"available: {names}")
 
     def motion_id(self, motion: str) -> str:
         return self._lookup(self.motions(), motion, "motion")
@@ -276,7 +409,7 @@ class HiggsfieldBackend(CloudBackend):
                 "enhance_prompt": bool(enhance)}
         if seed is not None:
             body["seed"] = int(seed)
-        sid = self.style_id(preset, "v2" if route.endswith("v2/standard") else "v1")
+        sid = self.style_id(preset, {r: v for v, r in SOUL_ROUTES.items()}.get(route))
         if sid:
             body["style_id"], body["style_strength"] = sid, float(preset_strength)
         if ref:

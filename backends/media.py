@@ -16,8 +16,13 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
+import re
 import socket
+import threading
+import time
+import uuid
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
@@ -25,10 +30,13 @@ import httpx
 import numpy as np
 
 from ..soul.errors import SoulIDError
+from ..soul.imageio import sniff, to_float01, to_uint8  # noqa: F401  (sniff: the one magic-byte sniffer)
 
 #: Largest accepted result, bytes (images 64 MiB, videos 512 MiB).
 MAX_BYTES = {"image": 64 << 20, "video": 512 << 20}
 MAX_REDIRECTS = 3
+#: Default total deadline of one result download, seconds.
+DOWNLOAD_DEADLINE_S = 600.0
 _CTYPES = {
     "image": ("image/png", "image/jpeg", "image/webp"),
     "video": ("video/mp4", "video/quicktime"),
@@ -43,6 +51,11 @@ class UnsafeURL(MediaError):
     """A URL was refused by the SSRF / host checks."""
 
 
+class InvalidNumber(SoulIDError, ValueError):
+    """A numeric option (timeout, deadline, budget) is NaN, infinite, negative
+    or not a number."""
+
+
 class ResultExpired(MediaError):
     """The provider no longer serves a result (HTTP 403/404/410 on the media URL)."""
 
@@ -55,6 +68,60 @@ def is_loopback_url(url: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+#: Host names of cloud metadata services, refused before any DNS lookup.
+METADATA_HOSTS = frozenset({
+    "metadata", "metadata.google.internal", "metadata.goog", "metadata.azure.com", "instance-data",
+    "instance-data.ec2.internal", "metadata.oraclecloud.com", "metadata.tencentyun.com",
+    "metadata.platformequinix.com", "100-100-100-200.aliyun",
+})
+#: Non-global IPv4 ranges that :attr:`ipaddress.IPv4Address.is_global` misses
+#: on some Python versions (RFC 6890 special-purpose registry).
+_EXTRA_V4 = tuple(ipaddress.ip_network(n) for n in (
+    "0.0.0.0/8", "100.64.0.0/10", "192.0.0.0/24", "192.0.2.0/24", "198.18.0.0/15", "198.51.100.0/24",
+    "203.0.113.0/24", "240.0.0.0/4", "255.255.255.255/32"))
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+
+
+def _embedded_v4(a: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries (IPv4-mapped, 6to4, Teredo
+    client, NAT64, IPv4-compatible), or None."""
+    if a.ipv4_mapped is not None:
+        return a.ipv4_mapped
+    if a.sixtofour is not None:
+        return a.sixtofour
+    if a.teredo is not None:
+        return a.teredo[1]
+    if any(a in n for n in _NAT64):
+        return ipaddress.IPv4Address(int(a) & 0xFFFFFFFF)
+    if int(a) >> 32 == 0 and int(a) > 1:  # deprecated IPv4-compatible ::a.b.c.d
+        return ipaddress.IPv4Address(int(a) & 0xFFFFFFFF)
+    return None
+
+
+def refusal(addr, allow_loopback: bool = False) -> str | None:
+    """Why ``addr`` (an IP address) must not be fetched, or None if it is a
+    global unicast address (or loopback while ``allow_loopback``)."""
+    a = ipaddress.ip_address(addr) if isinstance(addr, str) else addr
+    if isinstance(a, ipaddress.IPv6Address):
+        v4 = _embedded_v4(a)
+        if v4 is not None:
+            why = refusal(v4, allow_loopback)
+            return f"{why} (embedded in {a})" if why else None
+    if a.is_loopback:
+        return None if allow_loopback else "a loopback address"
+    if a.is_unspecified:
+        return "the unspecified address"
+    if a.is_link_local:
+        return "a link-local address (cloud metadata lives there)"
+    if a.is_multicast:
+        return "a multicast address"
+    if isinstance(a, ipaddress.IPv4Address) and any(a in n for n in _EXTRA_V4):
+        return "a shared, reserved or special-purpose address"
+    if a.is_private or a.is_reserved or not a.is_global:
+        return "a private or non-global address"
+    return None
 
 
 def _addresses(host: str) -> list[ipaddress._BaseAddress]:
@@ -74,56 +141,63 @@ def check_url(url: str, *, allow_loopback: bool = False, host: str | None = None
 
     Args:
         url: absolute URL.
-        allow_loopback: accept ``http://127.0.0.1...`` (tests, local proxies).
+        allow_loopback: accept ``http://127.0.0.1...`` (tests, local proxies);
+            the engine sets it only when the configured API is itself on loopback.
         host: if given, the URL's host:port must equal it (status/cancel URLs
             must stay on the configured API host).
         what: name used in the message (``"status URL"``...).
 
     Raises:
-        UnsafeURL: not http(s), plain HTTP off loopback, wrong host, or an
-            address that is private, link-local, multicast, reserved or
-            unspecified (loopback only when ``allow_loopback``).
+        UnsafeURL: not http(s), plain HTTP off loopback, wrong host, a known
+            cloud-metadata host name, or any address that is not global
+            unicast (private, shared 100.64.0.0/10, 192.0.0.0/24, link-local,
+            multicast, reserved, unspecified, and the IPv4-mapped, 6to4,
+            Teredo and NAT64 forms of those), checked on every address the
+            host name resolves to; loopback only when ``allow_loopback``.
     """
     parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
+    try:
+        hostname = parts.hostname
+    except ValueError:
+        hostname = None
+    if parts.scheme not in ("https", "http") or not hostname:
         raise UnsafeURL(f"{what} {url!r} is not an http(s) URL")
     if host is not None and parts.netloc.lower() != host.lower():
         raise UnsafeURL(f"{what} {url!r} is not on the configured API host {host}")
-    addrs = _addresses(parts.hostname)
+    name = hostname.rstrip(".").lower()
+    if name in METADATA_HOSTS:
+        raise UnsafeURL(f"{what} {url!r} names a cloud metadata host")
+    if name == "localhost" and not allow_loopback:
+        raise UnsafeURL(f"{what} {url!r} points at a loopback address (localhost)")
+    addrs = _addresses(hostname)
     for a in addrs:
-        if a.is_loopback:
-            if allow_loopback:
-                continue
-            raise UnsafeURL(f"{what} {url!r} points at a loopback address ({a})")
-        if a.is_private or a.is_link_local or a.is_multicast or a.is_reserved or a.is_unspecified:
-            raise UnsafeURL(f"{what} {url!r} points at a private or link-local address ({a})")
+        why = refusal(a, allow_loopback)
+        if why:
+            raise UnsafeURL(f"{what} {url!r} points at {why} ({a})")
     if parts.scheme == "http" and not all(a.is_loopback for a in addrs):
         raise UnsafeURL(f"{what} {url!r}: plain HTTP is accepted only on loopback; HTTPS required")
     return url
-
-
-def sniff(head: bytes) -> str | None:
-    """Media type from magic bytes: ``image/png|jpeg|webp``, ``video/mp4``, or None."""
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    if head[4:8] == b"ftyp":
-        return "video/mp4"
-    return None
 
 
 _EXT = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "video/mp4": ".mp4"}
 
 
 def download(client: httpx.Client, url: str, dest: Path, kind: str = "image", *,
-             allow_loopback: bool = False, max_bytes: int | None = None, retries: int = 2) -> Path:
+             allow_loopback: bool = False, max_bytes: int | None = None, retries: int = 2,
+             deadline_s: float | None = None) -> Path:
     """Stream ``url`` to ``dest`` (extension set from the sniffed type).
 
     No auth header is sent (``client`` must be a bare client). Network errors
-    and truncated bodies are retried ``retries`` times.
+    and truncated bodies are retried ``retries`` times. The body streams to a
+    uniquely named temp file in ``dest``'s folder (memory stays at one 64 KiB
+    chunk), under three bounds: the client's per-read timeout, the size cap
+    and a total deadline for the whole download, retries and redirects
+    included.
+
+    Args:
+        max_bytes: size cap (default :data:`MAX_BYTES` of ``kind``).
+        deadline_s: total seconds allowed (default ``$SOULID_DOWNLOAD_TIMEOUT``
+            or :data:`DOWNLOAD_DEADLINE_S`); finite and > 0.
 
     Returns:
         The final path (``dest`` with ``.png|.jpg|.webp|.mp4``).
@@ -135,12 +209,18 @@ def download(client: httpx.Client, url: str, dest: Path, kind: str = "image", *,
             bytes, truncated after all retries.
     """
     cap = max_bytes or MAX_BYTES[kind]
+    if deadline_s is None:
+        deadline_s = number(os.environ.get("SOULID_DOWNLOAD_TIMEOUT", DOWNLOAD_DEADLINE_S),
+                            "SOULID_DOWNLOAD_TIMEOUT", positive=True)
+    deadline = time.monotonic() + number(deadline_s, "download deadline_s", positive=True)
     last: Exception | None = None
     for _ in range(retries + 1):
         try:
-            return _download_once(client, url, dest, kind, cap, allow_loopback)
+            return _download_once(client, url, dest, kind, cap, allow_loopback, deadline, deadline_s)
         except (httpx.TransportError, _Truncated) as e:
             last = e
+            if time.monotonic() >= deadline:
+                break
     raise MediaError(f"download of {kind} result failed after {retries + 1} tries: {last}")
 
 
@@ -148,9 +228,15 @@ class _Truncated(Exception):
     pass
 
 
-def _download_once(client, url, dest, kind, cap, allow_loopback) -> Path:
+def _download_once(client, url, dest, kind, cap, allow_loopback, deadline, deadline_s) -> Path:
     cur = url
+
+    def late() -> None:
+        if time.monotonic() > deadline:
+            raise MediaError(f"{kind} download did not finish within its {deadline_s:g} s deadline")
+
     for _hop in range(MAX_REDIRECTS + 1):
+        late()
         check_url(cur, allow_loopback=allow_loopback, what=f"{kind} URL")
         with client.stream("GET", cur, follow_redirects=False) as r:
             if r.is_redirect:
@@ -167,13 +253,14 @@ def _download_once(client, url, dest, kind, cap, allow_loopback) -> Path:
             if length and int(length) > cap:
                 raise MediaError(f"{kind} result is {int(length)} bytes, over the {cap} byte limit")
             dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+            tmp = temp_name(dest, ".part")
             n, head = 0, b""
             try:
                 with open(tmp, "wb") as f:
                     try:
-                        for chunk in r.iter_bytes(1 << 16):
+                        for chunk in r.iter_bytes():  # each network read as it arrives (no buffering up)
                             n += len(chunk)
+                            late()
                             if n > cap:
                                 raise MediaError(f"{kind} result exceeds the {cap} byte limit")
                             if len(head) < 16:
@@ -195,6 +282,69 @@ def _download_once(client, url, dest, kind, cap, allow_loopback) -> Path:
                 if tmp.exists():
                     tmp.unlink()
     raise UnsafeURL(f"{kind} URL {url!r}: more than {MAX_REDIRECTS} redirects")
+
+
+def number(value, name: str, *, positive: bool = False, allow_none: bool = False) -> float | None:
+    """``value`` as a finite float >= 0 (> 0 when ``positive``), for timeouts,
+    deadlines and budgets.
+
+    Raises:
+        InvalidNumber: (a ``ValueError``) NaN, infinite, negative (or 0 when
+            ``positive``), or not a number; the message names ``name`` and the value.
+    """
+    if value is None and allow_none:
+        return None
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InvalidNumber(f"{name} must be a number, not {value!r}") from None
+    if not math.isfinite(v) or v < 0 or (positive and v == 0):
+        raise InvalidNumber(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, not {value!r}")
+    return v
+
+
+def temp_name(final: Path, suffix: str = ".tmp") -> Path:
+    """A temp path next to ``final``, unique per process, thread and call
+    (``.NAME.PID.TID.RANDOM.tmp``), for an atomic write-then-rename."""
+    return final.with_name(f".{final.name}.{os.getpid()}.{threading.get_ident()}.{uuid.uuid4().hex[:8]}{suffix}")
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_stem(text: str, default: str = "output", max_len: int = 80) -> str:
+    """A file-name stem made only of ``[A-Za-z0-9._-]``, without leading dots
+    or path parts: ``"../x"`` -> ``"x"``, ``"/abs/x"`` -> ``"abs_x"``. Never
+    empty (``default``)."""
+    stem = _UNSAFE.sub("_", str(text)).strip("._-")
+    stem = re.sub(r"\.{2,}", ".", stem)[:max_len].strip("._-")
+    return stem or default
+
+
+def new_output_path(folder: str | os.PathLike, stem: str, suffix: str) -> Path:
+    """Reserve a new file in ``folder`` named from a local ``stem`` (made safe
+    by :func:`safe_stem`): ``stem.suffix``, else ``stem-1.suffix``,
+    ``stem-2.suffix``... The file is created empty with ``O_EXCL``, so two
+    processes or threads never get the same name and an earlier output is
+    never overwritten; write to :func:`temp_name` then ``os.replace`` onto it.
+
+    Raises:
+        OSError: ``folder`` cannot be created or written.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    base = safe_stem(stem)
+    suffix = "." + safe_stem(suffix.lstrip("."), "bin")
+    for i in range(10000):
+        p = folder / (f"{base}{suffix}" if i == 0 else f"{base}-{i}{suffix}")
+        try:
+            os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            return p
+        except FileExistsError:
+            continue
+    raise OSError(f"{folder}: no free name for {base}{suffix}")
 
 
 def decode_images(paths: list[Path]) -> np.ndarray:
@@ -223,7 +373,7 @@ def decode_images(paths: list[Path]) -> np.ndarray:
         arrs.append(rgb)
     if not arrs:
         raise MediaError("the provider returned no images")
-    return np.stack(arrs).astype(np.float32) / 255.0
+    return to_float01(np.stack(arrs))
 
 
 def probe_video(path: Path) -> tuple[float, int, int, int]:
@@ -251,7 +401,7 @@ def to_upload_bytes(image: np.ndarray, fmt: str = "png") -> tuple[bytes, str]:
     if a.ndim == 4:
         a = a[0]
     if a.dtype != np.uint8:
-        a = (np.clip(a, 0, 1) * 255.0 + 0.5).astype(np.uint8)
+        a = to_uint8(a)
     a = np.ascontiguousarray(a[..., :3])
     if fmt == "jpeg":
         return encode_jpeg(a, quality=95), "image/jpeg"

@@ -28,6 +28,41 @@ def _backend(provider: str, backend=None, **kw):
     return HiggsfieldBackend(**kw)
 
 
+def training_spec(soul: SoulID, model_version: str = "v1", name: str | None = None) -> tuple[JobSpec, int]:
+    """The paid request that trains ``soul``: ``(JobSpec, number of photos)``.
+
+    Raises:
+        ValidationFailed: unknown model_version. NoUsablePhotos: no photo rated
+            perfect or good.
+    """
+    from .higgsfield import MODEL_VERSIONS
+
+    if model_version not in MODEL_VERSIONS:
+        raise ValidationFailed(f"model_version must be one of {', '.join(MODEL_VERSIONS)}, not {model_version!r}")
+    photos = soul.photos_rated(("perfect", "good"))[:MAX_PHOTOS]
+    if not photos:
+        raise NoUsablePhotos(f"Soul ID {soul.name!r}: no photo rated perfect or good to train on")
+    uploads = {f"photo{i:03d}": (p.jpeg, "image/jpeg") for i, p in enumerate(photos)}
+    body = {"name": name or soul.name, "model_version": model_version,
+            "input_images": [{"type": "image_url", "image_url": {"$upload": k}} for k in uploads]}
+    return JobSpec("/v1/custom-references", body, uploads, "none"), len(photos)
+
+
+def estimate_training(soul: SoulID, provider: str = "higgsfield", model_version: str = "v1", *,
+                      name: str | None = None, backend=None, **kw) -> dict | None:
+    """What training ``soul`` would cost, asked before anything is uploaded:
+    ``{"credits": float, "usd": float}``, or None when the provider publishes
+    no estimate for training (Higgsfield documents none for
+    ``/v1/custom-references``). ``soulid train`` prints it first.
+
+    Raises:
+        as :func:`training_spec`; CloudError subclasses (401...).
+    """
+    be = _backend(provider, backend, **kw)
+    spec, _n = training_spec(soul, model_version, name)
+    return be.estimate(be.refs, spec)
+
+
 def train_remote(soul: SoulID, provider: str = "higgsfield", model_version: str = "v1", *, name: str | None = None,
                  progress=None, interrupt=None, backend=None, options: dict | None = None, **kw) -> RemoteID:
     """Train ``soul`` on ``provider`` and record the result in ``soul.remote_ids``.
@@ -35,7 +70,9 @@ def train_remote(soul: SoulID, provider: str = "higgsfield", model_version: str 
     Args:
         model_version: ``v1 | v2 | cinema`` (the Soul route it will be used with).
         name: remote name (default: the Soul ID's name).
-        options: ``max_usd`` / ``estimate_only`` / ``new`` as for generation.
+        options: ``max_usd`` / ``budget`` / ``estimate_only`` / ``new`` as for
+            generation. The estimate (or "no cost estimate offered") reaches
+            ``progress`` before any photo is uploaded.
 
     Returns:
         The new :class:`~soulid.soul.soulfile.RemoteID` (already appended to ``soul``).
@@ -45,21 +82,11 @@ def train_remote(soul: SoulID, provider: str = "higgsfield", model_version: str 
         ValidationFailed: unknown provider / model_version, or the provider refused.
         CloudError: training failed (with the provider's reason).
     """
-    from .higgsfield import MODEL_VERSIONS
-
-    if model_version not in MODEL_VERSIONS:
-        raise ValidationFailed(f"model_version must be one of {', '.join(MODEL_VERSIONS)}, not {model_version!r}")
+    spec, n = training_spec(soul, model_version, name)
     be = _backend(provider, backend, **kw)
-    photos = soul.photos_rated(("perfect", "good"))[:MAX_PHOTOS]
-    if not photos:
-        raise NoUsablePhotos(f"Soul ID {soul.name!r}: no photo rated perfect or good to train on")
-    uploads = {f"photo{i:03d}": (p.jpeg, "image/jpeg") for i, p in enumerate(photos)}
-    body = {"name": name or soul.name, "model_version": model_version,
-            "input_images": [{"type": "image_url", "image_url": {"$upload": k}} for k in uploads]}
-    out = be.run_job(be.refs, JobSpec("/v1/custom-references", body, uploads, "none"), options or {},
-                     progress, interrupt)
+    out = be.run_job(be.refs, spec, options or {}, progress, interrupt)
     rid = RemoteID(provider=provider, id=out.request_id, model_version=model_version,
-                   extra={"photos": len(photos), "name": body["name"]})
+                   extra={"photos": n, "name": spec.body["name"]})
     soul.remote_ids.append(rid)
     return rid
 

@@ -16,16 +16,72 @@ normalised to ``moderated``.
 """
 from __future__ import annotations
 
+from enum import Enum
+
 import numpy as np
+from pydantic import Field
 
 from . import media
 from .base import AnimateRequest, EditRequest, GenerateRequest, ImageResult, VideoResult
-from .engine import CloudBackend, CloudError, JobSpec, ProviderApi, StatusInfo, ValidationFailed, configured_url
+from .engine import (
+    Answer,
+    CloudBackend,
+    JobSpec,
+    ProviderApi,
+    StatusInfo,
+    ValidationFailed,
+    answer_json,
+    configured_url,
+    typed,
+)
 
 DEFAULT_URL = "https://api.wavespeed.ai"
 SOUL_I2I = "/api/v3/higgsfield/soul/image-to-image"
 DOP_I2V = "/api/v3/higgsfield/dop/image-to-video"
-_STATES = {"created": "queued", "processing": "running", "completed": "succeeded", "failed": "failed"}
+
+
+class Status(str, Enum):
+    """WaveSpeed v3 prediction statuses; any other value is refused."""
+
+    created = "created"
+    processing = "processing"
+    completed = "completed"
+    failed = "failed"
+
+
+_STATES = {Status.created: "queued", Status.processing: "running", Status.completed: "succeeded",
+           Status.failed: "failed"}
+
+
+class _Urls(Answer):
+    get: str | None = None
+
+
+class _Submitted(Answer):
+    id: str = Field(min_length=1)
+    urls: _Urls | None = None
+
+
+class SubmitAnswer(Answer):
+    data: _Submitted
+
+
+class _Prediction(Answer):
+    status: Status
+    outputs: list[str] | None = None
+    error: str | None = None
+
+
+class StatusAnswer(Answer):
+    data: _Prediction
+
+
+class _Uploaded(Answer):
+    download_url: str = Field(min_length=1)
+
+
+class UploadAnswer(Answer):
+    data: _Uploaded
 
 
 class WaveSpeedApi(ProviderApi):
@@ -35,26 +91,25 @@ class WaveSpeedApi(ProviderApi):
     def headers(self) -> dict:
         return {"Authorization": f"Bearer {self._key}"}
 
-    def parse_submit(self, data: dict):
-        d = data.get("data") or {}
-        return d["id"], (d.get("urls") or {}).get("get") or f"{self.base_url}/api/v3/predictions/{d['id']}/result", None
+    def parse_submit(self, data):
+        d = typed(SubmitAnswer, data, "submit answer").data
+        return d.id, (d.urls.get if d.urls and d.urls.get else
+                      f"{self.base_url}/api/v3/predictions/{d.id}/result"), None
 
-    def parse_status(self, data: dict) -> StatusInfo:
-        d = data.get("data") or {}
-        st = _STATES.get(str(d.get("status")), "running")
-        err = str(d.get("error") or "")
+    def parse_status(self, data) -> StatusInfo:
+        d = typed(StatusAnswer, data, "prediction answer").data
+        st = _STATES[d.status]
+        err = d.error or ""
         if st == "failed" and any(w in err.lower() for w in ("nsfw", "moderat", "sensitive")):
             st = "moderated"
-        return StatusInfo(st, [u for u in d.get("outputs") or [] if isinstance(u, str)], err, data)
+        return StatusInfo(st, list(d.outputs or []), err, data)
 
     def upload(self, eng, data: bytes, content_type: str) -> str:
         ext = {"image/png": "png", "image/jpeg": "jpg"}.get(content_type, "bin")
         r = eng.api_call("POST", f"{self.base_url}/api/v3/media/upload/binary",
                          files={"file": (f"upload.{ext}", data, content_type)})
         eng.raise_for(r, "upload")
-        url = (r.json().get("data") or {}).get("download_url")
-        if not url:
-            raise CloudError("wavespeed: upload answered without a download_url")
+        url = typed(UploadAnswer, answer_json(r, "wavespeed: upload answer"), "wavespeed: upload answer").data.download_url
         return media.check_url(url, allow_loopback=eng.allow_loopback, what="uploaded file URL")
 
 

@@ -88,6 +88,8 @@ def main() -> int:
     ap.add_argument("--methods", default="faceid_plusv2,instantid")
     ap.add_argument("--keep", default="", help="models folder to build into / reuse")
     ap.add_argument("--json", default="", help="write results here")
+    ap.add_argument("--soul", default="", help="a saved .soulid to use instead of building one from the "
+                    "fixture photos (for machines without dlib)")
     args = ap.parse_args()
     try:
         import torch
@@ -109,8 +111,12 @@ def main() -> int:
     from soulid.backends.base import GenerateRequest
     from soulid.backends.local import LocalBackend, pipelines
 
-    fixtures = HERE.parents[1] / "shared" / "fixtures" / "faces"
-    soul = layouts.soul_with_embeddings(fixtures)
+    if args.soul:
+        from soulid.soul.soulfile import SoulID
+
+        soul = SoulID.load(args.soul)
+    else:
+        soul = layouts.soul_with_embeddings(HERE.parents[1] / "shared" / "fixtures" / "faces")
     settings = {
         "stock": {"dtype": "float16"},
         "optimised": {"dtype": "bfloat16", "optimise": True},

@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model-version", default="v1", choices=("v1", "v2", "cinema"))
     p.add_argument("--remote-name", default=None, help="name on the provider (default: the Soul ID's)")
     p.add_argument("--new", action="store_true", help="train again even if this exact training is in the ledger")
+    p.add_argument("--max-usd", type=float, default=None,
+                   help="refuse if the provider's estimate is above this (default: $SOULID_MAX_USD when set)")
     p.add_argument("--json", action="store_true")
     from .local_training import add_local_train_arguments
 
@@ -101,12 +103,20 @@ def cmd_train(args) -> int:
         return cmd_train_local(args)
     from ..backends.training import train_remote
 
+    from .generation import budget
+
     lib = _library(args)
     soul = lib.load(args.name)
+    cap = budget(args)
+    n = len(soul.photos_rated(("perfect", "good")))
+    print(f"{args.provider}: training {soul.name!r} ({args.model_version}) uploads {n} photo(s) rated perfect or good"
+          + (f"; budget ${cap:.2f}" if cap is not None else "; no budget set (--max-usd or $SOULID_MAX_USD)"),
+          file=sys.stderr)
+    options = {"new": args.new} if cap is None else {"new": args.new, "max_usd": cap}
     stop, restore = interrupt_flag()
     try:
         rid = train_remote(soul, args.provider, args.model_version, name=args.remote_name,
-                           progress=progress_printer(args.json), interrupt=stop, options={"new": args.new})
+                           progress=progress_printer(args.json), interrupt=stop, options=options)
     finally:
         restore()
     lib.save(soul, overwrite=True)
@@ -183,9 +193,14 @@ def cmd_jobs(args) -> int:
         print(json.dumps({"request_id": row.request_id, "state": row.state}) if args.json
               else f"{row.request_id}: {row.state}")
         return 0
+    from ..backends.engine import Interrupted
+
     stop, restore = interrupt_flag()
     try:
         out = eng.resume(args.id, progress_printer(args.json), stop)
+    except Interrupted as e:
+        print(f"soulid: {e}", file=sys.stderr)
+        return 130
     except CloudError as e:
         print(f"soulid: {e}", file=sys.stderr)
         return 1

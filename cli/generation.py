@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -17,17 +18,27 @@ from pathlib import Path
 import numpy as np
 
 from ..backends.base import BACKENDS
+from ..soul.imageio import to_uint8
 from .cloud import interrupt_flag, progress_printer
 
 
+#: Backends that charge per request.
+PAID = ("higgsfield", "wavespeed", "aurashot")
+#: Clip formats ``animate --out`` writes (by suffix).
+CLIP_SUFFIXES = (".mp4", ".gif")
+
+
 def _common(p: argparse.ArgumentParser, soul_required: bool = False) -> None:
-    p.add_argument("--backend", default="higgsfield", choices=list(BACKENDS))
+    p.add_argument("--backend", default=None, choices=list(BACKENDS),
+                   help="where to run (required unless a default is configured: $SOULID_BACKEND); "
+                        "higgsfield, wavespeed and aurashot charge per request")
     p.add_argument("--soul", required=soul_required, help="Soul ID name in the library, or a .soulid file")
     p.add_argument("--prompt", default="", help="what to make")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     g = p.add_argument_group("cost (cloud)")
-    g.add_argument("--max-usd", type=float, default=None, help="refuse if the provider's estimate is above this")
+    g.add_argument("--max-usd", type=float, default=None,
+                   help="refuse if the provider's estimate is above this (default: $SOULID_MAX_USD when set)")
     g.add_argument("--estimate", action="store_true", help="print the estimate; submit nothing")
     g.add_argument("--new", action="store_true", help="pay for a fresh run even if this exact request is in the ledger")
     g = p.add_argument_group("local backend")
@@ -77,7 +88,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", default=None, metavar="WxH")
     p.add_argument("--engine", choices=("camera", "i2v"), default="camera", help="local engine")
     p.add_argument("--list-motions", action="store_true", help="list motion names and exit")
-    p.add_argument("--out", default=None, metavar="FILE.mp4")
+    p.add_argument("--out", default=None, metavar="FILE.mp4|FILE.gif",
+                   help="clip file (default: a new file in the per-user outputs folder, printed)")
     p.set_defaults(func=cmd_animate)
 
 
@@ -91,13 +103,68 @@ def _soul(args):
 
 
 def _image(path: str) -> np.ndarray:
-    from ..soul.imageio import load_photo
+    from ..soul.imageio import load_photo, to_float01
 
-    return load_photo(path).rgb.astype(np.float32) / 255.0
+    return to_float01(load_photo(path).rgb)
+
+
+def configured(name: str) -> str | None:
+    """A user default: ``$SOULID_<NAME>``, else the configuration file's
+    value when :mod:`soulid.cli.config` offers one (``get(name)``)."""
+    v = os.environ.get(f"SOULID_{name.upper()}")
+    if v:
+        return v
+    try:
+        from . import config  # written by the configuration work; optional here
+    except ImportError:
+        return None
+    get = getattr(config, "get", None)
+    try:
+        v = get(name) if get is not None else None
+    except Exception:  # a broken config file must not stop a command that names everything itself
+        return None
+    return None if v in (None, "") else str(v)
+
+
+def choose_backend(args) -> str:
+    """``--backend``, else the configured default; never a paid one by accident.
+
+    Raises:
+        SoulIDError: no backend given and none configured.
+    """
+    from ..soul.errors import SoulIDError
+
+    name = getattr(args, "backend", None) or configured("backend")
+    if not name:
+        raise SoulIDError(
+            f"choose where to run with --backend {{{','.join(BACKENDS)}}} ({', '.join(PAID)} charge per "
+            "request; local runs on this machine), or set a default in $SOULID_BACKEND"
+        )
+    if name not in BACKENDS:
+        raise SoulIDError(f"backend must be one of {', '.join(BACKENDS)}, not {name!r} (from $SOULID_BACKEND)")
+    args.backend = name
+    return name
+
+
+def budget(args) -> float | None:
+    """The cost cap in US dollars for this command: ``--max-usd``, else the
+    configured default budget (``$SOULID_MAX_USD``), else None. The one place
+    the CLI reads a budget, so that the engine's budget type can replace it."""
+    from ..soul.errors import SoulIDError
+
+    if args.max_usd is not None:
+        return float(args.max_usd)
+    v = configured("max_usd")
+    if v is None:
+        return None
+    try:
+        return float(v)
+    except ValueError:
+        raise SoulIDError(f"$SOULID_MAX_USD must be a number of US dollars, not {v!r}") from None
 
 
 def _options(args) -> dict:
-    o = {"max_usd": args.max_usd, "estimate_only": args.estimate, "new": args.new}
+    o = {"max_usd": budget(args), "estimate_only": args.estimate, "new": args.new}
     for k in ("method", "steps", "guidance", "model", "lora", "engine", "model_version", "mode"):
         v = getattr(args, k, None)
         if v is not None:
@@ -114,15 +181,50 @@ def _backend(name: str):
         raise SystemExit(f"soulid: the {name} backend is not available ({e})") from None
 
 
-def _run(args, call):
-    """Run ``call(backend, progress, interrupt)``; map job failures to exit 1."""
+def cost_text(cost: dict | None) -> str:
+    if not cost:
+        return "no estimate"
+    usd = cost.get("usd")
+    parts = [f"${float(usd):.4f}" if usd is not None else None,
+             f"{cost['credits']:g} credits" if cost.get("credits") is not None else None]
+    return " / ".join(p for p in parts if p) or "no estimate"
+
+
+def _announce_cost(args, be, call, req) -> None:
+    """Before a paid submit: ask the provider's estimate (submits nothing) and
+    print it, or say that there is none, with the budget in force."""
+    if args.backend not in PAID or args.estimate:
+        return
+    opts = dict(req.options)
+    req.options = {**opts, "estimate_only": True}
+    try:
+        res = call(be, None, None)
+        est = cost_text(res.cost)
+    except NotImplementedError:
+        est = "no estimate"
+    finally:
+        req.options = opts
+    cap = opts.get("max_usd")
+    print(f"{args.backend}: estimate {est}" + (f"; budget ${cap:.2f}" if cap is not None else "; no budget set "
+          "(--max-usd or $SOULID_MAX_USD)") + "; submitting", file=sys.stderr)
+
+
+def _run(args, call, req=None):
+    """Run ``call(backend, progress, interrupt)`` after printing the estimate;
+    map job failures to exit 1 and an interrupt to 130."""
     from ..backends.engine import Canceled, Interrupted, JobFailed, Moderated
+    from ..soul.errors import Interrupted as Stop
 
     be = _backend(args.backend)
+    if req is not None:
+        _announce_cost(args, be, call, req)
     stop, restore = interrupt_flag()
     try:
         return call(be, progress_printer(args.json), stop), 0
-    except (JobFailed, Moderated, Canceled, Interrupted) as e:
+    except (Interrupted, Stop, InterruptedError) as e:
+        print(f"soulid: {e}", file=sys.stderr)
+        return None, 130
+    except (JobFailed, Moderated, Canceled) as e:
         print(f"soulid: {e}", file=sys.stderr)
         return None, 1
     except NotImplementedError as e:
@@ -132,10 +234,35 @@ def _run(args, call):
         restore()
 
 
+def log_to_soul(args, res, images: list | None, files: list[Path]) -> None:
+    """Append the generation to the Soul ID's character log (as the Character
+    Log node does) when ``--soul`` names a library Soul ID; a ``.soulid``
+    file given by path is left untouched."""
+    if not args.soul or args.soul.endswith(".soulid") or res.info.get("estimate_only"):
+        return
+    from ..soul.charlog import append_entry
+    from .identity import _library
+
+    lib = _library(args)
+    soul = lib.load(args.soul)
+    extra = {"request_id": res.request_id, "files": [str(f) for f in files], "command": args.command}
+    if res.cost:
+        extra["cost"] = res.cost
+    for m in getattr(args, "motion", None) or []:
+        extra.setdefault("motions", []).append(m)
+    for img in images or [None]:
+        append_entry(soul, args.prompt or "", image=img, preset=getattr(args, "preset", None), seed=args.seed,
+                     backend=args.backend, model=getattr(args, "model", None) or "",
+                     negative_prompt=getattr(args, "negative", "") or "", extra=extra)
+    lib.save(soul, overwrite=True)
+
+
 def save_images(res, out_dir: Path, stem: str, meta: dict) -> list[Path]:
     """Save ``res.images`` (``[B, H, W, 3]`` float32 0..1) as PNGs with text metadata."""
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
+
+    from ..backends.media import new_output_path, temp_name
 
     out_dir.mkdir(parents=True, exist_ok=True)
     info = PngInfo()
@@ -144,9 +271,9 @@ def save_images(res, out_dir: Path, stem: str, meta: dict) -> list[Path]:
             info.add_text(f"soulid:{k}", str(v))
     paths = []
     for i, img in enumerate(res.images):
-        p = out_dir / f"{stem}_{i:02d}.png"
-        tmp = p.with_name(f".{p.name}.tmp")
-        Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)).save(tmp, format="PNG", pnginfo=info)
+        p = new_output_path(out_dir, f"{stem}_{i:02d}", ".png")  # never overwrites an earlier output
+        tmp = temp_name(p)
+        Image.fromarray(to_uint8(img)).save(tmp, format="PNG", pnginfo=info)
         tmp.replace(p)
         paths.append(p)
     return paths
@@ -171,35 +298,48 @@ def _report(args, res, files: list[Path]) -> None:
 def _image_command(args, res) -> int:
     files = []
     if not res.info.get("estimate_only"):
-        stem = f"{args.soul or 'soul'}_{(res.request_id or 'local')[:8]}"
+        stem = f"{args.soul or 'soul'}_{(res.info.get('key') or 'local')[:8]}"  # a local key, never the server's id
         stem = Path(stem).name.replace(".soulid", "")
         files = save_images(res, Path(args.out), stem, {"backend": args.backend, "request_id": res.request_id,
                                                        "prompt": args.prompt, "seed": args.seed,
                                                        "soul": args.soul})
+        log_to_soul(args, res, list(res.images), files)
     _report(args, res, files)
     return 0
+
+
+def _need_prompt(args) -> None:
+    from ..soul.errors import SoulIDError
+
+    if not (args.prompt or "").strip():
+        raise SoulIDError(f"{args.command}: --prompt is empty; say what to make (nothing was submitted)")
 
 
 # ------------------------------------------------------------------ commands
 def cmd_generate(args) -> int:
     from ..backends.base import GenerateRequest
 
+    choose_backend(args)
+    _need_prompt(args)
     req = GenerateRequest(prompt=args.prompt, soul=_soul(args), preset=args.preset,
                           preset_strength=args.preset_strength, aspect=args.aspect, quality=args.quality,
                           batch=args.batch, seed=args.seed, enhance_prompt=args.enhance_prompt,
                           image_reference=_image(args.reference) if args.reference else None,
                           identity_strength=args.identity_strength, negative_prompt=args.negative,
                           options=_options(args))
-    res, rc = _run(args, lambda be, pr, it: be.generate(req, pr, it))
+    res, rc = _run(args, lambda be, pr, it: be.generate(req, pr, it), req)
     return rc if res is None else _image_command(args, res)
 
 
 def cmd_edit(args) -> int:
     from ..backends.base import EditRequest
 
+    choose_backend(args)
+    if args.backend in PAID:
+        _need_prompt(args)
     req = EditRequest(image=_image(args.image), prompt=args.prompt, soul=_soul(args), strength=args.strength,
                       preset=args.preset, quality=args.quality, seed=args.seed, options=_options(args))
-    res, rc = _run(args, lambda be, pr, it: be.edit(req, pr, it))
+    res, rc = _run(args, lambda be, pr, it: be.edit(req, pr, it), req)
     return rc if res is None else _image_command(args, res)
 
 
@@ -236,35 +376,87 @@ def list_motion_names(backend: str) -> list[str]:
     return names
 
 
+def clip_path(args) -> Path:
+    """Where ``animate`` writes: ``--out`` (``.mp4`` or ``.gif``), else a new
+    file in the per-user outputs folder (never the current folder unasked).
+
+    Raises:
+        SoulIDError: another suffix.
+    """
+    from ..soul.errors import SoulIDError
+    from ..soul.paths import data_dir
+
+    if args.out:
+        out = Path(args.out)
+        if out.suffix.lower() not in CLIP_SUFFIXES:
+            raise SoulIDError(f"--out {args.out}: clips are written as {' or '.join(CLIP_SUFFIXES)}, "
+                              f"not {out.suffix or 'a file without a suffix'}")
+        return out
+    from ..backends.media import new_output_path
+
+    # A local name (the photo's stem), never the provider's request id, never over an earlier clip.
+    return new_output_path(data_dir() / "outputs", Path(args.image).stem, ".mp4")
+
+
+def write_clip(src: Path, out: Path) -> None:
+    """Copy or convert the MP4 ``src`` to ``out`` atomically: ``.mp4`` as is,
+    ``.gif`` decoded with PyAV and written by Pillow (looping, the clip's frame rate)."""
+    from ..backends.media import temp_name
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(out)
+    try:
+        if out.suffix.lower() == ".gif":
+            import av
+
+            with av.open(str(src)) as c:
+                stream = c.streams.video[0]
+                rate = float(stream.average_rate or 24)
+                frames = [f.to_image() for f in c.decode(stream)]
+            frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], loop=0,
+                           duration=max(20, round(1000 / rate)))
+        elif src.resolve() != out.resolve():
+            shutil.copyfile(src, tmp)
+        if tmp.exists():
+            tmp.replace(out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
 def cmd_animate(args) -> int:
     from ..backends.base import AnimateRequest
 
     if args.list_motions:
-        print("\n".join(list_motion_names(args.backend)))
+        print("\n".join(list_motion_names(args.backend or configured("backend") or "")))
         return 0
     if not args.image:
         print("soulid: animate needs an IMAGE", file=sys.stderr)
         return 2
+    choose_backend(args)
     try:
         motions = [parse_motion(m) for m in args.motion]
         size = tuple(int(x) for x in args.size.lower().split("x")) if args.size else None
     except ValueError as e:
         print(f"soulid: {e}", file=sys.stderr)
         return 2
+    out = clip_path(args) if not args.estimate else None
+    options = _options(args)
+    if out is not None and args.backend == "local" and out.suffix.lower() == ".mp4":
+        options["out"] = str(out)  # the local engine writes the clip in place
     req = AnimateRequest(image=_image(args.image), prompt=args.prompt,
                          end_image=_image(args.end) if args.end else None, motions=motions,
                          model=args.model or "", seed=args.seed, seconds=args.seconds, fps=args.fps,
-                         size=size, soul=_soul(args), options=_options(args))
-    res, rc = _run(args, lambda be, pr, it: be.animate(req, pr, it))
+                         size=size, soul=_soul(args), options=options)
+    res, rc = _run(args, lambda be, pr, it: be.animate(req, pr, it), req)
     if res is None:
         return rc
     files = []
     if not res.info.get("estimate_only"):
-        out = Path(args.out) if args.out else Path(f"{(res.request_id or 'clip')[:8]}.mp4")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        shutil.copyfile(res.path, tmp)
-        tmp.replace(out)
+        write_clip(Path(res.path), out)
+        if args.backend == "local" and Path(res.path).resolve() != out.resolve():
+            Path(res.path).unlink(missing_ok=True)
         files = [out]
+        log_to_soul(args, res, [_image(args.image)], files)
     _report(args, res, files)
     return 0

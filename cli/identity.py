@@ -4,9 +4,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from ..soul.analysis.registry import ANALYZER_NAMES
+from ..soul.imageio import safe_label
 
 
 def _library(args):
@@ -23,10 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing Soul ID of that name")
     p.add_argument("--workers", type=int, default=None, help="analysis processes (default: one per core)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    p.add_argument("--library", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.add_argument("--report", metavar="FILE", help="also write the QA sheet (.png, .jpg or .html)")
     p.set_defaults(func=cmd_create)
 
-    p = sub.add_parser("list", help="list the Soul IDs in the library")
+    p = sub.add_parser("list", help="list the Soul IDs in the library (photos, verdict, LoRAs, created)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_list)
 
@@ -41,21 +43,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=lambda a: _simple(a, lambda L: L.rename(a.name, a.new_name, a.overwrite), f"renamed {a.name} -> {a.new_name}"))
 
-    p = sub.add_parser("delete", help="delete a Soul ID from the library")
+    p = sub.add_parser("delete", help="delete a Soul ID from the library (asks first)")
     p.add_argument("name")
-    p.set_defaults(func=lambda a: _simple(a, lambda L: L.delete(a.name), f"deleted {a.name}"))
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask")
+    p.set_defaults(func=cmd_delete)
 
     p = sub.add_parser("export", help="copy a Soul ID out of the library to a file")
     p.add_argument("name")
     p.add_argument("file")
     p.add_argument("--overwrite", action="store_true")
-    p.set_defaults(func=lambda a: _simple(a, lambda L: L.export(a.name, a.file, a.overwrite), None))
+    p.add_argument("--share", action="store_true", help="leave out the generation log and the provider ids (to give the file to someone)")
+    p.set_defaults(func=lambda a: _simple(a, lambda L: L.export(a.name, a.file, a.overwrite, share=a.share), None))
 
     p = sub.add_parser("import", help="add a .soulid file to the library")
     p.add_argument("file")
     p.add_argument("--name", default=None)
     p.add_argument("--overwrite", action="store_true")
-    p.set_defaults(func=lambda a: _simple(a, lambda L: L.import_file(a.file, a.name, a.overwrite), None))
+    p.set_defaults(func=lambda a: _simple(a, lambda L: f"imported {L.import_file(a.file, a.name, a.overwrite)} into {L.describe()}", None))
 
     p = sub.add_parser("score", help="cosine similarity of the largest face in each image to a Soul ID")
     p.add_argument("images", nargs="+", metavar="IMAGE")
@@ -63,16 +67,38 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_score)
 
-    p = sub.add_parser("report", help="contact sheet of a Soul ID's photos with ratings and reasons")
-    p.add_argument("name")
-    p.add_argument("--out", required=True, help="FILE.png or FILE.html")
+    p = sub.add_parser("report", help="the QA sheet of a Soul ID: every photo with its rating and reasons")
+    p.add_argument("name", help="Soul ID name in the library, or a .soulid file")
+    p.add_argument("--out", required=True, help="FILE.png, FILE.jpg or FILE.html")
     p.set_defaults(func=cmd_report)
 
 
 def _simple(args, fn, message):
-    res = fn(_library(args))
+    from ..soul.errors import LibraryError
+
+    try:
+        res = fn(_library(args))
+    except LibraryError as e:
+        # the library speaks to the nodes' `overwrite` input; here it is a flag
+        raise LibraryError(str(e).replace("pass overwrite", "pass --overwrite")) from None
     print(message if message else res)
     return 0
+
+
+def cmd_delete(args) -> int:
+    from ..soul.errors import LibraryError
+
+    lib = _library(args)
+    if not lib.exists(args.name):
+        return _simple(args, lambda L: L.delete(args.name), None)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise LibraryError(f"delete {args.name}: pass --yes to delete without a question (no terminal to ask on)")
+        answer = input(f"delete Soul ID {args.name!r} from {lib.dir}? [y/N] ").strip().lower()
+        if answer not in ("y", "yes"):
+            print("not deleted")
+            return 1
+    return _simple(args, lambda L: L.delete(args.name), f"deleted {args.name}")
 
 
 def load_soul(args, ref: str):
@@ -86,19 +112,22 @@ def load_soul(args, ref: str):
 
 
 class _Progress:
-    """tqdm progress bar on stderr (hidden when stderr is not a terminal and --json)."""
+    """tqdm progress bar on stderr for ``progress(fraction, message)``
+    (hidden when stderr is not a terminal and --json)."""
 
-    def __init__(self, quiet: bool):
+    def __init__(self, quiet: bool, total: int = 100):
         self.bar = None
         self.quiet = quiet
+        self.total = total
 
-    def __call__(self, done: int, total: int, label: str) -> None:
+    def __call__(self, fraction: float | None, message: str) -> None:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit="photo", file=sys.stderr, disable=self.quiet and not sys.stderr.isatty())
-        self.bar.set_postfix_str(label[:30])
-        self.bar.update(done - self.bar.n)
+            self.bar = tqdm(total=self.total, unit="%", file=sys.stderr, disable=self.quiet and not sys.stderr.isatty())
+        self.bar.set_postfix_str(message[-40:])
+        if fraction is not None:
+            self.bar.update(round(fraction * self.total) - self.bar.n)
 
     def close(self):
         if self.bar is not None:
@@ -109,26 +138,40 @@ def _qa_table(result) -> str:
     lines = [f"{'photo':32s} {'rating':9s} {'pose':13s} reasons"]
     for p in result.photos:
         reasons = "; ".join(p.reasons) or "-"
-        lines.append(f"{Path(p.path).name[:32]:32s} {p.rating + ('*' if p.excluded else ''):9s} {(p.pose_class or '-'):13s} {reasons}")
+        lines.append(f"{safe_label(Path(p.path).name)[:32]:32s} {p.rating + ('*' if p.excluded else ''):9s} {(p.pose_class or '-'):13s} {reasons}")
     s = result.report["summary"]
     lines.append("")
+    poses = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in s["angle_coverage"].items())
     lines.append(
         f"{s['accepted']} of {s['photos']} photos accepted ({s['rejected']} rejected, {s['excluded']} excluded*); "
-        f"angles: {s['angle_coverage']}; verdict: {s['verdict']}"
+        f"angles: {poses}"
     )
+    lines.append(f"verdict: {s['verdict']}" + (f" ({'; '.join(s.get('verdict_reasons', []))})"
+                                               if s.get("verdict_reasons") else ""))
     lines += [f"warning: {w}" for w in s["warnings"]]
     return "\n".join(lines)
 
 
 def cmd_create(args) -> int:
-    from ..soul.create import create_soul_id
-    from ..soul.errors import LibraryError
+    from ..soul.create import create_soul_id, expand_inputs
+    from ..soul.errors import LibraryError, SoulIDError
     from ..soul.library import validate_name
 
+    # Cheap refusals first: name, clash, output format, empty input.
     lib = _library(args)
     name = validate_name(args.name)
     if lib.exists(name) and not args.overwrite:
         raise LibraryError(f"a Soul ID named {name!r} already exists in {lib.dir}; pass --overwrite to replace it")
+    if args.report and Path(args.report).suffix.lower() not in (".png", ".jpg", ".jpeg", ".html", ".htm"):
+        raise SoulIDError(f"--report {args.report}: write .png, .jpg or .html")
+    if args.analyzer.startswith("insightface"):
+        from ..backends.local.models import check_analyzer
+
+        check_analyzer(args.analyzer)
+    items, bad = expand_inputs(args.photos)
+    if not items and not bad:
+        raise SoulIDError(f"no photos found in {', '.join(args.photos)} (JPEG, PNG, WebP, BMP or TIFF files, "
+                          "one folder level deep)")
     bar = _Progress(quiet=args.json)
     try:
         result = create_soul_id(args.photos, name, analyzer=args.analyzer, progress=bar, workers=args.workers)
@@ -136,6 +179,12 @@ def cmd_create(args) -> int:
         bar.close()
     path = lib.save(result.soul, overwrite=args.overwrite) if result.soul is not None else None
     s = result.report["summary"]
+    if args.report:
+        from ..soul.paths import atomic_write_bytes
+        from ..soul.report import encode_sheet, sheet_from_result
+
+        atomic_write_bytes(args.report, encode_sheet(sheet_from_result(result, f"Soul ID {name}: {s['verdict']}"),
+                                                     Path(args.report).suffix))
     if args.json:
         out = {
             "soul_id": None
@@ -158,6 +207,8 @@ def cmd_create(args) -> int:
         print(_qa_table(result))
         if path:
             print(f"saved Soul ID {name!r} to {path} ({result.seconds:.1f} s)")
+        if args.report:
+            print(f"QA sheet written to {args.report}")
     if path is None:
         print(f"soulid: no Soul ID made: none of the {s['photos']} photo(s) passed QA", file=sys.stderr)
         return 2
@@ -165,11 +216,34 @@ def cmd_create(args) -> int:
 
 
 def cmd_list(args) -> int:
-    names = _library(args).list()
+    from ..soul.errors import SoulIDError
+
+    lib = _library(args)
+    names = lib.list()
+    rows = []
+    for n in names:
+        try:
+            soul = lib.load(n)
+        except SoulIDError as e:  # one unreadable file does not hide the others
+            rows.append({"name": n, "error": str(e)})
+            continue
+        rows.append({"name": n, "photos": len(soul.photos), "verdict": soul.qa_report.get("summary", {}).get("verdict"),
+                     "loras": len(soul.loras), "remote_ids": len(soul.remote_ids),
+                     "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(soul.created))})
+    print(f"library: {lib.describe()}", file=sys.stderr)
     if args.json:
         print(json.dumps(names))
-    else:
-        print("\n".join(names) if names else f"(no Soul IDs in {_library(args).dir})")
+        return 0
+    if not rows:
+        print(f"(no Soul IDs in {lib.dir})")
+        return 0
+    print(f"{'name':24s} {'photos':>6s}  {'verdict':9s} {'LoRAs':>5s}  created")
+    for r in rows:
+        if "error" in r:
+            print(f"{r['name'][:24]:24s} unreadable: {r['error']}")
+        else:
+            print(f"{r['name'][:24]:24s} {r['photos']:6d}  {r['verdict'] or '-':9s} {r['loras']:5d}  {r['created']}")
+    print(f"{len(rows)} Soul ID(s) in {lib.dir}", file=sys.stderr)
     return 0
 
 
@@ -229,22 +303,15 @@ def cmd_score(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from PIL import Image
-
-    from ..soul.report import contact_sheet, entries_from_soul, html_report
+    from ..soul.errors import SoulIDError
     from ..soul.paths import atomic_write_bytes
+    from ..soul.report import encode_sheet, sheet_from_soul
 
-    soul = load_soul(args, args.name)
-    entries = entries_from_soul(soul)
     out = Path(args.out)
-    title = f"Soul ID {soul.name}: {soul.qa_report.get('summary', {}).get('verdict', '')}"
-    if out.suffix.lower() in (".html", ".htm"):
-        atomic_write_bytes(out, html_report(entries, title, soul.qa_report.get("summary")).encode())
-    else:
-        import io
-
-        buf = io.BytesIO()
-        Image.fromarray(contact_sheet(entries, title=title)).save(buf, format="PNG")
-        atomic_write_bytes(out, buf.getvalue())
+    try:
+        data = encode_sheet(sheet_from_soul(load_soul(args, args.name)), out.suffix)
+    except ValueError as e:
+        raise SoulIDError(f"--out {args.out}: {e}") from None
+    atomic_write_bytes(out, data)
     print(out)
     return 0

@@ -27,6 +27,12 @@ def _library(args):
     return Library(getattr(args, "library", None))
 
 
+def _interrupt_flag():
+    from .cloud import interrupt_flag
+
+    return interrupt_flag()
+
+
 def _higgsfield_fetch():
     """The Higgsfield backend's authenticated list GET, or (None, reason)."""
     from ..backends.base import get_backend
@@ -42,7 +48,9 @@ def _higgsfield_fetch():
 def register(sub: argparse._SubParsersAction) -> None:
     from ..soul.presets import FAMILIES
 
-    p = sub.add_parser("presets", help="list the style presets (family, Higgsfield id, local recipe)")
+    p = sub.add_parser("presets", help="list the style presets, or `presets show NAME` for one")
+    p.add_argument("action", nargs="?", choices=("list", "show"), default="list")
+    p.add_argument("name", nargs="?", help="preset name or id (with show)")
     p.add_argument("--family", choices=FAMILIES, default=None)
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.add_argument("--refresh", action="store_true", help="fetch Higgsfield's style lists now (needs credentials)")
@@ -74,20 +82,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--create", metavar="NEW_NAME", help="also build a new Soul ID from the sheet's four views")
     p.add_argument("--overwrite", action="store_true", help="replace --out and an existing NEW_NAME")
+    p.add_argument("--max-usd", type=float, default=None,
+                   help="budget for all four views together (default: $SOULID_MAX_USD when set)")
     p.set_defaults(func=cmd_idphoto)
 
 
 def cmd_presets(args) -> int:
-    from ..soul.presets import CACHE_FILE, load_presets, read_cache, resolve_remote_ids
+    from ..soul.presets import CACHE_FILE, get_preset, load_presets, read_cache, resolve_remote_ids
 
+    if args.action == "show" and not args.name:
+        print("soulid: presets show needs a preset NAME (see `soulid presets`)", file=sys.stderr)
+        return 2
     presets = load_presets(args.family)
-    note = ""
+    note, failed = "", False
     if args.refresh:
         fetch, why = _higgsfield_fetch()
         res = resolve_remote_ids(fetch, load_presets(args.family, with_cached_ids=False), refresh=True)
         presets, note = res.presets, (f"style lists: {res.source}" + (f" ({res.error or why})" if res.error or why else ""))
+        failed = fetch is None or bool(res.error)
     elif read_cache(CACHE_FILE, max_age=None) is None:
         note = "style lists not fetched yet: ids unresolved (run `soulid presets --refresh` with Higgsfield credentials)"
+    if args.action == "show":
+        presets = [get_preset(args.name, presets=presets)]
     if args.json:
         print(json.dumps([p.to_dict() for p in presets], indent=1, ensure_ascii=False))
     else:
@@ -101,6 +117,9 @@ def cmd_presets(args) -> int:
         print(f"{len(presets)} preset(s), {sum(p.resolved for p in presets)} resolved", file=sys.stderr)
     if note:
         print(note, file=sys.stderr)
+    if failed:
+        print("soulid: presets --refresh: the style lists could not be fetched (see above)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -165,6 +184,7 @@ def cmd_log(args) -> int:
 
 def cmd_idphoto(args) -> int:
     from ..backends.base import get_backend
+    from ..backends.idsheet import view_generator
     from ..soul.create import create_soul_id
     from ..soul.errors import LibraryError
     from ..soul.idsheet import make_id_sheet, sheet_inputs
@@ -178,12 +198,34 @@ def cmd_idphoto(args) -> int:
         raise LibraryError(f"{out}: exists (use --overwrite)")
     if args.create and lib.exists(args.create) and not args.overwrite:
         raise LibraryError(f"Soul ID {args.create!r} exists (use --overwrite)")
+    from .generation import PAID, budget
+
     backend = get_backend(args.backend)
+    cap = budget(args) if args.backend in PAID else None
+    opts: dict = {}
+    view = view_generator(backend, soul, options=opts)
+    spent = [0.0]
+
+    def generate_view(req, interrupt=None):
+        # the budget covers the four paid views together: each may use what is left
+        if cap is not None:
+            opts["max_usd"] = max(0.0, cap - spent[0])
+        image, facts = view(req, interrupt)
+        spent[0] += float((facts.get("cost") or {}).get("usd") or 0.0)
+        return image, facts
+
+    if args.backend in PAID:
+        print(f"{args.backend}: 4 paid generations" + (f", budget ${cap:.2f} for all four" if cap is not None
+              else "; no budget set (--max-usd or $SOULID_MAX_USD)"), file=sys.stderr)
 
     def progress(frac, msg):
         print(msg, file=sys.stderr)
 
-    sheet = make_id_sheet(soul, backend, prompt=args.prompt, seed=args.seed, progress=progress)
+    stop, restore = _interrupt_flag()
+    try:
+        sheet = make_id_sheet(generate_view, prompt=args.prompt, seed=args.seed, progress=progress, interrupt=stop)
+    finally:
+        restore()
     atomic_write_bytes(out, encode_png(sheet.image))
     print(f"ID sheet written to {out}")
     if args.create:

@@ -19,25 +19,29 @@ https://docs.comfy.org/development/comfyui-server/comms_routes):
    node's title (``_meta.title``) or class type when exactly one node has it;
    the value is read as JSON when it parses (``7``, ``0.5``, ``true``) and as
    text otherwise, and kept as text where the input already holds text.
-3. ``POST /prompt`` with a fresh ``client_id``. A refused prompt (HTTP 400)
-   prints ComfyUI's reason and every node error; exit status 2.
-4. Follow the run by polling ``GET /history/{prompt_id}`` with backoff
-   (0.2 s doubling to 2 s) and printing queue position / running from
-   ``GET /queue`` as it changes. (ComfyUI also pushes progress over the
-   ``/ws`` websocket; httpx has no websocket client, and polling needs no
-   extra dependency.)
-5. On success download every output file the history lists (images, videos,
-   under the output nodes' ``images`` / ``gifs`` / ``videos`` ...) with
-   ``GET /view?filename=&subfolder=&type=`` into ``--out`` (atomic writes,
-   names kept, never outside ``--out``), print text outputs, exit 0.
-   On a node failure print ``node ID (TYPE) failed: MESSAGE`` from the
-   history's ``execution_error`` message; exit status 1. On ``--timeout``
-   exit status 1 and say that the prompt is still queued on the server
+3. ``--upload NODE.INPUT=PATH`` sends a local file (or a folder of photos)
+   to the server, once per content hash, and points the input at it.
+4. Submit the graph to the first ``--server`` that answers: a native ComfyUI
+   (``POST /prompt``) or a Comfy API v2 endpoint (``POST /api/v2/jobs``),
+   probed or forced with ``native+``/``v2+`` (:mod:`soulid.backends.comfyui`).
+   The job's key (graph after overrides + input hashes) is its v2
+   ``Idempotency-Key`` / native ``prompt_id``, and ``--out`` keeps a journal
+   (``.soulid-jobs.jsonl``): running the same command again submits nothing
+   that exists; it follows the job, or reprints what it already downloaded.
+   A refused graph prints the server's reason and every node error; exit 2.
+5. Follow the job by polling with backoff (0.2 s doubling to 2 s), printing
+   queue position / running as it changes.
+6. On success stream every output file to ``--out`` (a size cap, the
+   ``--timeout`` deadline; names made safe locally, subfolders kept, never
+   outside ``--out``, never over an earlier file), print text outputs, exit
+   0. On a node failure print ``node ID (TYPE) failed: MESSAGE``; exit 1.
+   On ``--timeout`` exit 1 and say that the job is still on the server
    (it is not cancelled: a paid cloud job inside it may already be running).
 
 The server is ``http://127.0.0.1:8188`` (loopback) unless ``--server`` names
-another explicitly. No credentials are ever sent: cloud nodes read theirs on
-the server side (environment or ``soulid login``).
+another explicitly. The only credential ever sent is a v2 server's
+``COMFY_API_KEY`` from the environment; cloud nodes read theirs on the
+server side (environment or ``soulid login``).
 """
 from __future__ import annotations
 
@@ -45,16 +49,16 @@ import argparse
 import json
 import sys
 import time
-import uuid
-from pathlib import Path, PurePosixPath
-from urllib.parse import urlsplit
+from pathlib import Path
 
+from ..backends.comfyui.base import Deadline, DeadlineExceeded, JobRefused, Upload, WorkerDown, check_seconds
 from ..soul.errors import SoulIDError
 
 DEFAULT_SERVER = "http://127.0.0.1:8188"
-#: Output-list keys of ComfyUI's UI results that name files (``SavedResult``).
-FILE_KEYS = ("images", "gifs", "videos", "audio", "animated_images", "3d")
-POLL_START_S, POLL_MAX_S = 0.2, 2.0
+#: Name of the job journal kept in the output folder.
+JOURNAL_NAME = ".soulid-jobs.jsonl"
+#: Photo types uploaded from a folder given to ``--upload``.
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 
 class WorkflowError(SoulIDError):
@@ -149,179 +153,153 @@ def apply_overrides(prompt: dict, sets: list[str]) -> dict:
     return out
 
 
-# -------------------------------------------------------------------- server
-def _check_server(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise WorkflowError(f"--server {url!r}: expected http://HOST:PORT")
-    return url.rstrip("/")
+# -------------------------------------------------------------------- uploads
+def parse_uploads(prompt: dict, items: list[str]) -> list[Upload]:
+    """``--upload NODE.INPUT=PATH`` items as :class:`Upload` s (a folder: its photos, sorted).
 
-
-def _error_text(body) -> str:
-    """ComfyUI's ``/prompt`` refusal (``{"error": {...}, "node_errors": {...}}``) as lines."""
-    if not isinstance(body, dict):
-        return str(body)[:2000]
-    err = body.get("error")
-    lines = [err.get("message", "") + (f": {err['details']}" if err.get("details") else "")
-             if isinstance(err, dict) else str(err)]
-    for nid, ne in (body.get("node_errors") or {}).items():
-        for e in ne.get("errors", []):
-            lines.append(f"  node {nid} ({ne.get('class_type', '?')}): {e.get('message', '')}"
-                         + (f": {e['details']}" if e.get("details") else ""))
-    return "\n".join(lines)
-
-
-def _queue_state(client, prompt_id: str) -> str:
-    """``"running"``, ``"queued (N ahead)"`` or ``""`` from ``GET /queue``."""
-    import httpx
-
-    try:
-        q = client.get("/queue").json()
-    except (httpx.HTTPError, ValueError):  # progress only: a hiccup is not fatal
-        return ""
-    if any(len(e) > 1 and e[1] == prompt_id for e in q.get("queue_running", [])):
-        return "running"
-    pending = q.get("queue_pending", [])
-    mine = [e for e in pending if len(e) > 1 and e[1] == prompt_id]
-    if mine:
-        ahead = sum(1 for e in pending if e[0] < mine[0][0]) + len(q.get("queue_running", []))
-        return f"queued ({ahead} ahead)"
-    return ""
-
-
-def _safe_target(out_dir: Path, subfolder: str, filename: str) -> Path:
-    parts = [x for x in PurePosixPath(subfolder.replace("\\", "/")).parts if x not in ("", ".", "..", "/")]
-    name = PurePosixPath(filename.replace("\\", "/")).name
-    if not name or name in (".", ".."):
-        raise WorkflowError(f"server named an output file {filename!r}: not a file name")
-    return out_dir.joinpath(*parts, name)
-
-
-def output_files(outputs: dict) -> list[tuple[str, dict]]:
-    """``(node_id, {"filename", "subfolder", "type"})`` for every file in a history entry's outputs."""
-    files = []
-    for nid, ui in (outputs or {}).items():
-        for key in FILE_KEYS:
-            for item in ui.get(key) or []:
-                if isinstance(item, dict) and item.get("filename"):
-                    files.append((nid, item))
-    return files
+    Raises:
+        WorkflowError: malformed item, unknown node, missing path, empty folder.
+    """
+    ups = []
+    for item in items:
+        target, eq, path = item.partition("=")
+        ref, dot, name = target.rpartition(".")
+        if not eq or not dot or not ref or not name or not path:
+            raise WorkflowError(f"--upload {item!r}: expected NODE.INPUT=PATH")
+        nid = find_node(prompt, ref)
+        p = Path(path)
+        if p.is_dir():
+            files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in PHOTO_SUFFIXES)
+            if not files:
+                raise WorkflowError(f"--upload {item!r}: no photos ({', '.join(PHOTO_SUFFIXES)}) in {p}")
+            ups.append(Upload(nid, name, files, folder=True))
+        elif p.is_file():
+            ups.append(Upload(nid, name, [p]))
+        else:
+            raise WorkflowError(f"--upload {item!r}: {p} is not a file or folder")
+    return ups
 
 
 def _print(msg: str, result: bool = False) -> None:
     print(msg, file=sys.stdout if result else sys.stderr, flush=True)
 
 
-def run_workflow(prompt: dict, server: str, out_dir: Path, timeout: float, log=_print) -> tuple[int, dict]:
-    """Queue ``prompt`` on ``server``, wait, download the outputs into ``out_dir``.
+def run_workflow(prompt: dict, servers: str | list[str], out_dir: Path, timeout: float, log=_print, *,
+                 uploads: list[Upload] | None = None, max_bytes: int | None = None,
+                 salt: str = "") -> tuple[int, dict]:
+    """Run ``prompt`` on the first of ``servers`` that answers; download its outputs into ``out_dir``.
 
     ``log(message, result=False)`` receives progress and errors, and with
     ``result=True`` each saved file and text output (the CLI prints those
     to stdout, the rest to stderr).
 
     Returns:
-        ``(exit_status, history_entry)``: 0 success, 1 a node failed, the run
-        was interrupted or ``timeout`` seconds passed.
+        ``(exit_status, {"job_id", "worker", "files", "texts"})``: 0 success,
+        1 a node failed, the run was interrupted or ``timeout`` seconds passed.
 
     Raises:
-        WorkflowError: the server is unreachable, refused the prompt (with
-            its node errors) or answered something that is not ComfyUI's.
+        WorkflowError: no server is reachable, the graph was refused (with
+            its node errors) or a server answered something unusable (the
+            field is named).
     """
-    import httpx
+    from ..backends.comfyui.dispatch import connect
+    from ..backends.comfyui.jobs import JobSpec, execute
+    from ..backends.comfyui.journal import Journal
+    from ..backends.comfyui.transfer import MAX_OUTPUT_BYTES
 
-    from ..soul.paths import atomic_write_bytes
-
-    server = _check_server(server)
-    client_id = uuid.uuid4().hex
-    with httpx.Client(base_url=server, timeout=30.0, trust_env=False) as c:
+    deadline = Deadline(check_seconds(timeout, "--timeout"))
+    spec = JobSpec(prompt, list(uploads or []), salt=salt)
+    journal = Journal(Path(out_dir) / JOURNAL_NAME)
+    errors = []
+    for entry in [servers] if isinstance(servers, str) else servers:
         try:
-            r = c.post("/prompt", json={"prompt": prompt, "client_id": client_id})
-        except httpx.TransportError as e:
-            raise WorkflowError(f"cannot reach ComfyUI at {server}: {e}") from None
+            worker = connect(entry, deadline)
+        except SoulIDError as e:
+            errors.append(str(e))
+            continue
         try:
-            body = r.json()
-        except ValueError:
-            body = r.text
-        if r.status_code != 200:
-            raise WorkflowError(f"ComfyUI at {server} refused the workflow (HTTP {r.status_code}):\n{_error_text(body)}")
-        if not isinstance(body, dict) or not body.get("prompt_id"):
-            raise WorkflowError(f"{server}/prompt answered without a prompt_id: {str(body)[:300]}")
-        pid = body["prompt_id"]
-        log(f"queued prompt {pid} on {server}")
-        deadline, wait, shown, entry = time.monotonic() + timeout, POLL_START_S, None, None
-        while True:
-            try:
-                h = c.get(f"/history/{pid}")
-                h.raise_for_status()
-                entry = h.json().get(pid)
-            except (httpx.TransportError, httpx.HTTPStatusError, ValueError) as e:
-                log(f"  (history not readable yet: {type(e).__name__})")
-                entry = None
-            status = (entry or {}).get("status") or {}
-            if entry is not None and (status.get("completed") or status.get("status_str") in ("success", "error")):
-                break
-            state = _queue_state(c, pid)
-            if state and state != shown:
-                log(f"  {state}")
-                shown = state
-            if time.monotonic() + wait > deadline:
-                log(f"timed out after {timeout:g} s: prompt {pid} is still {shown or 'queued'} on {server} "
-                    f"(not cancelled; see its history there later)")
-                return 1, entry or {}
-            time.sleep(wait)
-            wait = min(wait * 2, POLL_MAX_S)
-
-        for kind, data in status.get("messages") or []:
-            if kind == "execution_error":
-                log(f"node {data.get('node_id')} ({data.get('node_type')}) failed: "
-                    f"{data.get('exception_type', 'Error')}: {data.get('exception_message', '').strip()}")
-                return 1, entry
-            if kind == "execution_interrupted":
-                log(f"interrupted at node {data.get('node_id')} ({data.get('node_type')})")
-                return 1, entry
-        if status.get("status_str") == "error":
-            log(f"prompt {pid} failed (no error message in its history)")
-            return 1, entry
-
-        outputs = entry.get("outputs") or {}
-        for nid, item in output_files(outputs):
-            params = {"filename": item["filename"], "subfolder": item.get("subfolder", ""),
-                      "type": item.get("type", "output")}
-            target = _safe_target(out_dir, params["subfolder"], params["filename"])
-            try:
-                v = c.get("/view", params=params)
-            except httpx.TransportError as e:
-                raise WorkflowError(f"{server}/view: {item['filename']!r} of node {nid} not downloaded ({e})") from None
-            if v.status_code != 200:
-                raise WorkflowError(f"{server}/view could not send {item['filename']!r} of node {nid} "
-                                    f"(HTTP {v.status_code})")
-            atomic_write_bytes(target, v.content)
-            log(f"node {nid}: {target}", result=True)
-        for nid, ui in outputs.items():
-            for text in ui.get("text") or []:
+            res = execute(worker, spec, journal, Path(out_dir), deadline, max_bytes=max_bytes or MAX_OUTPUT_BYTES,
+                          log=log)
+        except DeadlineExceeded as e:
+            log(f"timed out after {timeout:g} s: {e}")
+            return 1, {}
+        except JobRefused as e:
+            raise WorkflowError(str(e)) from None
+        except WorkerDown as e:
+            errors.append(str(e))
+            continue
+        except SoulIDError as e:
+            raise WorkflowError(str(e)) from None
+        finally:
+            worker.close()
+        info = {"job_id": res.job_id, "worker": res.worker, "files": res.files, "texts": res.texts}
+        if res.reused:
+            log(f"job {res.job_id} on {res.worker} already {res.status} (journal {journal.path}); nothing submitted")
+        if res.status == "failed":
+            log(res.error or "the job failed")
+            return 1, info
+        for i, f in enumerate(res.files):
+            nid = res.nodes[i] if i < len(res.nodes) else "?"
+            log(f"node {nid}: {Path(out_dir) / f}", result=True)
+        for nid, texts in res.texts.items():
+            for text in texts:
                 log(f"node {nid} ({prompt.get(nid, {}).get('class_type', '?')}): {text}", result=True)
-        return 0, entry
+        return 0, info
+    raise WorkflowError("no server could run the job:\n  " + "\n  ".join(errors))
 
 
 # ----------------------------------------------------------------------- CLI
+def positive_seconds(text: str) -> float:
+    """argparse type: a finite number of seconds above 0 (NaN, inf, 0, negatives refused)."""
+    try:
+        return check_seconds(text, "")
+    except SoulIDError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number of seconds above 0") from None
+
+
+def positive_mb(text: str) -> int:
+    """argparse type: a size in MB, a finite number above 0, returned in bytes."""
+    try:
+        return int(check_seconds(text, "") * (1 << 20))
+    except SoulIDError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size in MB above 0") from None
+
+
+def add_server_args(p: argparse.ArgumentParser) -> None:
+    """``--server`` (repeatable) and ``--max-output-mb``, shared by ``run`` and ``campaign``."""
+    p.add_argument("--server", dest="servers", action="append", metavar="URL",
+                   help=f"ComfyUI base URL, repeatable (default {DEFAULT_SERVER}); a native ComfyUI or a Comfy API "
+                        f"v2 endpoint, probed, or forced with native+http://... / v2+https://...; a v2 key is read "
+                        f"from $COMFY_API_KEY")
+    p.add_argument("--max-output-mb", dest="max_bytes", type=positive_mb, default=None, metavar="MB",
+                   help="largest output file accepted (default 2048)")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="queue an API-format workflow on a ComfyUI server and download its outputs",
-                       description="Queue an API-format workflow (workflows/api/*.json) on a running ComfyUI, "
-                                   "follow it, download its outputs. Exit 0 on success, 1 when a node fails or "
-                                   "--timeout passes, 2 for a bad workflow or override or a refused prompt.")
+                       description="Queue an API-format workflow (workflows/api/*.json) on a running ComfyUI "
+                                   "(native or Comfy API v2), follow it, download its outputs. Running it again "
+                                   "with the same --out submits nothing that exists. Exit 0 on success, 1 when a "
+                                   "node fails or --timeout passes, 2 for a bad workflow or override, a refused "
+                                   "prompt or no reachable server.")
     p.add_argument("workflow", help="API-format workflow JSON")
-    p.add_argument("--server", default=DEFAULT_SERVER,
-                   help=f"ComfyUI base URL (default {DEFAULT_SERVER}; any other host must be named here)")
+    add_server_args(p)
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="NODE.INPUT=VALUE",
                    help="override an input; NODE is an id, or a unique title or class type (repeatable)")
+    p.add_argument("--upload", dest="uploads", action="append", default=[], metavar="NODE.INPUT=PATH",
+                   help="upload a file (or a folder of photos) and point the input at it (repeatable)")
     p.add_argument("--out", default="outputs", metavar="DIR", help="folder for the downloaded outputs (default ./outputs)")
-    p.add_argument("--timeout", type=float, default=1800.0, metavar="S", help="seconds to wait for the run (default 1800)")
+    p.add_argument("--timeout", type=positive_seconds, default=1800.0, metavar="S",
+                   help="seconds for the whole run, downloads included (default 1800)")
+    p.add_argument("--new-run", action="store_true",
+                   help="submit a new job even when this --out already holds the same one")
     p.set_defaults(func=cmd_run)
 
 
 def cmd_run(args) -> int:
-    if args.timeout <= 0:
-        raise WorkflowError(f"--timeout {args.timeout:g}: must be more than 0 seconds")
     prompt = apply_overrides(load_api_workflow(args.workflow), args.sets)
-    code, _ = run_workflow(prompt, args.server, Path(args.out), args.timeout)
+    uploads = parse_uploads(prompt, args.uploads)
+    code, _ = run_workflow(prompt, args.servers or [DEFAULT_SERVER], Path(args.out), args.timeout,
+                           uploads=uploads, max_bytes=args.max_bytes,
+                           salt=f"new-run-{time.time_ns()}" if args.new_run else "")
     return code

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
 
 from comfy_api.latest import ComfyExtension
 
 #: Capability modules; each defines ``NODES``, a list of ``io.ComfyNode`` classes.
-NODE_MODULES = ("identity", "generate", "animate", "presets", "guard")
+NODE_MODULES = ("identity", "generate", "animate", "presets", "guard", "native", "lora")
 
 log = logging.getLogger("soulid")
 
@@ -43,9 +44,57 @@ def all_nodes() -> list:
                 log.exception("soulid: node %s.%s has a broken schema; left out", name, cls.__name__)
                 continue
             nodes.append(cls)
+    # Import the modules whose errors nodes raise lazily, then rename them all.
+    for name in ("soul.errors", "backends.engine", "nodes.cloud"):
+        try:
+            importlib.import_module(f"{__package__.rsplit('.', 1)[0]}.{name}")
+        except ImportError:
+            log.exception("soulid: %s failed to import", name)
+    tidy_error_names()
     return nodes
+
+
+def hand_in_comfy_dirs() -> None:
+    """Give the core ComfyUI's folders (the core never reads ``folder_paths`` itself)."""
+    import folder_paths
+
+    from ..soul.paths import set_comfy_dirs
+
+    set_comfy_dirs(base_path=folder_paths.base_path, user_dir=folder_paths.get_user_directory(),
+                   input_dir=folder_paths.get_input_directory(), models_dir=folder_paths.models_dir,
+                   model_folders=folder_paths.get_folder_paths)
+
+
+#: The name errors are shown under, whatever name ComfyUI loaded the pack as.
+PUBLIC_NAME = "soulid"
+
+
+def tidy_error_names() -> int:
+    """Give the pack's exception classes their public module path.
+
+    ComfyUI imports a custom-node folder under its file path with dots
+    replaced (``/home/u/ComfyUI/custom_nodes/soulid``), and reports a node's
+    error as ``<module>.<class>: <message>``; the headless runner and the
+    browser then show that mangled path first. Renaming ``__module__`` of our
+    own exception classes to ``soulid.<subpackage>`` makes the error read
+    ``soulid.soul.errors.NoUsablePhotos: ...``. Returns how many were renamed.
+    """
+    root = __package__.rsplit(".", 1)[0]
+    if root == PUBLIC_NAME:
+        return 0
+    n = 0
+    for modname, mod in list(sys.modules.items()):
+        if mod is None or not (modname == root or modname.startswith(root + ".")):
+            continue
+        public = PUBLIC_NAME + modname[len(root):]
+        for obj in list(vars(mod).values()):
+            if isinstance(obj, type) and issubclass(obj, BaseException) and obj.__module__ == modname:
+                obj.__module__ = public
+                n += 1
+    return n
 
 
 class SoulIDExtension(ComfyExtension):
     async def get_node_list(self):
+        hand_in_comfy_dirs()
         return all_nodes()

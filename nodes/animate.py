@@ -1,19 +1,26 @@
 """DoP Animate: a still into a clip (VIDEO) on Higgsfield DoP, WaveSpeed's
-DoP, or locally (``engine``: ``camera`` moves or ``i2v``).
+DoP, or locally with the weightless camera engine (``local``: zoom, pan,
+dolly, orbit... over the still; no diffusion model is loaded).
 
 Motions: up to two, from a connected Motion Preset chain (``motions``) or the
 ``motion_1`` / ``motion_2`` name-or-id widgets with their strengths 0..1.
-The clip comes back as ComfyUI's ``VideoFromFile`` over the downloaded MP4.
+The clip comes back as ComfyUI's ``VideoFromFile``: the cloud MP4 from the
+result cache, the local one read into memory (its temporary folder is gone
+when the node returns: no file or descriptor is left behind).
 """
 from __future__ import annotations
 
 import json
+import tempfile
+from io import BytesIO
+from pathlib import Path
 
-from comfy_api.latest import InputImpl, io
+from comfy_api.latest import InputImpl, io, ui
 
 from ..backends.base import AnimateRequest
+from .cloud import Budget, call_backend, cost_text
 from .convert import image_to_float_np
-from .generate import SEED_MAX, cost_options, run_backend
+from .generate import SEED_MAX, budget_inputs, cost_options
 from .types import MotionPresetType, SoulIDType
 
 ANIMATE_BACKENDS = ["higgsfield", "wavespeed", "local"]
@@ -32,6 +39,17 @@ def motion_pairs(motions, motion_1: str, strength_1: float, motion_2: str, stren
     return pairs
 
 
+async def animate_local(req: AnimateRequest):
+    """The camera engine into a temporary folder; returns ``(VIDEO, VideoResult)``
+    with the MP4 held in memory and the folder removed."""
+    with tempfile.TemporaryDirectory(prefix="soulid_clip_") as tmp:
+        out = Path(tmp) / "clip.mp4"
+        req.options = {**req.options, "engine": "camera", "out": str(out)}
+        res = await call_backend("local", "animate", req)
+        data = out.read_bytes()
+    return InputImpl.VideoFromFile(BytesIO(data)), res
+
+
 class DoPAnimate(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -40,40 +58,49 @@ class DoPAnimate(io.ComfyNode):
             display_name="DoP Animate",
             category="Soul ID/animate",
             description="Animate a still with up to two camera motions: Higgsfield DoP (5 s MP4), WaveSpeed DoP, "
-                        "or locally (engine camera | i2v).",
+                        "or local camera moves over the still (CPU, no model).",
             inputs=[
-                io.Combo.Input("backend", options=ANIMATE_BACKENDS, default="higgsfield"),
-                io.Image.Input("image"),
-                io.String.Input("prompt", multiline=True, default=""),
-                io.String.Input("motion_1", default="", tooltip="Motion name or id (e.g. Dolly In)."),
-                io.Float.Input("motion_1_strength", default=0.5, min=0.0, max=1.0, step=0.05),
-                io.String.Input("motion_2", default=""),
-                io.Float.Input("motion_2_strength", default=0.5, min=0.0, max=1.0, step=0.05),
-                io.Combo.Input("model", options=DOP_MODELS, default="dop-turbo"),
-                io.Int.Input("seed", default=0, min=0, max=SEED_MAX, control_after_generate=True),
-                io.Combo.Input("engine", options=["camera", "i2v"], default="camera",
-                               tooltip="Local backend: camera moves over the still, or image-to-video."),
-                io.Float.Input("seconds", default=5.0, min=1.0, max=10.0, step=0.5, tooltip="Local only."),
-                io.Int.Input("fps", default=24, min=8, max=60, tooltip="Local only."),
-                io.Float.Input("max_usd", default=0.0, min=0.0, max=100.0, step=0.01),
-                io.Image.Input("end_image", optional=True),
-                MotionPresetType.Input("motions", optional=True),
-                SoulIDType.Input("soul_id", optional=True),
+                io.Combo.Input(id="backend", options=ANIMATE_BACKENDS, default="higgsfield"),
+                io.Image.Input(id="image"),
+                io.String.Input(id="prompt", multiline=True, default=""),
+                io.String.Input(id="motion_1", default="", tooltip="Motion name or id (e.g. Dolly In)."),
+                io.Float.Input(id="motion_1_strength", default=0.5, min=0.0, max=1.0, step=0.05),
+                io.String.Input(id="motion_2", default=""),
+                io.Float.Input(id="motion_2_strength", default=0.5, min=0.0, max=1.0, step=0.05),
+                io.Combo.Input(id="model", options=DOP_MODELS, default="dop-turbo"),
+                io.Int.Input(id="seed", default=0, min=0, max=SEED_MAX, control_after_generate=True,
+                             tooltip="Same seed + same widgets = the same paid request (reused, not paid again)."),
+                io.Float.Input(id="seconds", default=5.0, min=1.0, max=10.0, step=0.5, tooltip="Local only."),
+                io.Int.Input(id="fps", default=24, min=8, max=60, tooltip="Local only."),
+                *budget_inputs(),
+                io.Image.Input(id="end_image", optional=True),
+                MotionPresetType.Input(id="motions", optional=True),
+                SoulIDType.Input(id="soul_id", optional=True),
             ],
-            outputs=[io.Video.Output("video"), io.String.Output("request_id"), io.String.Output("cost")],
+            outputs=[io.Video.Output(id="video", display_name="video"),
+                     io.String.Output(id="request_id", display_name="request id"),
+                     io.String.Output(id="cost", display_name="cost (JSON)")],
         )
 
     @classmethod
-    def execute(cls, backend, image, prompt, motion_1, motion_1_strength, motion_2, motion_2_strength, model, seed,
-                engine, seconds, fps, max_usd, end_image=None, motions=None, soul_id=None) -> io.NodeOutput:
+    async def execute(cls, backend, image, prompt, motion_1, motion_1_strength, motion_2, motion_2_strength, model,
+                      seed, seconds, fps, max_usd, new_run=False, end_image=None, motions=None,
+                      soul_id=None) -> io.NodeOutput:
         req = AnimateRequest(
             image=image_to_float_np(image)[0], prompt=prompt,
             end_image=image_to_float_np(end_image)[0] if end_image is not None else None,
             motions=motion_pairs(motions, motion_1, motion_1_strength, motion_2, motion_2_strength),
             model=model if backend != "local" else "", seed=int(seed), seconds=float(seconds), fps=int(fps),
-            soul=soul_id, options=cost_options(max_usd, engine=engine if backend == "local" else None))
-        res = run_backend(backend, "animate", req)
-        return io.NodeOutput(InputImpl.VideoFromFile(str(res.path)), res.request_id, json.dumps(res.cost))
+            soul=soul_id, options=cost_options(new_run) if backend != "local" else {})
+        if backend == "local":
+            video, res = await animate_local(req)
+            text = f"local camera engine: {res.frames} frames at {res.fps:g} fps, {res.width}x{res.height} (free)"
+            return io.NodeOutput(video, "", "{}", ui=ui.PreviewText(value=text))
+        budget = Budget(max_usd)
+        res = await call_backend(backend, "animate", req, budget)
+        text = f"{cost_text(backend, res.cost, bool(res.info.get('resumed')))}\n{budget.text()}"
+        return io.NodeOutput(InputImpl.VideoFromFile(str(res.path)), res.request_id, json.dumps(res.cost),
+                             ui=ui.PreviewText(value=text))
 
 
 NODES = [DoPAnimate]

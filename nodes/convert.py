@@ -9,13 +9,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..soul.imageio import to_float01, to_uint8
+
 
 def image_to_uint8_list(image: torch.Tensor) -> list[np.ndarray]:
     """IMAGE ``[B, H, W, C]`` float 0..1 -> list of ``[H, W, 3]`` uint8."""
     arr = image.detach().cpu().float().clamp(0, 1).numpy()
     if arr.ndim == 3:
         arr = arr[None]
-    return [np.ascontiguousarray((a[..., :3] * 255.0 + 0.5).astype(np.uint8)) for a in arr]
+    return [to_uint8(a[..., :3]) for a in arr]
 
 
 def image_to_float_np(image: torch.Tensor) -> np.ndarray:
@@ -29,9 +31,15 @@ def image_to_float_np(image: torch.Tensor) -> np.ndarray:
 def np_to_image(arr: np.ndarray) -> torch.Tensor:
     """``[B, H, W, 3]`` or ``[H, W, 3]`` array (uint8, or float 0..1) -> IMAGE."""
     a = np.asarray(arr)
-    if a.dtype == np.uint8:
-        a = a.astype(np.float32) / 255.0
-    a = a.astype(np.float32)
+    a = to_float01(a)
     if a.ndim == 3:
         a = a[None]
     return torch.from_numpy(np.ascontiguousarray(a))
+
+
+def copy_soul(soul):
+    """An independent copy of a Soul ID (a ``.soulid`` round trip): nodes
+    change the copy, never the upstream output ComfyUI caches and shares."""
+    from ..soul.soulfile import SoulID
+
+    return SoulID.from_bytes(soul.to_bytes(), label=soul.name)

@@ -13,47 +13,62 @@
 """
 from __future__ import annotations
 
+import asyncio
 import json
+from dataclasses import replace
 
 import numpy as np
-from comfy_api.latest import io
+from comfy_api.latest import io, ui
 
-from ..backends.base import BACKENDS, GenerateRequest, get_backend
+from ..backends.base import GenerateRequest
+from ..backends.idsheet import generate_request, view_generator
+from ..soul.errors import Interrupted
 from ..soul import charlog, guard, idsheet
 from ..soul.moodboard import moodboard
-from .convert import image_to_uint8_list, np_to_image
+from .cloud import CLOUD_BACKENDS, Budget, BudgetedBackend, BudgetExhausted, comfy_hooks, preflight, \
+    raise_if_interrupted, run_with_backend
+from .convert import copy_soul, image_to_uint8_list, np_to_image
+from .generate import budget_inputs, cost_options
 from .types import SoulIDType, StylePresetType
-
-
-def _interrupted() -> bool:
-    """ComfyUI's interrupt flag (Cancel button)."""
-    try:
-        import comfy.model_management as mm
-
-        return bool(mm.processing_interrupted())
-    except ImportError:
-        return False
-
-
-def _progress():
-    """A ``(fraction, message)`` callback driving ComfyUI's progress bar."""
-    try:
-        from comfy.utils import ProgressBar
-
-        bar = ProgressBar(1000)
-    except ImportError:
-        return None
-
-    def update(frac, msg=""):
-        if frac is not None:
-            bar.update_absolute(int(1000 * max(0.0, min(1.0, frac))), 1000)
-
-    return update
 
 
 def _video_frames(video, max_frames: int) -> tuple[list[np.ndarray], list[str]]:
     comps = video.get_components()
     return guard.sample_frames(image_to_uint8_list(comps.images), max_frames)
+
+
+def _report_text(rep, extra: str = "") -> str:
+    return rep.text() + (f"\n{extra}" if extra else "")
+
+
+def _best_of_n_generated(soul, backend: str, n: int, stop_at_first_pass: bool, prompt: str, preset, seed: int,
+                         aspect: str, budget: Budget, new_run: bool):
+    """best-of-N over paid generations (seeds ``seed, seed+1, ...``), all
+    attempts inside ``budget``; returns ``(BestOfN, note)``."""
+    def work(be, progress, interrupt):
+        req = GenerateRequest(prompt=prompt or "", soul=soul, preset=preset,
+                              preset_strength=getattr(preset, "strength", 1.0), aspect=aspect, seed=seed,
+                              options=cost_options(new_run))
+        planned = preflight(be, req, budget, n, "Drift Guard best_of_n")
+        paid = BudgetedBackend(be, budget)
+
+        def candidate(i: int) -> np.ndarray:
+            r = replace(req, seed=seed + i)
+            return paid.generate(r, None, interrupt).images[0]
+
+        def stop() -> bool:
+            return bool(interrupt and interrupt()) or not budget.can_afford_next()
+
+        res = guard.best_of_n(soul, candidate, planned, stop_at_first_pass=stop_at_first_pass,
+                              progress=progress, interrupt=stop)
+        note = budget.text()
+        if planned < n:
+            note += f"; max_usd allows {planned} of {n} candidates"
+        elif len(res.report.entries) < planned and not res.passed and not (interrupt and interrupt()):
+            note += "; stopped before going over max_usd"
+        return res, note
+
+    return run_with_backend(backend, work)
 
 
 class DriftGuardNode(io.ComfyNode):
@@ -65,37 +80,47 @@ class DriftGuardNode(io.ComfyNode):
             category="Soul ID/guard",
             description="Did the face hold? Scores images or a video's frames against the Soul ID with its own "
                         "analyzer (cosine similarity to the centroid vs the person's threshold). best_of_n keeps "
-                        "the best candidate that passes.",
+                        "the best candidate that passes; without images it generates them on a cloud backend, "
+                        "all attempts within max_usd.",
             inputs=[
-                SoulIDType.Input("soul"),
-                io.Combo.Input("mode", options=["report", "best_of_n"], default="report"),
-                io.Image.Input("images", optional=True, tooltip="Images to check, or best-of-N candidates."),
-                io.Video.Input("video", optional=True, tooltip="A clip: evenly spaced frames are checked."),
-                io.Int.Input("max_frames", default=16, min=1, max=256, tooltip="Frames sampled from the video."),
-                io.Int.Input("n", default=4, min=1, max=16,
+                SoulIDType.Input(id="soul"),
+                io.Combo.Input(id="mode", options=["report", "best_of_n"], default="report"),
+                io.Image.Input(id="images", optional=True, tooltip="Images to check, or best-of-N candidates."),
+                io.Video.Input(id="video", optional=True, tooltip="A clip: evenly spaced frames are checked."),
+                io.Int.Input(id="max_frames", default=16, min=1, max=256, tooltip="Frames sampled from the video."),
+                io.Int.Input(id="n", default=4, min=1, max=16,
                              tooltip="best_of_n without images: most candidates to generate."),
-                io.Boolean.Input("stop_at_first_pass", default=True,
+                io.Boolean.Input(id="stop_at_first_pass", default=True,
                                  tooltip="best_of_n: stop generating at the first passing candidate "
                                          "(saves paid generations)."),
-                io.Combo.Input("backend", options=["none", *BACKENDS], default="none",
-                               tooltip="best_of_n without images: backend that generates the candidates."),
-                io.String.Input("prompt", default="", multiline=True, optional=True),
-                StylePresetType.Input("preset", optional=True),
-                io.Int.Input("seed", default=1, min=0, max=2**31 - 1, control_after_generate=True),
-                io.Combo.Input("aspect", options=["3:4", "1:1", "4:3", "2:3", "3:2", "9:16", "16:9"], default="3:4"),
+                io.Combo.Input(id="backend", options=["none", *CLOUD_BACKENDS], default="none",
+                               tooltip="best_of_n without images: cloud backend that generates the candidates."),
+                io.String.Input(id="prompt", default="", multiline=True, optional=True),
+                StylePresetType.Input(id="preset", optional=True),
+                io.Int.Input(id="seed", default=1, min=0, max=2**31 - 1, control_after_generate=True,
+                             tooltip="First candidate's seed (then +1 each). Same seed = the same paid requests."),
+                io.Combo.Input(id="aspect", options=["3:4", "1:1", "4:3", "2:3", "3:2", "9:16", "16:9"], default="3:4"),
+                *budget_inputs(),
             ],
             outputs=[
-                io.Image.Output("kept_images", display_name="images"),
-                io.String.Output("report", display_name="report"),
-                io.Boolean.Output("passed", display_name="passed"),
-                io.Float.Output("best_similarity", display_name="best_similarity"),
+                io.Image.Output(id="kept_images", display_name="kept images"),
+                io.String.Output(id="report", display_name="report (text + JSON)"),
+                io.Boolean.Output(id="passed", display_name="passed"),
+                io.Float.Output(id="best_similarity", display_name="best similarity"),
             ],
             not_idempotent=True,
         )
 
     @classmethod
-    def execute(cls, soul, mode, max_frames, n, stop_at_first_pass, backend, seed, aspect, images=None,
-                video=None, prompt="", preset=None) -> io.NodeOutput:
+    async def execute(cls, soul, mode, max_frames, n, stop_at_first_pass, backend, seed, aspect, max_usd,
+                      new_run=False, images=None, video=None, prompt="", preset=None) -> io.NodeOutput:
+        return await asyncio.to_thread(cls.run, soul, mode, max_frames, n, stop_at_first_pass, backend, seed,
+                                       aspect, max_usd, new_run, images, video, prompt, preset)
+
+    @classmethod
+    def run(cls, soul, mode, max_frames, n, stop_at_first_pass, backend, seed, aspect, max_usd, new_run,
+            images, video, prompt, preset) -> io.NodeOutput:
+        note = ""
         if mode == "report":
             if images is not None:
                 rep = guard.check_images(soul, image_to_uint8_list(images))
@@ -107,27 +132,31 @@ class DriftGuardNode(io.ComfyNode):
             else:
                 raise guard.GuardError("Drift Guard: connect images or a video to check")
             best = rep.entries[rep.best].similarity if rep.best is not None else -1.0
-            return io.NodeOutput(out, rep.text() + "\n" + json.dumps(rep.as_dict()), rep.all_passed, float(best))
-        if images is not None:  # candidates given as a batch
-            cands = image_to_uint8_list(images)
-            res = guard.best_of_n(soul, lambda i: cands[i], len(cands), stop_at_first_pass=False)
+            passed = rep.all_passed
         else:
-            if backend == "none":
-                raise guard.GuardError("Drift Guard best_of_n: connect candidate images, or pick a backend to generate them")
-            be = get_backend(backend)
-
-            def candidate(i: int) -> np.ndarray:
-                req = GenerateRequest(prompt=prompt or "", soul=soul, preset=preset,
-                                      preset_strength=getattr(preset, "strength", 1.0), aspect=aspect, seed=seed + i)
-                return be.generate(req, progress=None, interrupt=_interrupted).images[0]
-
-            res = guard.best_of_n(soul, candidate, n, stop_at_first_pass=stop_at_first_pass,
-                                  progress=_progress(), interrupt=_interrupted)
-        if res.image is None:
-            raise guard.GuardError(f"Drift Guard: no face found in any of {res.attempts} candidate(s)\n{res.report.text()}")
-        best = res.report.entries[res.index].similarity
-        return io.NodeOutput(np_to_image(np.asarray(res.image)), res.report.text() + "\n" + json.dumps(res.report.as_dict()),
-                             res.passed, float(best))
+            if images is not None:  # candidates given as a batch
+                cands = image_to_uint8_list(images)
+                progress, interrupt = comfy_hooks()
+                res = guard.best_of_n(soul, lambda i: cands[i], len(cands), stop_at_first_pass=False,
+                                      progress=progress, interrupt=interrupt)
+            elif backend == "none":
+                raise guard.GuardError("Drift Guard best_of_n: connect candidate images, or pick a backend to "
+                                       "generate them")
+            else:
+                res, note = _best_of_n_generated(soul, backend, n, stop_at_first_pass, prompt, preset, seed, aspect,
+                                                 Budget(max_usd), new_run)
+            raise_if_interrupted()
+            if res.image is None:
+                raise guard.GuardError(f"Drift Guard: no face found in any of {res.attempts} candidate(s)\n"
+                                       f"{res.report.text()}")
+            rep = res.report
+            best = rep.entries[res.index].similarity
+            passed = res.passed
+            out = np_to_image(np.asarray(res.image))
+        text = _report_text(rep, note)
+        shown = {**ui.PreviewText(value=text).as_dict(), **ui.PreviewImage(image=out).as_dict()}
+        return io.NodeOutput(out, text + "\n" + json.dumps(rep.as_dict()), bool(passed),
+                             float(-1.0 if best is None else best), ui=shown)
 
 
 class CharacterLogNode(io.ComfyNode):
@@ -141,20 +170,20 @@ class CharacterLogNode(io.ComfyNode):
                         "ID's log and save it in the library, so the persona can be regenerated the same way; "
                         "lists the log.",
             inputs=[
-                SoulIDType.Input("soul"),
-                io.Image.Input("image", optional=True, tooltip="Connect to append an entry (first image of the batch)."),
-                io.String.Input("prompt", default="", multiline=True, optional=True),
-                StylePresetType.Input("preset", optional=True),
-                io.Int.Input("seed", default=0, min=0, max=2**31 - 1, optional=True),
-                io.String.Input("backend", default="", optional=True),
-                io.String.Input("model", default="", optional=True),
-                io.Boolean.Input("score_image", default=True, tooltip="Score the image against the Soul ID."),
-                io.Boolean.Input("save_to_library", default=True),
+                SoulIDType.Input(id="soul"),
+                io.Image.Input(id="image", optional=True, tooltip="Connect to append an entry (first image of the batch)."),
+                io.String.Input(id="prompt", default="", multiline=True, optional=True),
+                StylePresetType.Input(id="preset", optional=True),
+                io.Int.Input(id="seed", default=0, min=0, max=2**31 - 1, optional=True),
+                io.String.Input(id="backend", default="", optional=True),
+                io.String.Input(id="model", default="", optional=True),
+                io.Boolean.Input(id="score_image", default=True, tooltip="Score the image against the Soul ID."),
+                io.Boolean.Input(id="save_to_library", default=True),
             ],
             outputs=[
-                SoulIDType.Output("soul_out", display_name="soul"),
-                io.String.Output("log", display_name="log"),
-                io.Image.Output("thumbnails", display_name="thumbnails"),
+                SoulIDType.Output(id="soul_out", display_name="Soul ID (with the entry)"),
+                io.String.Output(id="log", display_name="log"),
+                io.Image.Output(id="thumbnails", display_name="thumbnails"),
             ],
             is_output_node=True,
             not_idempotent=True,
@@ -163,6 +192,7 @@ class CharacterLogNode(io.ComfyNode):
     @classmethod
     def execute(cls, soul, score_image, save_to_library, image=None, prompt="", preset=None, seed=0,
                 backend="", model="") -> io.NodeOutput:
+        soul = copy_soul(soul)  # the log entry goes into a copy: the upstream Soul ID stays as it was
         if image is not None:
             img = image_to_uint8_list(image)[0]
             score = guard.check_images(soul, [img]).entries[0] if score_image else None
@@ -176,7 +206,8 @@ class CharacterLogNode(io.ComfyNode):
             thumbs = np_to_image(charlog.log_moodboard(soul))
         except charlog.LogError:
             thumbs = np_to_image(np.full((64, 64, 3), 232, np.uint8))
-        return io.NodeOutput(soul, charlog.format_entries(soul), thumbs)
+        log_text = charlog.format_entries(soul)
+        return io.NodeOutput(soul, log_text, thumbs, ui=ui.PreviewText(value=log_text))
 
 
 class MoodboardNode(io.ComfyNode):
@@ -189,18 +220,18 @@ class MoodboardNode(io.ComfyNode):
             description="A labelled grid of images with captions: preset, seed and (with a Soul ID connected) "
                         "the drift-guard score of each image.",
             inputs=[
-                io.Image.Input("images"),
-                StylePresetType.Input("preset", optional=True),
-                io.Int.Input("first_seed", default=-1, min=-1, max=2**31 - 1,
+                io.Image.Input(id="images"),
+                StylePresetType.Input(id="preset", optional=True),
+                io.Int.Input(id="first_seed", default=-1, min=-1, max=2**31 - 1,
                              tooltip="Seed of the first image (then +1 per image); -1 = no seed caption."),
-                SoulIDType.Input("soul", optional=True, tooltip="Connect to caption each image with its score."),
-                io.String.Input("captions", default="", multiline=True, optional=True,
+                SoulIDType.Input(id="soul", optional=True, tooltip="Connect to caption each image with its score."),
+                io.String.Input(id="captions", default="", multiline=True, optional=True,
                                 tooltip="Extra caption per image, one line each."),
-                io.Int.Input("columns", default=0, min=0, max=16, tooltip="0 = about square."),
-                io.Int.Input("tile", default=384, min=64, max=2048),
-                io.String.Input("title", default="", optional=True),
+                io.Int.Input(id="columns", default=0, min=0, max=16, tooltip="0 = about square."),
+                io.Int.Input(id="tile", default=384, min=64, max=2048),
+                io.String.Input(id="title", default="", optional=True),
             ],
-            outputs=[io.Image.Output("moodboard", display_name="moodboard")],
+            outputs=[io.Image.Output(id="moodboard", display_name="moodboard")],
         )
 
     @classmethod
@@ -227,27 +258,49 @@ class IDPhotoSheetNode(io.ComfyNode):
             node_id="SoulIDIDPhotoSheet",
             display_name="Soul ID ID Photo Sheet",
             category="Soul ID/generate",
-            description="The 4-in-1 reference of a Soul ID (front, left 45°, right 45°, smiling) through a backend, "
-                        "on a neutral background with labels. The views output can build a new Soul ID.",
+            description="The 4-in-1 reference of a Soul ID (front, left 45°, right 45°, smiling) through a cloud "
+                        "backend, on a neutral background with labels; the four paid views stay within max_usd "
+                        "(checked against the provider's estimate before the first is submitted). The views "
+                        "output can build a new Soul ID.",
             inputs=[
-                SoulIDType.Input("soul"),
-                io.Combo.Input("backend", options=list(BACKENDS), default="higgsfield"),
-                io.String.Input("prompt", default="", multiline=True, optional=True,
+                SoulIDType.Input(id="soul"),
+                io.Combo.Input(id="backend", options=CLOUD_BACKENDS, default="higgsfield"),
+                io.String.Input(id="prompt", default="", multiline=True, optional=True,
                                 tooltip="Extra wording for every view (outfit, hair...)."),
-                io.Int.Input("seed", default=1, min=0, max=2**31 - 1, control_after_generate=True),
+                io.Int.Input(id="seed", default=1, min=0, max=2**31 - 1, control_after_generate=True,
+                             tooltip="One seed for the four views. Same seed = the same paid requests."),
+                *budget_inputs(),
             ],
             outputs=[
-                io.Image.Output("sheet", display_name="sheet"),
-                io.Image.Output("views", display_name="views", tooltip="The four 512 px tiles as a batch."),
+                io.Image.Output(id="sheet", display_name="sheet"),
+                io.Image.Output(id="views", display_name="views", tooltip="The four 512 px tiles as a batch."),
             ],
         )
 
     @classmethod
-    def execute(cls, soul, backend, seed, prompt="") -> io.NodeOutput:
-        sheet = idsheet.make_id_sheet(soul, get_backend(backend), prompt=prompt or "", seed=seed,
-                                      progress=_progress(), interrupt=_interrupted)
+    async def execute(cls, soul, backend, seed, max_usd, new_run=False, prompt="") -> io.NodeOutput:
+        budget = Budget(max_usd)
+
+        def work(be, progress, interrupt):
+            reqs = idsheet.view_requests(prompt or "", seed)
+            first = generate_request(reqs[0], soul, options=cost_options(new_run))
+            if preflight(be, first, budget, len(reqs), "ID Photo Sheet") < len(reqs):
+                raise BudgetExhausted(f"ID Photo Sheet: max_usd ${budget.max_usd:.2f} does not cover the "
+                                      f"{len(reqs)} views; nothing was submitted")
+            views = view_generator(BudgetedBackend(be, budget), soul, options=cost_options(new_run))
+            return idsheet.make_id_sheet(views, prompt=prompt or "", seed=seed, progress=progress, interrupt=interrupt)
+
+        try:
+            sheet = await asyncio.to_thread(run_with_backend, backend, work)
+        except (InterruptedError, Interrupted):
+            raise_if_interrupted()
+            raise
         tiles = np.stack(idsheet.split_sheet(sheet.image))
-        return io.NodeOutput(np_to_image(sheet.image), np_to_image(tiles))
+        image = np_to_image(sheet.image)
+        text = f"{budget.text()}\n" + "\n".join(
+            f"{v['view']}: request {v['request_id'] or '-'}" for v in sheet.info)
+        return io.NodeOutput(image, np_to_image(tiles), ui={**ui.PreviewText(value=text).as_dict(),
+                                                           **ui.PreviewImage(image=image).as_dict()})
 
 
 NODES = [DriftGuardNode, CharacterLogNode, MoodboardNode, IDPhotoSheetNode]

@@ -23,11 +23,12 @@ from pathlib import Path
 from comfy_api.latest import io, ui
 
 from ..soul.analysis.registry import ANALYZER_NAMES
+from ..soul import paths
 from ..soul.create import MAX_PHOTOS, Interrupted, create_soul_id
 from ..soul.errors import LibraryError, NoUsablePhotos, SoulIDError
 from ..soul.imageio import iter_photo_paths
 from ..soul.library import Library, validate_name
-from ..soul.report import contact_sheet, entries_from_result
+from ..soul.report import render_png, sheet_from_result
 from ..soul.score import score_images
 from .convert import image_to_uint8_list, np_to_image
 from .types import SoulIDType
@@ -55,19 +56,16 @@ def resolve_input_folder(folder: str) -> Path:
         SoulIDError: the path leaves the input directory (``..``, an absolute
             path elsewhere, or a symlink pointing out), or is not a folder.
     """
-    base = input_directory()
-    p = (base / folder.strip()).resolve()
-    if p != base and base not in p.parents:
-        raise SoulIDError(f"folder {folder!r}: outside ComfyUI's input directory {base}; put the photos under it")
-    if not p.is_dir():
-        raise SoulIDError(f"folder {folder!r}: no such folder in ComfyUI's input directory {base}")
-    return p
+    try:
+        return paths.resolve_input_folder(input_directory(), folder)
+    except ValueError as e:
+        raise SoulIDError(str(e)) from None
 
 
 def _library_names() -> list[str]:
     try:
         return Library().list()
-    except OSError as e:  # unreadable library folder: an empty dropdown, not a missing node
+    except (OSError, LibraryError) as e:  # unreadable library folder: an empty dropdown, not a missing node
         log.warning("soulid: cannot list the Soul ID library: %s", e)
         return []
 
@@ -75,6 +73,16 @@ def _library_names() -> list[str]:
 def _no_usable_message(result) -> str:
     lines = [f"no Soul ID made: none of the {len(result.photos)} photo(s) passed QA"]
     lines += [f"  {Path(p.path).name}: {'; '.join(p.reasons) or p.rating}" for p in result.photos[:40]]
+    return "\n".join(lines)
+
+
+def qa_text(title: str, result) -> str:
+    """The full QA report as lines a person reads on the node: one per photo,
+    its rating and every reason (never cut)."""
+    lines = [title]
+    for p in result.photos:
+        reasons = "; ".join(p.reasons) if p.reasons else "ok"
+        lines.append(f"{Path(p.path).name}: {p.rating} - {reasons}")
     return "\n".join(lines)
 
 
@@ -93,24 +101,24 @@ class SoulIDCreate(io.ComfyNode):
             category=CATEGORY,
             description=cls.__doc__,
             inputs=[
-                io.String.Input("name", default="my_soul", tooltip="Name of the Soul ID (also its library name)."),
+                io.String.Input(id="name", default="my_soul", tooltip="Name of the Soul ID (also its library name)."),
                 io.String.Input(
-                    "folder",
+                    id="folder",
                     default="",
                     tooltip="Folder of photos, relative to ComfyUI's input directory (e.g. 'soul/anna'). "
                     "Photos may have any size. Leave empty to use only the images input.",
                 ),
                 io.Combo.Input(
-                    "analyzer",
+                    id="analyzer",
                     options=list(ANALYZER_NAMES),
                     default="auto",
                     tooltip="Face analyzer: auto picks insightface when its models are installed, else dlib.",
                 ),
                 io.Int.Input(
-                    "max_photos", default=MAX_PHOTOS, min=1, max=MAX_PHOTOS, tooltip="Keep at most this many (the best)."
+                    id="max_photos", default=MAX_PHOTOS, min=1, max=MAX_PHOTOS, tooltip="Keep at most this many (the best)."
                 ),
                 io.Combo.Input(
-                    "train_remote",
+                    id="train_remote",
                     options=["none", "higgsfield"],
                     default="none",
                     tooltip="Also train this Soul ID on a cloud provider (paid; uploads only photos rated "
@@ -118,17 +126,17 @@ class SoulIDCreate(io.ComfyNode):
                     "environment or `soulid login`, never from the workflow.",
                 ),
                 io.Combo.Input(
-                    "model_version",
+                    id="model_version",
                     options=["v1", "v2", "cinema"],
                     default="v2",
                     tooltip="Soul model the remote Soul ID is trained for (used only with train_remote).",
                 ),
-                io.Image.Input("images", optional=True, tooltip="Extra photos as an IMAGE batch (one size)."),
+                io.Image.Input(id="images", optional=True, tooltip="Extra photos as an IMAGE batch (one size)."),
             ],
             outputs=[
-                SoulIDType.Output("soul_id", display_name="SOUL_ID"),
-                io.Image.Output("qa_sheet", display_name="qa_sheet", tooltip="Every photo with its rating and reasons."),
-                io.String.Output("report", display_name="report", tooltip="The QA report (JSON)."),
+                SoulIDType.Output(id="soul_id", display_name="Soul ID"),
+                io.Image.Output(id="qa_sheet", display_name="QA sheet", tooltip="Every photo with its rating and reasons."),
+                io.String.Output(id="report", display_name="QA report (JSON)", tooltip="The QA report (JSON)."),
             ],
         )
 
@@ -161,11 +169,12 @@ class SoulIDCreate(io.ComfyNode):
 
         bar = None
 
-        def progress(done: int, total: int, label: str) -> None:
+        def progress(fraction: float | None, message: str) -> None:
             nonlocal bar
             if bar is None:
-                bar = comfy.utils.ProgressBar(total)
-            bar.update_absolute(done, total)
+                bar = comfy.utils.ProgressBar(1000)
+            if fraction is not None:
+                bar.update_absolute(round(fraction * 1000), 1000)
 
         try:
             result = create_soul_id(
@@ -175,6 +184,7 @@ class SoulIDCreate(io.ComfyNode):
                 progress=progress,
                 interrupt=comfy.model_management.processing_interrupted,
                 max_photos=max_photos,
+                within=input_directory(),  # file symlinks may not lead out of ComfyUI's input directory
             )
         except Interrupted:
             comfy.model_management.throw_exception_if_processing_interrupted()
@@ -190,8 +200,9 @@ class SoulIDCreate(io.ComfyNode):
                   interrupt=comfy.model_management.processing_interrupted)
         s = result.report["summary"]
         title = f"{name}: {s['accepted']} of {s['photos']} accepted, verdict {s['verdict']}"
-        sheet = contact_sheet(entries_from_result(result), title=title)
-        return io.NodeOutput(result.soul, np_to_image(sheet), json.dumps(result.report))
+        sheet = np_to_image(render_png(sheet_from_result(result, title)))
+        shown = {**ui.PreviewText(value=qa_text(title, result)).as_dict(), **ui.PreviewImage(image=sheet).as_dict()}
+        return io.NodeOutput(result.soul, sheet, json.dumps(result.report), ui=shown)
 
 
 class SoulIDLoad(io.ComfyNode):
@@ -204,8 +215,8 @@ class SoulIDLoad(io.ComfyNode):
             display_name="Soul ID Load",
             category=CATEGORY,
             description=cls.__doc__,
-            inputs=[io.Combo.Input("name", options=_library_names(), tooltip="A Soul ID in the library.")],
-            outputs=[SoulIDType.Output("soul_id", display_name="SOUL_ID")],
+            inputs=[io.Combo.Input(id="name", options=_library_names(), tooltip="A Soul ID in the library.")],
+            outputs=[SoulIDType.Output(id="soul_id", display_name="Soul ID")],
         )
 
     @classmethod
@@ -245,11 +256,11 @@ class SoulIDSave(io.ComfyNode):
             category=CATEGORY,
             description=cls.__doc__,
             inputs=[
-                SoulIDType.Input("soul_id"),
-                io.String.Input("name", default="", tooltip="Library name; empty keeps the Soul ID's own name."),
-                io.Boolean.Input("overwrite", default=False, tooltip="Replace an existing Soul ID of that name."),
+                SoulIDType.Input(id="soul_id"),
+                io.String.Input(id="name", default="", tooltip="Library name; empty keeps the Soul ID's own name."),
+                io.Boolean.Input(id="overwrite", default=False, tooltip="Replace an existing Soul ID of that name."),
             ],
-            outputs=[io.String.Output("path", display_name="path", tooltip="The saved .soulid file.")],
+            outputs=[io.String.Output(id="path", display_name="saved file path", tooltip="The saved .soulid file.")],
             is_output_node=True,
         )
 
@@ -259,7 +270,7 @@ class SoulIDSave(io.ComfyNode):
         # with other nodes (and cached by ComfyUI).
         soul = copy.copy(soul_id)
         path = Library().save(soul, name=name.strip() or None, overwrite=overwrite)
-        return io.NodeOutput(str(path), ui=ui.PreviewText(f"saved Soul ID {soul.name!r} to {path}"))
+        return io.NodeOutput(str(path), ui=ui.PreviewText(value=f"saved Soul ID {soul.name!r} to {path}"))
 
 
 class SoulIDScore(io.ComfyNode):
@@ -274,11 +285,11 @@ class SoulIDScore(io.ComfyNode):
             display_name="Soul ID Score",
             category=CATEGORY,
             description=cls.__doc__,
-            inputs=[SoulIDType.Input("soul_id"), io.Image.Input("images")],
+            inputs=[SoulIDType.Input(id="soul_id"), io.Image.Input(id="images")],
             outputs=[
-                io.Float.Output("similarity", display_name="similarity", is_output_list=True),
-                io.Boolean.Output("same_person", display_name="same_person", is_output_list=True),
-                io.String.Output("report", display_name="report", tooltip="Per-image scores (JSON)."),
+                io.Float.Output(id="similarity", display_name="similarity", is_output_list=True),
+                io.Boolean.Output(id="same_person", display_name="same_person", is_output_list=True),
+                io.String.Output(id="report", display_name="scores (JSON)", tooltip="Per-image scores (JSON)."),
             ],
             is_output_node=True,  # shows the scores on the node
         )
@@ -293,7 +304,7 @@ class SoulIDScore(io.ComfyNode):
             f"{i}: " + (f"{r.similarity:.3f} {'same person' if r.same_person else 'different'}" if r.similarity is not None else r.reason)
             for i, r in enumerate(results)
         ]
-        return io.NodeOutput(sims, same, report, ui=ui.PreviewText("\n".join(lines)))
+        return io.NodeOutput(sims, same, report, ui=ui.PreviewText(value="\n".join(lines)))
 
 
 NODES = [SoulIDCreate, SoulIDLoad, SoulIDSave, SoulIDScore]

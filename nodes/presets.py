@@ -43,19 +43,19 @@ class StylePresetNode(io.ComfyNode):
             description="A Soul style by name: the Higgsfield style id where resolved, and a local recipe "
                         "(lighting, framing, palette, material, mood) for the local backend.",
             inputs=[
-                io.Combo.Input("family", options=["auto", *FAMILIES], default="auto",
+                io.Combo.Input(id="family", options=["auto", *FAMILIES], default="auto",
                                tooltip="Model family: auto = the preset's own; soul, soul_2 (Soul 2) or cinema."),
-                io.Combo.Input("style", options=_style_names(), default="Realistic"),
-                io.Float.Input("strength", default=1.0, min=0.0, max=1.0, step=0.05,
+                io.Combo.Input(id="style", options=_style_names(), default="Realistic"),
+                io.Float.Input(id="strength", default=1.0, min=0.0, max=1.0, step=0.05,
                                tooltip="How strongly the look is applied (Higgsfield style_strength; locally, "
                                        "how much of the recipe goes into the prompt)."),
-                io.String.Input("subject", default="", multiline=True, optional=True,
+                io.String.Input(id="subject", default="", multiline=True, optional=True,
                                 tooltip="Optional subject text to prefix the recipe prompt output."),
             ],
             outputs=[
-                StylePresetType.Output("preset", display_name="preset"),
-                io.String.Output("prompt", display_name="prompt"),
-                io.String.Output("negative", display_name="negative"),
+                StylePresetType.Output(id="preset", display_name="style preset"),
+                io.String.Output(id="prompt", display_name="recipe prompt"),
+                io.String.Output(id="negative", display_name="negative prompt"),
             ],
         )
 
@@ -77,12 +77,12 @@ class MotionPresetNode(io.ComfyNode):
             description="A camera move for DoP Animate: local moves (zoom, pan, tilt, dolly, crash zoom, orbit, "
                         "handheld) matched to Higgsfield's motions by name, plus Higgsfield-only motions.",
             inputs=[
-                io.Combo.Input("motion", options=_motion_names(), default="dolly_in"),
-                io.Float.Input("strength", default=0.5, min=0.0, max=1.0, step=0.05),
-                MotionPresetType.Input("previous", optional=True,
+                io.Combo.Input(id="motion", options=_motion_names(), default="dolly_in"),
+                io.Float.Input(id="strength", default=0.5, min=0.0, max=1.0, step=0.05),
+                MotionPresetType.Input(id="previous", optional=True,
                                        tooltip="Chain a second motion (cloud DoP takes at most two)."),
             ],
-            outputs=[MotionPresetType.Output("motions", display_name="motions")],
+            outputs=[MotionPresetType.Output(id="motions", display_name="motion chain")],
         )
 
     @classmethod

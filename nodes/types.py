@@ -4,8 +4,8 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 #: A :class:`soulid.soul.soulfile.SoulID` travelling between nodes.
-SoulIDType = io.Custom("SOUL_ID")
+SoulIDType = io.Custom(io_type="SOUL_ID")
 #: A style preset (:class:`soulid.soul.presets.StylePreset`).
-StylePresetType = io.Custom("SOUL_STYLE_PRESET")
+StylePresetType = io.Custom(io_type="SOUL_STYLE_PRESET")
 #: A motion preset for DoP Animate.
-MotionPresetType = io.Custom("SOUL_MOTION_PRESET")
+MotionPresetType = io.Custom(io_type="SOUL_MOTION_PRESET")

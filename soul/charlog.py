@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 from .errors import SoulIDError
-from .imageio import downscale, encode_jpeg, load_photo
+from .imageio import downscale, encode_jpeg, load_photo, to_uint8
 from .soulfile import SoulID
 
 #: Longest side of log thumbnails, px, and their JPEG quality.
@@ -103,7 +103,7 @@ def append_entry(soul: SoulID, prompt: str, image: np.ndarray | None = None, pre
     if image is not None:
         a = np.asarray(image)
         if a.dtype != np.uint8:
-            a = (np.clip(a.astype(np.float32), 0, 1) * 255 + 0.5).astype(np.uint8)
+            a = to_uint8(a)
         a = np.ascontiguousarray(a[..., :3])
         size = [int(a.shape[1]), int(a.shape[0])]
         thumb = f"thumbs/{n}.jpg"

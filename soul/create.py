@@ -13,37 +13,39 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 
 from .analysis.registry import get_analyzer, resolve_name
-from .errors import PhotoError
-from .identity import baseline_and_threshold, find_outliers, unit
-from .imageio import iter_photo_paths
+from .errors import Interrupted, PhotoError  # noqa: F401  (Interrupted: re-exported for callers)
+from .identity import baseline_and_threshold, find_outliers
+from .imageio import MAX_DECODE_BYTES, safe_label, scan_photo_inputs
+from .paths import inside_comfy
+from .progress import InterruptFn, ProgressFn, check, report
 from .qa import PhotoQA, assess_photo
 from .soulfile import AnalyzerIdentity, SoulID, StoredPhoto
 
 #: Recommended photo count (Higgsfield Soul ID: 20+; at most 80 are kept).
 RECOMMENDED_MIN, MAX_PHOTOS = 20, 80
+#: Fewest accepted photos for a "usable" verdict; below it the set is "weak".
+USABLE_MIN = 5
+#: Archive folder of the QA thumbnails of every input photo (rejected and excluded ones too).
+QA_THUMBS = "qa"
 #: Hamming distance between difference hashes at or below which two shots are near-duplicates.
 DUPLICATE_HASH_BITS = 6
 #: ... provided their faces are this similar (cosine), so look-alike framings of two people differ.
 DUPLICATE_FACE_SIM = 0.97
 
-ProgressFn = Callable[[int, int, str], None]
-InterruptFn = Callable[[], bool]
 PhotoInput = "str | os.PathLike | tuple[str, np.ndarray]"
-
-
-class Interrupted(Exception):
-    """Raised when the ``interrupt`` callable asked to stop."""
+_RATING_RANK = {"perfect": 3, "good": 2, "poor": 1, "rejected": 0}
 
 
 @dataclass
@@ -70,8 +72,35 @@ class CreateResult:
 _worker_analyzer = None
 
 
-def _worker_init(name: str) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Make this worker process end when its parent does, even on ``kill -9``:
+    Linux ``prctl(PR_SET_PDEATHSIG, SIGTERM)`` (man 2 prctl); elsewhere a
+    daemon thread polls the parent's pid."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(1, int(signal.SIGTERM), 0, 0, 0) == 0:  # 1 = PR_SET_PDEATHSIG
+                if os.getppid() != parent:  # the parent died before prctl took effect
+                    os._exit(1)
+                return
+        except (OSError, AttributeError):
+            pass
+
+    def watch():
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="soulid-parent-watch", daemon=True).start()
+
+
+def _worker_init(name: str, parent: int) -> None:
     global _worker_analyzer
+    _die_with_parent(parent)
     _worker_analyzer = get_analyzer(name)
 
 
@@ -79,13 +108,36 @@ def _worker_assess(item) -> PhotoQA:
     return assess_photo(item, _worker_analyzer)
 
 
+#: Memory one analysis worker may need: the analyzer's models plus one photo's
+#: worst-case decoding (:data:`~soulid.soul.imageio.MAX_DECODE_BYTES`) and analysis copies.
+WORKER_BYTES = 400 * (1 << 20) + 2 * MAX_DECODE_BYTES
+
+
+def _available_memory() -> int:
+    """Bytes of memory available now (``MemAvailable``), or total RAM."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
 def _default_workers(n: int) -> int:
-    if "folder_paths" in sys.modules:
+    """One worker per core, at most 8 and one per 4 photos, and no more than
+    the available memory holds at :data:`WORKER_BYTES` each."""
+    if inside_comfy():
         # Inside ComfyUI the package is imported under a path-derived module
         # name that a spawned child cannot import; analyse in-process.
         return 1
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cpus, n // 4, 8))
+    by_memory = max(1, _available_memory() // WORKER_BYTES)
+    return max(1, min(cpus, n // 4, 8, by_memory))
 
 
 def analyze_photos(
@@ -98,8 +150,13 @@ def analyze_photos(
     """Run :func:`~soulid.soul.qa.assess_photo` on every item, in parallel
     processes when there are enough photos, results in input order.
 
+    ``progress(fraction, "photo 3/20: name.jpg")`` after each photo;
+    ``interrupt()`` is polled at least every 0.1 s. Worker processes ignore
+    SIGINT and end with their parent, even when it is killed.
+
     Raises:
-        Interrupted: ``interrupt()`` returned True (pending work is cancelled).
+        Interrupted: ``interrupt()`` returned True (queued photos are
+            cancelled, running workers are terminated).
     """
     n = len(items)
     workers = _default_workers(n) if workers is None else max(1, int(workers))
@@ -107,39 +164,50 @@ def analyze_photos(
 
     def label(i):
         it = items[i]
-        return Path(it).name if not isinstance(it, tuple) else str(it[0])
+        return safe_label(Path(it).name if not isinstance(it, tuple) else str(it[0]))
 
     if workers == 1 or n <= 1:
         a = get_analyzer(analyzer)
         for i, it in enumerate(items):
-            if interrupt and interrupt():
-                raise Interrupted("Soul ID creation interrupted")
+            check(interrupt, f"photo {i + 1} of {n}")
             out[i] = assess_photo(it, a)
-            if progress:
-                progress(i + 1, n, label(i))
+            report(progress, (i + 1) / n, f"photo {i + 1}/{n}: {label(i)}")
         return out  # type: ignore[return-value]
 
     # fork shares the analyzer the parent already loaded (no per-worker model
     # load); it is only safe while the parent runs a single thread.
     fork_ok = sys.platform == "linux" and threading.active_count() == 1
     ctx = mp.get_context("fork" if fork_ok else "spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(analyzer,)) as ex:
+    ex = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(analyzer, os.getpid()))
+    try:
         futs = {ex.submit(_worker_assess, it): i for i, it in enumerate(items)}
         done_count = 0
         pending = set(futs)
         while pending:
-            done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
-            if interrupt and interrupt():
-                for f in pending:
-                    f.cancel()
-                raise Interrupted("Soul ID creation interrupted")
+            done, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+            check(interrupt, f"photo {done_count + 1} of {n}")
             for f in done:
                 i = futs[f]
                 out[i] = f.result()
                 done_count += 1
-                if progress:
-                    progress(done_count, n, label(i))
+                report(progress, done_count / n, f"photo {done_count}/{n}: {label(i)}")
+    except BaseException:
+        _stop_pool(ex)
+        raise
+    ex.shutdown(wait=True)
     return out  # type: ignore[return-value]
+
+
+def _stop_pool(ex: ProcessPoolExecutor) -> None:
+    """Cancel queued photos and end the workers now (no waiting for the ones
+    being analysed: an interrupt must take effect within a second)."""
+    procs = list(getattr(ex, "_processes", {}).values())  # stdlib has no public handle on the workers
+    ex.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(timeout=1.0)
 
 
 # -------------------------------------------------------------- set checks
@@ -147,19 +215,25 @@ def _hamming(a: int, b: int) -> int:
     return bin(a ^ b).count("1")
 
 
+def is_near_duplicate(hash_a: int, hash_b: int, emb_a: np.ndarray | None, emb_b: np.ndarray | None) -> bool:
+    """Two shots are near-duplicates when their 64-bit difference hashes
+    (:func:`soulid.soul.qa.dhash`) differ in at most :data:`DUPLICATE_HASH_BITS`
+    bits and, when both unit face embeddings are given, their cosine
+    similarity is at least :data:`DUPLICATE_FACE_SIM` (so look-alike framings
+    of two people are not merged)."""
+    if _hamming(hash_a, hash_b) > DUPLICATE_HASH_BITS:
+        return False
+    return emb_a is None or emb_b is None or float(emb_a @ emb_b) >= DUPLICATE_FACE_SIM
+
+
 def flag_near_duplicates(photos: list[PhotoQA]) -> None:
     """Exclude all but the best photo of each group of near-duplicate shots."""
     cand = [p for p in photos if p.usable and p.dhash is not None and p.embedding is not None]
-    cand.sort(key=lambda p: (-{"perfect": 3, "good": 2, "poor": 1}[p.rating], -p.quality))
+    cand.sort(key=lambda p: (-_RATING_RANK[p.rating], -p.quality))
     kept: list[PhotoQA] = []
     for p in cand:
         twin = next(
-            (
-                k
-                for k in kept
-                if _hamming(k.dhash, p.dhash) <= DUPLICATE_HASH_BITS
-                and float(k.embedding @ p.embedding) >= DUPLICATE_FACE_SIM
-            ),
+            (k for k in kept if is_near_duplicate(k.dhash, p.dhash, k.embedding, p.embedding)),
             None,
         )
         if twin is None:
@@ -169,19 +243,39 @@ def flag_near_duplicates(photos: list[PhotoQA]) -> None:
 
 
 def flag_identity_outliers(photos: list[PhotoQA], floor: float) -> dict:
-    """Exclude photos of another person; returns the outlier statistics."""
+    """Exclude photos of another person; returns the statistics.
+
+    From 3 usable photos: median/MAD outliers (:func:`find_outliers`), each
+    photo's similarity to the set's medoid kept in ``metrics``. With exactly
+    2: a pairwise same-person check against ``floor`` (the analyzer's
+    population threshold); nobody can be outvoted, so nothing is excluded,
+    but a failed check is returned as ``{"pairwise_failed": True, ...}`` for a
+    warning.
+
+    Returns:
+        ``{"checked", "threshold", ...}`` (JSON-able).
+    """
     cand = [p for p in photos if p.usable and p.embedding is not None]
-    if len(cand) < 3:
-        return {"checked": False, "reason": "fewer than 3 usable photos"}
+    if len(cand) < 2:
+        return {"checked": False, "reason": "fewer than 2 usable photos", "threshold": round(float(floor), 4)}
+    if len(cand) == 2:
+        sim = float(cand[0].embedding @ cand[1].embedding)
+        for p in cand:
+            p.metrics["similarity_to_medoid"] = round(sim, 4)
+        return {"checked": True, "method": "pairwise", "similarity": round(sim, 4),
+                "threshold": round(float(floor), 4), "pairwise_failed": sim < floor}
     res = find_outliers(np.stack([p.embedding for p in cand]), same_person_floor=floor)
+    flagged = []
     for p, out, s, z in zip(cand, res.outlier, res.similarity, res.robust_z):
         p.metrics["similarity_to_medoid"] = round(float(s), 4)
         if out:
+            flagged.append({"photo": Path(p.path).name, "similarity": round(float(s), 4)})
             p.exclude(
-                f"identity outlier: looks like another person (similarity {s:.3f} to the set, "
-                f"median {res.median:.3f}, robust z {z:.1f})"
+                f"identity outlier: looks like another person (similarity {s:.3f} to the set, below the "
+                f"same-person threshold {floor:.3f}; set median {res.median:.3f}, robust z {z:.1f})"
             )
-    return {"checked": True, "median": round(res.median, 4), "mad": round(res.mad, 4)}
+    return {"checked": True, "method": "medoid", "median": round(res.median, 4), "mad": round(res.mad, 4),
+            "threshold": round(float(floor), 4), "outliers": flagged}
 
 
 def cap_count(photos: list[PhotoQA], max_photos: int) -> int:
@@ -189,14 +283,21 @@ def cap_count(photos: list[PhotoQA], max_photos: int) -> int:
     cand = [p for p in photos if p.usable]
     if len(cand) <= max_photos:
         return 0
-    cand.sort(key=lambda p: (-{"perfect": 3, "good": 2, "poor": 1}[p.rating], -p.quality))
+    cand.sort(key=lambda p: (-_RATING_RANK[p.rating], -p.quality))
     for p in cand[max_photos:]:
         p.exclude(f"over the {max_photos}-photo limit: lower quality than the {max_photos} kept")
     return len(cand) - max_photos
 
 
 def summarise(photos: list[PhotoQA], max_photos: int = MAX_PHOTOS) -> dict:
-    """Set-level summary: counts, ratings, angle coverage, warnings, verdict."""
+    """Set-level summary: counts, ratings, angle coverage, warnings, and one
+    verdict with the reasons for it.
+
+    Verdicts: ``strong`` (>= 20 accepted, half of them perfect or good, front
+    and three-quarter views), ``usable`` (>= :data:`USABLE_MIN` accepted, at
+    least one perfect or good), ``weak`` (fewer photos, or only poor ones),
+    ``unusable`` (none accepted). ``verdict_reasons`` says why, in words.
+    """
     used = [p for p in photos if p.usable]
     ratings = {r: sum(1 for p in photos if p.rating == r) for r in ("perfect", "good", "poor", "rejected")}
     poses = {c: sum(1 for p in used if p.pose_class == c) for c in ("front", "three_quarter", "profile")}
@@ -210,14 +311,35 @@ def summarise(photos: list[PhotoQA], max_photos: int = MAX_PHOTOS) -> dict:
     elif used and poses["front"] == 0:
         warnings.append("no front view: add a photo facing the camera")
     good = sum(1 for p in used if p.rating in ("perfect", "good"))
-    if not used:
+    reasons = []
+    if not photos:
         verdict = "unusable"
+        reasons.append("no photos were given (the folders held no image files)")
+    elif not used:
+        verdict = "unusable"
+        reasons.append(f"none of the {len(photos)} photo(s) passed QA (see each photo's reasons)")
     elif len(used) >= RECOMMENDED_MIN and good >= RECOMMENDED_MIN // 2 and min(poses["front"], poses["three_quarter"]) > 0:
         verdict = "strong"
-    elif good >= 1:
-        verdict = "usable"
-    else:
+        reasons.append(f"{len(used)} accepted photos, {good} of them perfect or good, front and three-quarter views")
+    elif len(used) < USABLE_MIN:
         verdict = "weak"
+        reasons.append(
+            f"only {len(used)} accepted photo(s): a usable Soul ID needs at least {USABLE_MIN} "
+            f"({RECOMMENDED_MIN}+ recommended); one or two photos hold one lighting and one angle, "
+            "so generations drift from the face"
+        )
+    elif good == 0:
+        verdict = "weak"
+        reasons.append(f"all {len(used)} accepted photos are rated poor (low resolution, blur, exposure or a cut face)")
+    else:
+        verdict = "usable"
+        reasons.append(f"{len(used)} accepted photos, {good} perfect or good")
+        if len(used) < RECOMMENDED_MIN:
+            reasons.append(f"not strong: fewer than {RECOMMENDED_MIN} accepted photos")
+        elif min(poses["front"], poses["three_quarter"]) == 0:
+            reasons.append("not strong: front and three-quarter views are both needed")
+        else:
+            reasons.append(f"not strong: fewer than {RECOMMENDED_MIN // 2} perfect or good photos")
     return {
         "photos": len(photos),
         "accepted": len(used),
@@ -228,40 +350,79 @@ def summarise(photos: list[PhotoQA], max_photos: int = MAX_PHOTOS) -> dict:
         "recommended": [RECOMMENDED_MIN, max_photos],
         "warnings": warnings,
         "verdict": verdict,
+        "verdict_reasons": reasons,
     }
 
 
 def _keypoint_reference(used: list[PhotoQA], unit_centroid: np.ndarray) -> int:
     """Index into ``used`` of the most frontal, confidently detected photo
-    nearest the centroid."""
+    nearest the centroid, among the best-rated ones (a poor photo is chosen
+    only when no perfect or good photo exists)."""
+    top = max(_RATING_RANK[p.rating] for p in used)
     best, best_score = 0, -1e9
     for i, p in enumerate(used):
+        if _RATING_RANK[p.rating] < top:
+            continue
         pose = p.pose or {"yaw": 0.0, "pitch": 0.0}
         score = (
             float(p.embedding @ unit_centroid)
             - abs(pose["yaw"]) / 90.0
             - abs(pose["pitch"]) / 180.0
             + 0.1 * (p.det_score or 0.0)
+            + 0.1 * p.quality
         )
         if score > best_score:
             best, best_score = i, score
     return best
 
 
-def expand_inputs(inputs: Iterable) -> tuple[list, list[PhotoQA]]:
-    """Split inputs into analysable items and rejected entries (missing paths)."""
+def qa_report(photos: list[PhotoQA], summary: dict) -> tuple[dict, dict[str, bytes]]:
+    """The JSON-able QA report and the thumbnails it refers to.
+
+    Every photo, rejected and excluded ones included, keeps its small JPEG
+    thumbnail (longest side :data:`soulid.soul.qa.THUMB_SIDE` px) as archive
+    member ``qa/<n>.jpg``, named in its entry's ``thumb``; the Soul ID's
+    accepted photos are unaffected.
+
+    Returns:
+        ``({"photos": [...], "summary": {...}}, {member name: JPEG bytes})``.
+    """
+    entries, thumbs = [], {}
+    for i, p in enumerate(photos):
+        d = p.as_dict()
+        d["thumb"] = None
+        if p.thumbnail:
+            d["thumb"] = f"{QA_THUMBS}/{i}.jpg"
+            thumbs[d["thumb"]] = p.thumbnail
+        entries.append(d)
+    return {"photos": entries, "summary": summary}, thumbs
+
+
+def expand_inputs(inputs: Iterable, skipped: list | None = None, within=None) -> tuple[list, list[PhotoQA]]:
+    """Split inputs into analysable items and rejected entries (missing paths).
+
+    Args:
+        skipped: when given, ``(label, reason)`` of every folder entry the
+            scan left out (GIFs, FIFOs, symlink loops...) is appended to it.
+        within: a folder every photo file must stay inside, symlinks
+            resolved (ComfyUI's input directory), or None.
+    """
     items, bad = [], []
     for it in inputs:
         if isinstance(it, tuple):
             items.append(it)
             continue
         try:
-            items += [str(p) for p in iter_photo_paths([it])]
+            scan = scan_photo_inputs([it], within=within)
         except PhotoError as e:
-            q = PhotoQA(path=str(it))
+            q = PhotoQA(path=safe_label(os.fspath(it)))
             q.add("reject", e.reason)
             q.finalise_rating()
             bad.append(q)
+            continue
+        items += [str(p) for p in scan.paths]
+        if skipped is not None:
+            skipped += scan.skipped
     return items, bad
 
 
@@ -273,6 +434,7 @@ def create_soul_id(
     interrupt: InterruptFn | None = None,
     workers: int | None = None,
     max_photos: int = MAX_PHOTOS,
+    within: str | os.PathLike | None = None,
 ) -> CreateResult:
     """Build a Soul ID from photos.
 
@@ -281,10 +443,15 @@ def create_soul_id(
             ``(label, [H, W, 3] uint8 RGB)`` pairs.
         name: the Soul ID's name.
         analyzer: ``auto | dlib | insightface | insightface_buffalo_l``.
-        progress: ``progress(done, total, label)`` after each photo.
-        interrupt: polled between photos; True stops with :class:`Interrupted`.
+        progress: ``progress(fraction, message)`` after each photo
+            (:mod:`soulid.soul.progress`).
+        interrupt: polled at least every 0.1 s; True stops with
+            :class:`~soulid.soul.errors.Interrupted`.
         workers: analysis processes (default: one per core, 1 inside ComfyUI).
         max_photos: cap on photos kept (the best are kept).
+        within: a folder every photo file must stay inside (symlinks
+            resolved): the node passes ComfyUI's input directory. Entries
+            outside are skipped with the reason.
 
     Returns:
         :class:`CreateResult`; ``soul`` is None when no photo was usable
@@ -297,8 +464,11 @@ def create_soul_id(
     t0 = time.perf_counter()
     concrete = resolve_name(analyzer)
     az = get_analyzer(concrete)  # load once here: fail fast on missing models
-    items, bad = expand_inputs(inputs)
+    skipped: list[tuple[str, str]] = []
+    items, bad = expand_inputs(inputs, skipped, within)
     photos = analyze_photos(items, concrete, progress, interrupt, workers) + bad
+    for p in photos:  # any name the file system gives is shown and stored escaped
+        p.path = safe_label(p.path)
 
     flag_near_duplicates(photos)
     outlier_stats = flag_identity_outliers(photos, floor=az.default_threshold)
@@ -306,7 +476,18 @@ def create_soul_id(
     summary = summarise(photos, max_photos)
     if dropped:
         summary["warnings"].append(f"{dropped} photo(s) over the {max_photos}-photo limit were left out (lowest quality)")
+    if outlier_stats.get("pairwise_failed"):
+        summary["warnings"].append(
+            f"the 2 photos may show two different people: similarity {outlier_stats['similarity']:.3f} is below "
+            f"the same-person threshold {outlier_stats['threshold']:.3f} of {az.name}"
+        )
+        summary["verdict_reasons"].append("the two photos do not pass the same-person check")
     summary["outliers"] = outlier_stats
+    summary["skipped"] = [{"path": n, "reason": r} for n, r in skipped]
+    if skipped:
+        shown = "; ".join(f"{n} ({r})" for n, r in skipped[:8])
+        more = f"; and {len(skipped) - 8} more" if len(skipped) > 8 else ""
+        summary["warnings"].append(f"{len(skipped)} folder entr{'y' if len(skipped) == 1 else 'ies'} skipped: {shown}{more}")
     summary["analyzer"] = az.describe()
 
     used = [p for p in photos if p.usable]
@@ -351,7 +532,7 @@ def create_soul_id(
         }
         summary["threshold"] = round(thr, 4)
         summary["baseline"] = baseline
-    report = {"photos": [p.as_dict() for p in photos], "summary": summary}
+    report, thumbs = qa_report(photos, summary)
     if used:
         soul = SoulID(
             name=name,
@@ -359,6 +540,7 @@ def create_soul_id(
             analyzers={az.name: ident},
             qa_report=report,
             keypoint_reference=keyref,
+            extra_files=thumbs,
         )
     return CreateResult(
         soul=soul,

@@ -28,6 +28,7 @@ import numpy as np
 
 from .analysis.base import FaceAnalyzer
 from .errors import SoulIDError
+from .imageio import to_uint8
 from .score import ScoreResult, analyzer_for, score_images
 from .soulfile import SoulID
 
@@ -132,7 +133,7 @@ def _as_uint8(img: np.ndarray, what: str) -> np.ndarray:
     if a.ndim != 3 or a.shape[2] < 3:
         raise GuardError(f"{what}: expected an [H, W, 3] image, got shape {tuple(a.shape)}")
     if a.dtype != np.uint8:  # float 0..1 (ComfyUI IMAGE / backend results)
-        a = (np.clip(a.astype(np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        a = to_uint8(a)
     return np.ascontiguousarray(a[..., :3])
 
 

@@ -2,6 +2,11 @@
 right 45°, smiling), generated through any backend and composited on a
 neutral background with labels.
 
+The core builds no backend request: :func:`view_requests` says what each view
+needs (prompt, negative prompt, seed, aspect) and :func:`make_id_sheet` calls a
+``generate_view`` callable for each; :func:`soulid.backends.idsheet.view_generator`
+makes one from a backend.
+
 The sheet is also an input for a new Soul ID: :func:`split_sheet` cuts it back
 into its four views and :func:`sheet_inputs` turns them into the
 ``(label, [H, W, 3] uint8)`` pairs :func:`soulid.soul.create.create_soul_id`
@@ -19,7 +24,7 @@ from typing import Callable
 import numpy as np
 
 from .moodboard import NEUTRAL, GridLayout, label_grid, to_uint8
-from .soulfile import SoulID
+from .progress import InterruptFn, ProgressFn, check, report
 
 
 @dataclass(frozen=True)
@@ -81,14 +86,26 @@ def view_prompt(view: SheetView, prompt: str = "") -> str:
     return ", ".join(p for p in (prompt.strip(), view.prompt, BASE_PROMPT) if p)
 
 
-def view_requests(soul: SoulID | None, prompt: str = "", seed: int | None = None,
-                  quality: str = "1080p", options: dict | None = None) -> list:
-    """One :class:`soulid.backends.base.GenerateRequest` per view (1:1 aspect,
-    same seed for all so lighting and wardrobe match)."""
-    from ..backends.base import GenerateRequest
+@dataclass(frozen=True)
+class ViewRequest:
+    """What one view asks of a generator: ``prompt``, ``negative_prompt``,
+    ``seed`` (the same for all views, so light and wardrobe match) and
+    ``aspect`` (``"1:1"``)."""
 
-    return [GenerateRequest(prompt=view_prompt(v, prompt), soul=soul, aspect="1:1", quality=quality, seed=seed,
-                            negative_prompt=NEGATIVE, options=dict(options or {})) for v in VIEWS]
+    view: SheetView
+    prompt: str
+    negative_prompt: str
+    seed: int | None
+    aspect: str = "1:1"
+
+
+#: ``generate_view(request, interrupt) -> (image [H, W, 3] uint8 or float 0..1, info dict)``.
+ViewFn = Callable[[ViewRequest, InterruptFn | None], tuple[np.ndarray, dict]]
+
+
+def view_requests(prompt: str = "", seed: int | None = None) -> list[ViewRequest]:
+    """One :class:`ViewRequest` per view of :data:`VIEWS`."""
+    return [ViewRequest(v, view_prompt(v, prompt), NEGATIVE, seed) for v in VIEWS]
 
 
 def compose_sheet(views: list[np.ndarray], labels: list[str] | None = None, background=NEUTRAL) -> np.ndarray:
@@ -137,32 +154,28 @@ def sheet_inputs(sheet: np.ndarray | IDSheet, name: str = "idsheet") -> list[tup
     return [(f"{name}_{v.key}.png", img) for v, img in zip(VIEWS, views)]
 
 
-def make_id_sheet(soul: SoulID, backend, prompt: str = "", seed: int | None = None, quality: str = "1080p",
-                  options: dict | None = None, progress: Callable | None = None,
-                  interrupt: Callable[[], bool] | None = None) -> IDSheet:
-    """Generate the four views of ``soul`` through ``backend`` and composite them.
+def make_id_sheet(generate_view: ViewFn, prompt: str = "", seed: int | None = None,
+                  progress: ProgressFn | None = None, interrupt: InterruptFn | None = None) -> IDSheet:
+    """Generate the four views through ``generate_view`` and composite them.
 
     Args:
-        backend: a :class:`soulid.backends.base.Backend` (``get_backend(name)``).
+        generate_view: see :data:`ViewFn`; e.g.
+            ``soulid.backends.idsheet.view_generator(backend, soul)``.
         prompt: extra wording for every view (outfit, age, hair).
-        seed: one seed for all views (None: the backend's random).
-        progress: ``(fraction 0..1 or None, message)``, as backends take.
+        seed: one seed for all views (None: the generator's random).
+        progress: ``(fraction 0..1, message)`` (:mod:`soulid.soul.progress`).
 
     Raises:
-        whatever the backend raises (credentials, provider errors);
-        InterruptedError: ``interrupt()`` returned True between views.
+        whatever ``generate_view`` raises (credentials, provider errors, budget);
+        Interrupted: ``interrupt()`` returned True between views.
     """
     views, info = [], []
-    reqs = view_requests(soul, prompt, seed, quality, options)
-    for i, (v, req) in enumerate(zip(VIEWS, reqs)):
-        if interrupt is not None and interrupt():
-            raise InterruptedError("ID sheet interrupted")
-        if progress is not None:
-            progress(i / len(VIEWS), f"ID sheet: {v.label}")
-        res = backend.generate(req, progress=None, interrupt=interrupt)
-        views.append(to_uint8(res.images[0]))
-        info.append({"view": v.key, "request_id": res.request_id, "cost": res.cost})
-    if progress is not None:
-        progress(1.0, "ID sheet done")
+    for i, req in enumerate(view_requests(prompt, seed)):
+        check(interrupt, f"ID sheet view {req.view.label}")
+        report(progress, i / len(VIEWS), f"ID sheet: {req.view.label}")
+        image, facts = generate_view(req, interrupt)
+        views.append(to_uint8(image))
+        info.append({"view": req.view.key, **dict(facts or {})})
+    report(progress, 1.0, "ID sheet done")
     labels = [v.label for v in VIEWS]
     return IDSheet(compose_sheet(views, labels), views, labels, info)

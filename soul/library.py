@@ -5,8 +5,10 @@ inside ComfyUI, else the per-user data directory (see :mod:`soulid.soul.paths`);
 the CLI's ``--library DIR`` overrides all of them.
 
 Names are validated (no path separators, no ``..``, no control or reserved
-characters, at most :data:`MAX_NAME_LEN` characters); overwriting an existing
-entry needs ``overwrite=True``; every write is atomic.
+characters, at most :data:`MAX_NAME_LEN` characters and :data:`MAX_NAME_BYTES`
+bytes of UTF-8); overwriting an existing entry needs ``overwrite=True``; every
+write is atomic, and a save without ``overwrite`` never replaces an entry
+another process or thread saved first. The folder is created 0700, files 0600.
 """
 from __future__ import annotations
 
@@ -14,11 +16,16 @@ import os
 import re
 from pathlib import Path
 
-from .errors import LibraryError, SoulFileError
-from .paths import atomic_write_bytes, library_dir
+from .errors import LibraryError
+from .paths import atomic_write_bytes, library_location, private_mkdir
 from .soulfile import SUFFIX, SoulID
 
 MAX_NAME_LEN = 64
+#: File names are limited to 255 bytes; a library file is NAME + ".soulid",
+#: its temp file about 50 bytes more.
+MAX_NAME_BYTES = 128
+#: Mode of library files (face photos and embeddings are personal data).
+FILE_MODE = 0o600
 _BAD_CHARS = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')
 
 
@@ -31,6 +38,15 @@ def validate_name(name: str) -> str:
         raise LibraryError("Soul ID name is empty")
     if len(n) > MAX_NAME_LEN:
         raise LibraryError(f"Soul ID name {n[:20]!r}... is {len(n)} characters (at most {MAX_NAME_LEN})")
+    try:
+        size = len(n.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise LibraryError(f"Soul ID name {n!r} holds bytes that are not valid text (UTF-8)") from None
+    if size > MAX_NAME_BYTES:
+        raise LibraryError(
+            f"Soul ID name {n[:20]!r}... is {size} bytes in UTF-8 (at most {MAX_NAME_BYTES}; "
+            "emoji and accented letters take 2-4 bytes each)"
+        )
     if ".." in n:
         raise LibraryError(f"Soul ID name {n!r} contains '..'")
     m = _BAD_CHARS.search(n)
@@ -49,18 +65,39 @@ class Library:
     """
 
     def __init__(self, directory: str | os.PathLike | None = None):
-        self.dir = library_dir(directory)
+        d, self.source = library_location(directory)
+        try:
+            self.dir = private_mkdir(d)
+        except OSError as e:
+            raise LibraryError(f"Soul ID library {d} ({self.source}) cannot be created ({e.strerror or e})") from None
+
+    def describe(self) -> str:
+        """``"<folder> (from <source>)"``: which library this is, for messages."""
+        return f"{self.dir} (from {self.source})"
 
     def path(self, name: str) -> Path:
         """File path of entry ``name`` (validated)."""
         return self.dir / f"{validate_name(name)}{SUFFIX}"
 
     def list(self) -> list[str]:
-        """Names of the Soul IDs in the library, sorted case-insensitively."""
-        return sorted(
-            (p.name[: -len(SUFFIX)] for p in self.dir.glob(f"*{SUFFIX}") if p.is_file() and not p.name.startswith(".")),
-            key=str.lower,
-        )
+        """Names of the Soul IDs in the library, sorted case-insensitively.
+
+        Raises:
+            LibraryError: the folder cannot be read (an unreadable library is
+                never shown as an empty one).
+        """
+        try:
+            with os.scandir(self.dir) as it:
+                names = [
+                    e.name[: -len(SUFFIX)]
+                    for e in it
+                    if e.name.endswith(SUFFIX) and not e.name.startswith(".") and e.is_file()
+                ]
+            if not os.access(self.dir, os.R_OK | os.X_OK):
+                raise PermissionError(13, "Permission denied")
+        except OSError as e:
+            raise LibraryError(f"Soul ID library {self.describe()} cannot be read ({e.strerror or e})") from None
+        return sorted(names, key=str.lower)
 
     def exists(self, name: str) -> bool:
         return self.path(name).is_file()
@@ -75,7 +112,7 @@ class Library:
         p = self.path(name)
         if not p.is_file():
             have = ", ".join(self.list()) or "none"
-            raise LibraryError(f"no Soul ID named {name!r} in {self.dir} (have: {have})")
+            raise LibraryError(f"no Soul ID named {name!r} in the library {self.describe()} (have: {have})")
         return SoulID.load(p)
 
     def save(self, soul: SoulID, name: str | None = None, overwrite: bool = False) -> Path:
@@ -87,10 +124,21 @@ class Library:
         n = validate_name(soul.name if name is None else name)
         p = self.path(n)
         if p.exists() and not overwrite:
-            raise LibraryError(f"a Soul ID named {n!r} already exists in {self.dir}; pass overwrite to replace it")
+            raise self._exists(n)
         soul.name = n
-        atomic_write_bytes(p, soul.to_bytes())
+        self._write(p, soul.to_bytes(), overwrite, n)
         return p
+
+    def _exists(self, n: str) -> LibraryError:
+        return LibraryError(f"a Soul ID named {n!r} already exists in {self.dir}; pass --overwrite to replace it")
+
+    def _write(self, p: Path, data: bytes, overwrite: bool, n: str) -> None:
+        try:
+            atomic_write_bytes(p, data, mode=FILE_MODE, exclusive=not overwrite)
+        except FileExistsError:  # another process or thread saved this name first
+            raise self._exists(n) from None
+        except OSError as e:
+            raise LibraryError(f"cannot save Soul ID {n!r} in {self.dir} ({e.strerror or e})") from None
 
     def delete(self, name: str) -> None:
         """Delete entry ``name``. Raises :class:`LibraryError` when missing."""
@@ -107,17 +155,42 @@ class Library:
             self.path(old).unlink()
         return dest
 
-    def export(self, name: str, dest: str | os.PathLike, overwrite: bool = False) -> Path:
-        """Copy entry ``name`` to the file ``dest`` (atomically)."""
+    def export(self, name: str, dest: str | os.PathLike, overwrite: bool = False, share: bool = False) -> Path:
+        """Write entry ``name`` to the file ``dest`` (atomically, 0600).
+
+        The file is re-written from the checked Soul ID, so it carries file
+        names only (never a folder of this machine) and no unknown members.
+
+        Args:
+            share: also leave out the generation log (and its thumbnails), the
+                provider-side remote ids and the QA-sheet thumbnails of the
+                input photos (rejected ones may show other people): for a
+                file given to someone else.
+
+        Raises:
+            LibraryError: no such entry, or ``dest`` exists and ``overwrite`` is False.
+        """
         src = self.path(name)
         if not src.is_file():
             raise LibraryError(f"no Soul ID named {name!r} in {self.dir}")
+        soul = SoulID.load(src)
+        if share:
+            soul.log, soul.remote_ids = [], []
+            soul.extra_files = {k: v for k, v in soul.extra_files.items() if not k.startswith(("thumbs/", "qa/"))}
+            soul.qa_report = {**soul.qa_report, "photos": [
+                {k: v for k, v in d.items() if k != "thumb"} if isinstance(d, dict) else d
+                for d in soul.qa_report.get("photos", [])]}
         d = Path(dest)
         if d.is_dir():
             d = d / src.name
         if d.exists() and not overwrite:
-            raise LibraryError(f"{d} already exists; pass overwrite to replace it")
-        atomic_write_bytes(d, src.read_bytes())
+            raise LibraryError(f"{d} already exists; pass --overwrite to replace it")
+        try:
+            atomic_write_bytes(d, soul.to_bytes(), mode=FILE_MODE, exclusive=not overwrite)
+        except FileExistsError:
+            raise LibraryError(f"{d} already exists; pass --overwrite to replace it") from None
+        except OSError as e:
+            raise LibraryError(f"cannot write {d} ({e.strerror or e})") from None
         return d
 
     def import_file(self, src: str | os.PathLike, name: str | None = None, overwrite: bool = False) -> str:
@@ -126,19 +199,19 @@ class Library:
         Returns:
             the entry's name.
 
+        The file is read within :data:`~soulid.soul.soulfile.SOULID_LIMITS`
+        and fully validated before anything is written; members nothing
+        refers to are dropped.
+
         Raises:
-            SoulFileError: not a valid Soul ID file.
+            SoulFileError: not a regular file, over a limit, or not a valid
+                Soul ID file (the message names the member or field).
             LibraryError: bad name or the entry exists.
         """
-        p = Path(src)
-        try:
-            data = p.read_bytes()
-        except OSError as e:
-            raise SoulFileError(f"{p}: cannot read ({e.strerror or e})") from None
-        soul = SoulID.from_bytes(data, label=p.name)
-        n = validate_name((soul.name or p.stem) if name is None else name)
+        soul = SoulID.load(src)  # bounded and validated: see SoulID.from_archive
+        n = validate_name((soul.name or Path(src).stem) if name is None else name)
         if self.path(n).exists() and not overwrite:
-            raise LibraryError(f"a Soul ID named {n!r} already exists in {self.dir}; pass overwrite to replace it")
+            raise self._exists(n)
         soul.name = n
-        atomic_write_bytes(self.path(n), soul.to_bytes())
+        self._write(self.path(n), soul.to_bytes(), overwrite, n)
         return n

@@ -1,6 +1,7 @@
 """Moodboards: a labelled grid of images with captions (preset, seed, score).
 
-:func:`label_grid` is the shared renderer (the ID photo sheet uses it too):
+:func:`label_grid` is the pack's one labelled-grid renderer (the ID photo
+sheet and the QA contact sheet of :mod:`soulid.soul.report` use it too):
 each image is fitted, aspect kept, into a square tile on a neutral
 background, with caption lines under it. Text is drawn with Pillow's
 built-in scalable font (``ImageFont.load_default(size=...)``, Pillow >= 10.1),
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+from .imageio import to_uint8 as _to_uint8
 
 #: Neutral light-grey background (RGB), close to an 18 % grey card lifted for print.
 NEUTRAL = (232, 232, 228)
@@ -54,9 +56,7 @@ class GridLayout:
 
 def to_uint8(img: np.ndarray) -> np.ndarray:
     """``[H, W, C]`` uint8 or float 0..1 -> ``[H, W, 3]`` uint8."""
-    a = np.asarray(img)
-    if a.dtype != np.uint8:
-        a = (np.clip(a.astype(np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    a = _to_uint8(img)
     if a.ndim == 2:
         a = np.repeat(a[..., None], 3, axis=2)
     return np.ascontiguousarray(a[..., :3])
@@ -73,16 +73,68 @@ def fit_tile(img: np.ndarray, side: int, background=NEUTRAL) -> Image.Image:
     return tile
 
 
-def label_grid(images: list[np.ndarray], captions: list[list[str | tuple[str, tuple]]], layout: GridLayout,
-               title: str = "", background=NEUTRAL, font_size: int | None = None) -> np.ndarray:
-    """Render images into a captioned grid.
+def wrap_text(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> list[str]:
+    """Split ``text`` into lines no wider than ``width`` px in ``font``
+    (breaking at spaces, and inside words longer than a line)."""
+    lines: list[str] = []
+    cur = ""
+    for word in str(text).split():
+        trial = f"{cur} {word}" if cur else word
+        if draw.textlength(trial, font=font) <= width:
+            cur = trial
+            continue
+        if cur:
+            lines.append(cur)
+        while draw.textlength(word, font=font) > width and len(word) > 1:
+            k = len(word)
+            while k > 1 and draw.textlength(word[:k], font=font) > width:
+                k -= 1
+            lines.append(word[:k])
+            word = word[k:]
+        cur = word
+    if cur:
+        lines.append(cur)
+    return lines
+
+
+def _lines(captions, draw, font, width: int, wrap: bool) -> list[tuple[str, tuple]]:
+    out = []
+    for line in captions:
+        text, colour = (line if isinstance(line, tuple) else (line, TEXT))
+        if wrap:
+            out += [(t, colour) for t in wrap_text(draw, text, font, width)]
+        else:
+            while text and draw.textlength(text, font=font) > width:  # shorten, measured with the real font
+                text = text[:-2] + "…" if len(text) > 2 else ""
+            out.append((text, colour))
+    return out
+
+
+def wrapped_height(lines: list, width: int, font_size: int) -> int:
+    """Height in px that :func:`label_grid` needs for ``lines`` wrapped to ``width``."""
+    d = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    font = ImageFont.load_default(size=font_size)
+    return len(_lines(lines, d, font, width, True)) * (font_size + 4) + 8
+
+
+def label_grid(images: list[np.ndarray | None], captions: list[list[str | tuple[str, tuple]]], layout: GridLayout,
+               title: str = "", background=NEUTRAL, font_size: int | None = None, wrap: bool = False,
+               frames: list[tuple | None] | None = None, header: list | None = None,
+               placeholder: str = "no preview") -> np.ndarray:
+    """Render images into a captioned grid: the one labelled-grid renderer of
+    the pack (moodboards, the ID photo sheet, the QA contact sheet).
 
     Args:
-        images: ``[H, W, 3]`` uint8 or float 0..1 each.
+        images: ``[H, W, 3]`` uint8 or float 0..1 each; None draws a grey
+            box with ``placeholder`` text.
         captions: per image, lines of text; a line may be ``(text, (r, g, b))``
             to colour it. Lines that do not fit the caption area are dropped.
         layout: the grid geometry.
-        title: optional heading.
+        title: optional heading (drawn in the head band).
+        wrap: wrap long caption lines to the tile width (else shorten with "…").
+        frames: per image, an RGB colour for a 4 px frame around the tile, or None.
+        header: lines under the title (same forms as captions), wrapped to
+            the grid width; ``layout.head`` must leave room for them.
 
     Returns:
         ``[H, W, 3]`` uint8 RGB, of size :meth:`GridLayout.size`.
@@ -92,21 +144,30 @@ def label_grid(images: list[np.ndarray], captions: list[list[str | tuple[str, tu
     d = ImageDraw.Draw(sheet)
     fs = font_size or max(12, min(28, layout.tile // 16))
     font = ImageFont.load_default(size=fs)
-    if title and layout.head:
-        d.text((layout.pad, (layout.head - fs - 6) // 2 + layout.pad // 2), title, fill=TEXT,
-               font=ImageFont.load_default(size=fs + 6))
     line_h = fs + 4
+    if title and layout.head:
+        ty = (layout.head - fs - 6) // 2 + layout.pad // 2 if not header else layout.pad
+        d.text((layout.pad, ty), title, fill=TEXT, font=ImageFont.load_default(size=fs + 6))
+        ty += fs + 14
+        for text, colour in _lines(header or [], d, font, w - 2 * layout.pad, True):
+            if ty + line_h > layout.head:
+                break
+            d.text((layout.pad, ty), text, fill=colour, font=font)
+            ty += line_h
     for i, img in enumerate(images):
         x0, y0, x1, y1 = layout.box(i)
-        sheet.paste(fit_tile(img, layout.tile, background), (x0, y0))
-        ty = y1 + 4
-        for line in (captions[i] if i < len(captions) else []):
-            text, colour = (line if isinstance(line, tuple) else (line, TEXT))
+        if img is None:
+            d.rectangle([x0, y0, x1 - 1, y1 - 1], fill=(205, 205, 202))
+            d.text((x0 + 10, (y0 + y1) // 2 - fs // 2), placeholder, fill=(90, 90, 90), font=font)
+        else:
+            sheet.paste(fit_tile(img, layout.tile, background), (x0, y0))
+        colour = frames[i] if frames and i < len(frames) else None
+        if colour is not None:
+            d.rectangle([x0 - 3, y0 - 3, x1 + 2, y1 + 2], outline=colour, width=4)
+        ty = y1 + (6 if frames else 4)
+        for text, colour in _lines(captions[i] if i < len(captions) else [], d, font, layout.tile, wrap):
             if ty + line_h > y1 + layout.caption:
                 break
-            # shorten to the tile width, measured with the real font
-            while text and d.textlength(text, font=font) > layout.tile:
-                text = text[:-2] + "…" if len(text) > 2 else ""
             d.text((x0, ty), text, fill=colour, font=font)
             ty += line_h
     return np.asarray(sheet)

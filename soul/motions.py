@@ -1,9 +1,10 @@
 """Motion presets for DoP Animate: the local camera moves, and Higgsfield's
 motions list matched by name.
 
-Local moves are rendered by the camera engine
-(:mod:`soulid.backends.local.camera`); this module only names them and
-matches them to the provider's motions.
+The local moves are named here, in the core (:data:`LOCAL_MOVES`, with their
+descriptions, prompt wording and other spellings); the camera engine
+(:mod:`soulid.backends.local.camera`) reads this table and adds a camera path
+to each, so the core imports no backend and there is one list of moves.
 
 Remote motions come from ``GET /v1/motions`` (items ``{"id", "name",
 "description", "preview_url", ...}``; cached 24 h like the style lists, see
@@ -25,24 +26,51 @@ MOTIONS_CACHE_FILE = "higgsfield_motions.json"
 
 @dataclass(frozen=True)
 class LocalMove:
-    """A local camera move: its engine name, description and other spellings
-    (the camera engine's aliases, e.g. ``arc_right``, ``360_orbit``), which are
-    matched to Higgsfield's motion names with :func:`normalise_name`."""
+    """A local camera move: its name, a one-line description, the same move in
+    words for image-to-video models, and other spellings (e.g. ``arc_right``,
+    ``360_orbit``), which are also matched to Higgsfield's motion names with
+    :func:`normalise_name`."""
 
     name: str
     description: str
+    prompt: str = ""
     aliases: tuple[str, ...] = ()
 
 
-def local_moves() -> dict[str, LocalMove]:
-    """The camera engine's moves, in its order, with their aliases: one list
-    (:data:`soulid.backends.local.camera.MOTIONS` and ``ALIASES``) for both."""
-    from ..backends.local.camera import ALIASES, MOTIONS
+#: The local camera moves, in listing order: one name per move everywhere
+#: (CLI, nodes, README). Strength 1 is the nominal amount; 0 is still.
+LOCAL_MOVES: tuple[LocalMove, ...] = (
+    LocalMove("zoom_in", "slow push-in zoom (up to 1.35x)", "slow smooth zoom in on the subject"),
+    LocalMove("zoom_out", "slow pull-back zoom (from 1.35x)", "slow smooth zoom out revealing the scene"),
+    LocalMove("pan_left", "camera pans to the left", "the camera pans slowly to the left"),
+    LocalMove("pan_right", "camera pans to the right", "the camera pans slowly to the right"),
+    LocalMove("tilt_up", "camera tilts up", "the camera tilts slowly upward"),
+    LocalMove("tilt_down", "camera tilts down", "the camera tilts slowly downward"),
+    LocalMove("dolly_in", "dolly towards the subject (subject grows faster than the background)",
+              "dolly in: the camera moves towards the subject, background perspective shifts", ("push_in",)),
+    LocalMove("dolly_out", "dolly away from the subject", "dolly out: the camera moves back away from the subject",
+              ("pull_out",)),
+    LocalMove("crash_zoom", "fast punch-in zoom (2.6x) that settles", "sudden fast crash zoom onto the face",
+              ("crash_zoom_in",)),
+    LocalMove("orbit_left", "orbit around the subject to the left (parallax approximation)",
+              "the camera orbits around the subject to the left, parallax between subject and background",
+              ("arc_left",)),
+    LocalMove("orbit_right", "orbit around the subject to the right (parallax approximation)",
+              "the camera orbits around the subject to the right, parallax between subject and background",
+              ("orbit", "arc_right", "360_orbit")),
+    LocalMove("static", "static shot with subtle handheld shake", "static handheld shot, subtle natural camera shake",
+              ("handheld", "handheld_static")),
+)
 
-    return {
-        n: LocalMove(n, spec.description, tuple(a for a, target in ALIASES.items() if target == n))
-        for n, spec in MOTIONS.items()
-    }
+
+def local_moves() -> dict[str, LocalMove]:
+    """:data:`LOCAL_MOVES` by name, in order."""
+    return {m.name: m for m in LOCAL_MOVES}
+
+
+def move_aliases() -> dict[str, str]:
+    """Other spelling -> move name, for every alias of :data:`LOCAL_MOVES`."""
+    return {a: m.name for m in LOCAL_MOVES for a in m.aliases}
 
 
 @dataclass
@@ -139,4 +167,4 @@ def get_motion(name: str, strength: float = 0.5, motions: list[MotionPreset] | N
     raise PresetError(f"motion {name!r} is unknown; local moves: {', '.join(moves)}")
 
 
-__all__ = ["LocalMove", "MotionPreset", "local_moves", "list_motions", "get_motion"]
+__all__ = ["LocalMove", "LOCAL_MOVES", "MotionPreset", "local_moves", "move_aliases", "list_motions", "get_motion"]

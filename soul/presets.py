@@ -42,7 +42,8 @@ from .paths import atomic_write_bytes, cache_dir, config_dir
 FAMILIES = ("soul", "soul_2", "cinema")
 #: style-list key -> Higgsfield paths to try in order (the first that answers
 #: wins). Public clients call the Soul 2 list ``/v1/text2image/soul-styles/v2``;
-#: this pack's Higgsfield backend and stand-in use ``/v2/text2image/soul-styles``.
+#: the stand-in serves ``/v2/text2image/soul-styles``. The Higgsfield backend
+#: resolves style ids through these same paths (``HiggsfieldBackend.style_lists``).
 STYLE_LIST_PATHS = {
     "soul": ("/v1/text2image/soul-styles",),
     "soul_2": ("/v1/text2image/soul-styles/v2", "/v2/text2image/soul-styles"),

@@ -48,6 +48,9 @@ CLIP_POOR, CLIP_GOOD = 0.25, 0.08
 EAR_CLOSED = 0.15
 #: Longest side of the contact-sheet thumbnail, px.
 THUMB_SIDE = 256
+#: Longest / shortest side above which an image is not a portrait photo (a
+#: screenshot strip, a banner): 2.5 admits 16:9 and 2:1 photos, refuses 720x233.
+MAX_ASPECT = 2.5
 #: Detection score (0..1) below which the face detection is uncertain.
 DET_UNCERTAIN = 0.55
 
@@ -185,6 +188,16 @@ def _check_resolution(qa: PhotoQA, w: int, h: int) -> None:
         qa.add("good", f"resolution {w}x{h}: shortest side {short} px (perfect needs >= {PERFECT_MIN_SIDE} px)")
 
 
+def _not_a_photo(qa: PhotoQA, w: int, h: int) -> bool:
+    """Refuse images whose shape is no photo's (see :data:`MAX_ASPECT`)."""
+    aspect = max(w, h) / max(1, min(w, h))
+    if aspect > MAX_ASPECT:
+        qa.add("reject", f"not a photo: {w}x{h} is {aspect:.1f}:1 (longer than {MAX_ASPECT:g}:1), "
+                         "like a screenshot strip or a banner; use a photo of the person")
+        return True
+    return False
+
+
 def _check_face_quality(qa: PhotoQA, rgb: np.ndarray, face: Face, analyzer: FaceAnalyzer) -> None:
     h, w = rgb.shape[:2]
     fw = face.width
@@ -307,6 +320,9 @@ def assess_photo(
     small = downscale(rgb, STORED_PHOTO_MAX_SIDE)
     qa.thumbnail = encode_jpeg(downscale(small, THUMB_SIDE), quality=85)
     _check_resolution(qa, photo.width, photo.height)
+    if _not_a_photo(qa, photo.width, photo.height):
+        qa.finalise_rating()
+        return qa
     try:
         faces = analyzer.detect(rgb)
     except Exception as e:  # a model error on one photo must not sink the batch

@@ -1,150 +1,246 @@
-"""QA contact sheets: every photo of a set with its rating and reasons, as an
-image (PNG / ComfyUI IMAGE) or a self-contained HTML page.
+"""The QA sheet: every photo of a set with its rating and full reasons, under
+a header with the counts per rating, the verdict and why, the pose coverage,
+the warnings and the identity check, as an image (PNG / JPEG / ComfyUI IMAGE)
+or a self-contained HTML page.
 
-Text is drawn with Pillow's built-in scalable font (Pillow >= 10.1), so no
-font file ships with the pack.
+Both come from one model, :class:`QASheet` (:func:`sheet_from_result`,
+:func:`sheet_from_soul`); the image is drawn by the pack's one labelled-grid
+renderer, :func:`soulid.soul.moodboard.label_grid`, with Pillow's built-in
+scalable font (Pillow >= 10.1), so no font file ships with the pack.
 """
 from __future__ import annotations
 
 import base64
 import html
 import io
-import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
-#: Tile border colour per rating (RGB).
+from .moodboard import GridLayout, label_grid, wrapped_height
+
+#: Tile frame colour per rating (RGB).
 RATING_COLOURS = {
     "perfect": (46, 160, 67),
     "good": (56, 132, 220),
-    "poor": (230, 160, 20),
+    "poor": (200, 130, 0),
     "rejected": (210, 50, 50),
-    "excluded": (140, 140, 140),
+    "excluded": (120, 120, 120),
 }
+TEXT, MUTED, WARN = (25, 25, 25), (70, 70, 70), (170, 80, 0)
+#: Caption font size on a 256 px tile, px (readable at 100 % zoom).
+FONT_SIZE = 15
 
 
 @dataclass
 class SheetEntry:
-    """One tile: a thumbnail (``[h, w, 3]`` uint8 or None), a label, rating and reasons."""
+    """One tile: a thumbnail (``[h, w, 3]`` uint8 or None), a label, rating,
+    reasons, and the photo's similarity to the set (cosine) when measured."""
 
     thumb: np.ndarray | None
     label: str
     rating: str
     reasons: list[str]
     excluded: bool = False
+    similarity: float | None = None
+
+    @property
+    def state(self) -> str:
+        return self.rating + (" (excluded)" if self.excluded else "")
+
+    @property
+    def colour(self) -> tuple:
+        return RATING_COLOURS["excluded" if self.excluded else self.rating]
+
+
+@dataclass
+class QASheet:
+    """What a QA sheet shows: a title, the set summary (as
+    :func:`soulid.soul.create.summarise` makes it) and one entry per photo."""
+
+    title: str
+    entries: list[SheetEntry]
+    summary: dict = field(default_factory=dict)
+
+    def header(self) -> list[tuple[str, tuple]]:
+        """The header lines, ``(text, rgb)``: counts, verdict and why, poses,
+        identity check, warnings."""
+        s = self.summary or {}
+        out: list[tuple[str, tuple]] = []
+        if not s:
+            return [(f"{len(self.entries)} photo(s); no QA summary stored", MUTED)]
+        r = s.get("ratings", {})
+        out.append((f"{s.get('photos', len(self.entries))} photos: {s.get('accepted', 0)} accepted, "
+                    f"{s.get('rejected', 0)} rejected, {s.get('excluded', 0)} excluded  |  "
+                    + ", ".join(f"{k} {r.get(k, 0)}" for k in ("perfect", "good", "poor", "rejected")), TEXT))
+        why = "; ".join(s.get("verdict_reasons") or [])
+        out.append((f"Verdict: {s.get('verdict', '?')}" + (f": {why}" if why else ""), TEXT))
+        poses = s.get("angle_coverage") or {}
+        if poses:
+            out.append(("Pose coverage: " + ", ".join(f"{k.replace('_', '-')} {v}" for k, v in poses.items()), TEXT))
+        o = s.get("outliers") or {}
+        if o.get("checked") and o.get("method") == "pairwise":
+            out.append((f"Identity: the 2 photos are {o['similarity']:.3f} similar (same-person threshold "
+                        f"{o['threshold']:.3f}): " + ("FAILED" if o.get("pairwise_failed") else "passed"),
+                        WARN if o.get("pairwise_failed") else TEXT))
+        elif o.get("checked"):
+            flagged = o.get("outliers") or []
+            txt = ", ".join(f"{f['photo']} {f['similarity']:.3f}" for f in flagged) or "none"
+            out.append((f"Identity outliers (similarity to the set vs threshold {o.get('threshold', 0):.3f}): {txt}",
+                        WARN if flagged else TEXT))
+        elif o:
+            out.append((f"Identity check: not run ({o.get('reason', '')})", MUTED))
+        out += [(f"Warning: {w}", WARN) for w in s.get("warnings", [])]
+        return out
+
+    def captions(self, e: SheetEntry) -> list[tuple[str, tuple]]:
+        lines = [(e.label, TEXT), (e.state, e.colour)]
+        thr = (self.summary.get("outliers") or {}).get("threshold")
+        if e.similarity is not None and thr is not None:
+            lines.append((f"similarity {e.similarity:.3f} (threshold {thr:.3f})",
+                          WARN if e.similarity < thr else MUTED))
+        return lines + [(f"- {r}", MUTED) for r in e.reasons]
 
 
 def _decode(jpeg: bytes | None) -> np.ndarray | None:
     if not jpeg:
         return None
-    return np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))
+    try:
+        return np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))
+    except OSError:
+        return None
 
 
-def entries_from_result(result) -> list[SheetEntry]:
-    """Tiles from a :class:`~soulid.soul.create.CreateResult` (all photos, rejected ones too)."""
-    return [
-        SheetEntry(_decode(p.thumbnail), Path(p.path).name, p.rating, p.reasons, p.excluded) for p in result.photos
-    ]
+def _entry(d: dict, thumb: np.ndarray | None) -> SheetEntry:
+    sim = (d.get("metrics") or {}).get("similarity_to_medoid")
+    return SheetEntry(thumb, Path(d["path"]).name, d["rating"], list(d.get("reasons", [])), bool(d.get("excluded")), sim)
 
 
-def entries_from_soul(soul) -> list[SheetEntry]:
-    """Tiles from a saved :class:`~soulid.soul.soulfile.SoulID`: stored photos
-    with their thumbnails, the others (rejected or excluded at creation) as text tiles."""
+def sheet_from_result(result, title: str = "") -> QASheet:
+    """The sheet of a :class:`~soulid.soul.create.CreateResult` (all photos,
+    rejected and excluded ones with their thumbnails too)."""
+    entries = [_entry(d, _decode(p.thumbnail)) for d, p in zip(result.report["photos"], result.photos)]
+    s = result.report.get("summary", {})
+    return QASheet(title or f"Soul ID QA: {s.get('verdict', '')}", entries, s)
+
+
+def sheet_from_soul(soul) -> QASheet:
+    """The sheet of a saved :class:`~soulid.soul.soulfile.SoulID`, from its
+    stored QA report and the thumbnails kept with it (``qa/<n>.jpg``). Soul
+    IDs made before those thumbnails were kept fall back to their accepted
+    photos; the others then show a placeholder."""
     stored = {p.source: p for p in soul.photos}
-    out = []
-    for e in soul.qa_report.get("photos", []):
-        name = Path(e["path"]).name
-        sp = stored.get(name)
-        thumb = None
-        if sp is not None and not e.get("excluded"):
-            im = Image.open(io.BytesIO(sp.jpeg)).convert("RGB")
-            im.thumbnail((256, 256))
-            thumb = np.asarray(im)
-        out.append(SheetEntry(thumb, name, e["rating"], e.get("reasons", []), bool(e.get("excluded"))))
-    if not out:  # a Soul ID without a report: its photos only
-        for p in soul.photos:
-            out.append(SheetEntry(_decode(p.jpeg), p.source, p.rating, []))
-    return out
+    entries = []
+    for d in soul.qa_report.get("photos", []):
+        thumb = _decode(soul.extra_files.get(d.get("thumb") or ""))
+        if thumb is None and not d.get("excluded"):
+            sp = stored.get(Path(d["path"]).name)
+            if sp is not None:
+                im = Image.open(io.BytesIO(sp.jpeg)).convert("RGB")
+                im.thumbnail((256, 256))
+                thumb = np.asarray(im)
+        entries.append(_entry(d, thumb))
+    if not entries:  # a Soul ID without a report: its photos only
+        entries = [SheetEntry(_decode(p.jpeg), p.source, p.rating, []) for p in soul.photos]
+    s = soul.qa_report.get("summary", {})
+    return QASheet(f"Soul ID {soul.name}: {s.get('verdict', 'no QA summary')}", entries, s)
 
 
-def contact_sheet(
-    entries: list[SheetEntry], columns: int = 5, tile: int = 256, title: str = ""
-) -> np.ndarray:
-    """Render tiles into one ``[H, W, 3]`` uint8 RGB image.
-
-    Each tile shows the thumbnail (or a grey box when unreadable) framed in the
-    rating's colour, with the file name, rating and up to four reasons below.
-    """
-    columns = max(1, min(columns, len(entries) or 1))
-    font = ImageFont.load_default(size=14)
-    bold = ImageFont.load_default(size=16)
-    text_h = 118
-    pad = 10
-    head = 40 if title else 0
-    rows = (len(entries) + columns - 1) // columns or 1
-    W = columns * (tile + pad) + pad
-    H = head + rows * (tile + text_h + pad) + pad
-    sheet = Image.new("RGB", (W, H), (250, 250, 248))
-    d = ImageDraw.Draw(sheet)
-    if title:
-        d.text((pad, 10), title, fill=(20, 20, 20), font=ImageFont.load_default(size=22))
-    for i, e in enumerate(entries):
-        r, c = divmod(i, columns)
-        x = pad + c * (tile + pad)
-        y = head + pad + r * (tile + text_h + pad)
-        colour = RATING_COLOURS["excluded" if e.excluded else e.rating]
-        d.rectangle([x - 3, y - 3, x + tile + 2, y + tile + 2], outline=colour, width=4)
-        if e.thumb is not None:
-            im = Image.fromarray(e.thumb)
-            im.thumbnail((tile, tile))
-            sheet.paste(im, (x + (tile - im.width) // 2, y + (tile - im.height) // 2))
-        else:
-            d.rectangle([x, y, x + tile - 1, y + tile - 1], fill=(225, 225, 225))
-            d.text((x + 10, y + tile // 2 - 8), "no preview", fill=(90, 90, 90), font=font)
-        state = e.rating + (" (excluded)" if e.excluded else "")
-        d.text((x, y + tile + 6), e.label[:34], fill=(20, 20, 20), font=bold)
-        d.text((x, y + tile + 26), state, fill=colour, font=bold)
-        ty = y + tile + 46
-        for reason in e.reasons[:4]:
-            line = textwrap.shorten(reason, width=40, placeholder="...")
-            d.text((x, ty), line, fill=(60, 60, 60), font=font)
-            ty += 17
-    return np.asarray(sheet)
+def sheet_layout(sheet: QASheet, columns: int = 5, tile: int = 256) -> GridLayout:
+    """The geometry :func:`render_png` uses: the head fits the wrapped header,
+    each caption area the longest wrapped caption (every reason in full)."""
+    columns = max(1, min(columns, len(sheet.entries) or 1))
+    pad = 14
+    caption = max([wrapped_height(sheet.captions(e), tile, FONT_SIZE) for e in sheet.entries]
+                  + [3 * (FONT_SIZE + 4)])
+    width = columns * (tile + pad) + pad
+    head = pad + FONT_SIZE + 20 + wrapped_height(sheet.header(), width - 2 * pad, FONT_SIZE)
+    return GridLayout(columns=columns, tile=tile, pad=pad, caption=caption, head=head)
 
 
-def html_report(entries: list[SheetEntry], title: str, summary: dict | None = None) -> str:
-    """A self-contained HTML page (thumbnails inlined as base64 JPEG)."""
-    rows = []
-    for e in entries:
-        img = ""
+def render_png(sheet: QASheet, columns: int = 5, tile: int = 256) -> np.ndarray:
+    """The sheet as one ``[H, W, 3]`` uint8 RGB image: the header, then one
+    tile per photo (grid :func:`sheet_layout`) framed in its rating's colour
+    with its name, rating, similarity and every reason wrapped to the tile width."""
+    layout = sheet_layout(sheet, columns, tile)
+    return label_grid([e.thumb for e in sheet.entries], [sheet.captions(e) for e in sheet.entries], layout,
+                      title=sheet.title, background=(250, 250, 248), font_size=FONT_SIZE, wrap=True,
+                      frames=[e.colour for e in sheet.entries], header=sheet.header())
+
+
+def render_html(sheet: QASheet) -> str:
+    """The sheet as a self-contained HTML page (thumbnails inlined as base64
+    JPEG): the same header lines and per-photo facts as :func:`render_png`."""
+    esc = html.escape
+
+    def css(rgb):
+        return "#%02x%02x%02x" % rgb
+
+    head = "".join(f'<li style="color:{css(c)}">{esc(t)}</li>' for t, c in sheet.header())
+    cards = []
+    for e in sheet.entries:
         if e.thumb is not None:
             buf = io.BytesIO()
             Image.fromarray(e.thumb).save(buf, format="JPEG", quality=85)
-            img = f'<img src="data:image/jpeg;base64,{base64.b64encode(buf.getvalue()).decode()}" width="160">'
-        colour = "#%02x%02x%02x" % RATING_COLOURS["excluded" if e.excluded else e.rating]
-        reasons = "".join(f"<li>{html.escape(r)}</li>" for r in e.reasons)
-        rows.append(
-            f"<tr><td>{img}</td><td>{html.escape(e.label)}</td>"
-            f'<td style="color:{colour};font-weight:bold">{html.escape(e.rating)}{" (excluded)" if e.excluded else ""}</td>'
-            f"<td><ul>{reasons}</ul></td></tr>"
+            img = f'<img alt="{esc(e.label)}" src="data:image/jpeg;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+        else:
+            img = '<div class="ph">no preview</div>'
+        lines = "".join(f'<li style="color:{css(c)}">{esc(t.removeprefix("- "))}</li>' for t, c in sheet.captions(e)[2:])
+        cards.append(
+            f'<figure style="border-color:{css(e.colour)}">{img}<figcaption><b>{esc(e.label)}</b>'
+            f'<div class="state" style="color:{css(e.colour)}">{esc(e.state)}</div><ul>{lines}</ul>'
+            "</figcaption></figure>"
         )
-    summ = ""
-    if summary:
-        items = "".join(
-            f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>"
-            for k, v in summary.items()
-            if k in ("verdict", "photos", "accepted", "rejected", "excluded", "angle_coverage", "warnings", "threshold")
-        )
-        summ = f"<ul>{items}</ul>"
     return (
-        "<!doctype html><html><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title>"
-        "<style>body{font-family:sans-serif;margin:2em}td{vertical-align:top;padding:6px;border-bottom:1px solid #ddd}</style>"
-        f"</head><body><h1>{html.escape(title)}</h1>{summ}"
-        "<table><tr><th>photo</th><th>file</th><th>rating</th><th>reasons</th></tr>"
-        + "".join(rows)
-        + "</table></body></html>"
+        "<!doctype html>\n<html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{esc(sheet.title)}</title><style>"
+        "body{font:15px/1.45 system-ui,sans-serif;margin:2em;background:#fafaf8;color:#191919}"
+        "header ul{list-style:none;padding:0}main{display:grid;grid-template-columns:repeat(auto-fill,minmax(260px,1fr));gap:16px}"
+        "figure{margin:0;border:4px solid;border-radius:6px;padding:8px;background:#fff}"
+        "figure img{width:100%;height:auto;display:block}.ph{height:200px;background:#ccc;display:flex;"
+        "align-items:center;justify-content:center}.state{font-weight:bold}figcaption ul{padding-left:1.1em;margin:.3em 0}"
+        f"</style></head><body><header><h1>{esc(sheet.title)}</h1><ul>{head}</ul></header>"
+        f"<main>{''.join(cards)}</main></body></html>\n"
     )
+
+
+def encode_sheet(sheet: QASheet, suffix: str) -> bytes:
+    """The sheet as the bytes of a ``.png``, ``.jpg``/``.jpeg`` or ``.html``/``.htm`` file.
+
+    Raises:
+        ValueError: another suffix (naming the ones accepted).
+    """
+    suffix = suffix.lower()
+    if suffix in (".html", ".htm"):
+        return render_html(sheet).encode("utf-8")
+    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}.get(suffix)
+    if fmt is None:
+        raise ValueError(f"QA sheet: cannot write {suffix or 'a file without a suffix'}; use .png, .jpg or .html")
+    buf = io.BytesIO()
+    Image.fromarray(render_png(sheet)).save(buf, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    return buf.getvalue()
+
+
+# Older names, kept for callers outside the CLI.
+def entries_from_result(result) -> list[SheetEntry]:
+    """Entries of :func:`sheet_from_result`."""
+    return sheet_from_result(result).entries
+
+
+def entries_from_soul(soul) -> list[SheetEntry]:
+    """Entries of :func:`sheet_from_soul`."""
+    return sheet_from_soul(soul).entries
+
+
+def contact_sheet(entries: list[SheetEntry], columns: int = 5, tile: int = 256, title: str = "",
+                  summary: dict | None = None) -> np.ndarray:
+    """:func:`render_png` of entries (``[H, W, 3]`` uint8)."""
+    return render_png(QASheet(title, entries, summary or {}), columns, tile)
+
+
+def html_report(entries: list[SheetEntry], title: str, summary: dict | None = None) -> str:
+    """:func:`render_html` of entries."""
+    return render_html(QASheet(title, entries, summary or {}))

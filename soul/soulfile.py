@@ -10,6 +10,8 @@ is a zip archive (stored, not compressed: the photos are JPEG already)::
                             "<analyzer>.centroid" [D] float32 (mean of unit rows)
     photos/000.jpg ...      the accepted photos, longest side <= 1024 px
     thumbs/...              thumbnails referenced by the generation log (optional)
+    qa/<n>.jpg              QA-sheet thumbnail of every input photo, rejected
+                            ones included, named by the report (optional)
     loras/<arch>.safetensors  persona LoRAs, one per base-model architecture
                             (format version 2; see :class:`PersonaLoRA`)
 
@@ -18,9 +20,11 @@ Readers refuse a file whose ``format_version`` is newer than they know
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
+import re
 import time
 import zipfile
 from dataclasses import asdict, dataclass, field
@@ -31,7 +35,10 @@ from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
 from .errors import SoulFileError
+from .imageio import safe_label
+from .manifest import EMBEDDING_DIMS, MAX_MANIFEST_BYTES, parse_manifest
 from .paths import atomic_write_bytes
+from .safezip import MiB, GiB, BoundedZip, ZipLimits, open_bounded
 
 FORMAT = "soulid"
 #: Version history: 1 = photos + embeddings; 2 = adds ``loras/<arch>.safetensors``
@@ -40,6 +47,28 @@ FORMAT_VERSION = 2
 SUFFIX = ".soulid"
 #: Longest side of photos stored inside a Soul ID, px.
 STORED_PHOTO_MAX_SIDE = 1024
+#: Limits for reading a ``.soulid`` someone else made, checked from the zip
+#: directory before anything is inflated (see :mod:`soulid.soul.safezip`).
+SOULID_LIMITS = ZipLimits(
+    max_archive_bytes=4 * GiB,
+    max_members=20_000,
+    max_member_bytes=2 * GiB,
+    max_total_bytes=4 * GiB,
+    max_ratio=100.0,
+    member_limits=(
+        ("", 64 * MiB),
+        ("manifest.json", MAX_MANIFEST_BYTES),
+        ("embeddings.safetensors", 64 * MiB),
+        ("photos/", 32 * MiB),
+        ("thumbs/", 4 * MiB),
+        ("qa/", 1 * MiB),
+        ("loras/", 2 * GiB),
+    ),
+)
+
+
+#: QA-sheet thumbnail members kept with the report (see :func:`soulid.soul.create.qa_report`).
+_QA_THUMB = re.compile(r"^qa/[0-9]{1,5}\.jpg$")
 
 
 @dataclass
@@ -303,8 +332,8 @@ class SoulID:
             "created": self.created,
             "analyzers": {k: v.meta() for k, v in self.analyzers.items()},
             "photos": [p.meta(i) for i, p in enumerate(self.photos)],
-            "qa_report": self.qa_report,
-            "keypoint_reference": self.keypoint_reference,
+            "qa_report": _private_report(self.qa_report),
+            "keypoint_reference": _private_keyref(self.keypoint_reference),
             "remote_ids": [asdict(r) for r in self.remote_ids],
             "log": self.log,
             "loras": {k: v.meta() for k, v in self.loras.items()},
@@ -319,7 +348,8 @@ class SoulID:
             tensors[f"{k}.centroid"] = np.ascontiguousarray(a.centroid, dtype=np.float32)
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as z:
-            z.writestr("manifest.json", json.dumps(self.manifest(), indent=1, ensure_ascii=False))
+            # backslashreplace: a stray surrogate (an undecodable file name) can never fail a save.
+            z.writestr("manifest.json", json.dumps(self.manifest(), indent=1, ensure_ascii=False).encode("utf-8", "backslashreplace"))
             z.writestr("embeddings.safetensors", st_save(tensors, metadata={"format": FORMAT}))
             for i, p in enumerate(self.photos):
                 z.writestr(f"photos/{i:03d}.jpg", p.jpeg)
@@ -337,98 +367,192 @@ class SoulID:
 
     @classmethod
     def from_bytes(cls, data: bytes, label: str = "<bytes>") -> "SoulID":
-        """Parse a Soul ID file's bytes.
+        """Parse a Soul ID file's bytes (see :meth:`from_archive`)."""
+        with open_bounded(data, SOULID_LIMITS, label=label) as z:
+            return cls.from_archive(z)
+
+    @classmethod
+    def from_archive(cls, z: BoundedZip) -> "SoulID":
+        """Build a Soul ID from a checked archive (:func:`~soulid.soul.safezip.open_bounded`).
+
+        Everything is validated before use: the manifest against
+        :class:`~soulid.soul.manifest.Manifest`; every photo member referenced
+        at most once; embeddings ``[N, D]`` float32, finite, unit rows, ``D``
+        the analyzer's width, ``N`` matching the manifest; raw norms ``[N]``
+        finite; LoRA members named ``loras/<arch>.safetensors`` with a matching
+        sha256. Members nothing refers to are dropped (only ``thumbs/...``
+        named by a log entry are kept as :attr:`extra_files`).
 
         Raises:
-            SoulFileError: not a Soul ID zip, a member missing or corrupt, or
-                a ``format_version`` newer than :data:`FORMAT_VERSION`.
+            SoulFileError: naming the member or manifest field and the reason:
+                not a Soul ID, a member missing or corrupt, a value out of
+                range, or a ``format_version`` newer than :data:`FORMAT_VERSION`.
         """
-        try:
-            z = zipfile.ZipFile(io.BytesIO(data))
-        except zipfile.BadZipFile:
-            raise SoulFileError(f"{label}: not a Soul ID file (not a zip archive)") from None
-        with z:
-            try:
-                m = json.loads(z.read("manifest.json"))
-            except KeyError:
-                raise SoulFileError(f"{label}: not a Soul ID file (no manifest.json)") from None
-            except (ValueError, zipfile.BadZipFile) as e:
-                raise SoulFileError(f"{label}: manifest.json is corrupt ({e})") from None
-            if not isinstance(m, dict) or m.get("format") != FORMAT:
-                raise SoulFileError(f"{label}: not a Soul ID file (format is {m.get('format')!r})")
-            ver = m.get("format_version")
-            if not isinstance(ver, int) or ver < 1:
-                raise SoulFileError(f"{label}: unknown Soul ID format version {ver!r}")
-            if ver > FORMAT_VERSION:
+        label = z.label
+        if "manifest.json" not in z:
+            raise SoulFileError(f"{label}: not a Soul ID file (no manifest.json)")
+        m, raw = parse_manifest(z.read("manifest.json", MAX_MANIFEST_BYTES), label, FORMAT_VERSION)
+        tensors = _load_tensors(z, label)
+
+        photos: list[StoredPhoto] = []
+        used: dict[str, int] = {}
+        for i, pm in enumerate(m.photos):
+            f = pm.file or f"photos/{i:03d}.jpg"
+            if f in used:
                 raise SoulFileError(
-                    f"{label}: Soul ID format version {ver} is newer than this soulid "
-                    f"supports ({FORMAT_VERSION}); update the soulid pack to open it"
+                    f"{label}: manifest field 'photos[{i}].file' names {f!r}, already used by photos[{used[f]}] "
+                    "(each photo member may be referenced once)"
                 )
-            try:
-                tensors = st_load(z.read("embeddings.safetensors"))
-                photos = []
-                for i, pm in enumerate(m.get("photos", [])):
-                    photos.append(
-                        StoredPhoto(
-                            jpeg=z.read(pm.get("file", f"photos/{i:03d}.jpg")),
-                            source=pm.get("source", ""),
-                            rating=pm.get("rating", "good"),
-                            pose_class=pm.get("pose_class", "front"),
-                            width=int(pm.get("width", 0)),
-                            height=int(pm.get("height", 0)),
-                            original_size=tuple(pm.get("original_size", (0, 0))),
-                            face_box=pm.get("face_box"),
-                        )
-                    )
-                analyzers = {}
-                for k, am in m.get("analyzers", {}).items():
-                    analyzers[k] = AnalyzerIdentity(
-                        name=k,
-                        model_id=am["model_id"],
-                        embeddings=tensors[f"{k}.embeddings"],
-                        raw_norms=tensors[f"{k}.raw_norms"],
-                        photo_indices=list(am.get("photo_indices", [])),
-                        threshold=float(am["threshold"]),
-                        baseline=am.get("baseline", {}),
-                    )
-                loras = {}
-                for arch, lm in (m.get("loras") or {}).items():
-                    a = validate_lora_arch(arch)
-                    meta = {k: v for k, v in lm.items() if k not in ("file", "bytes", "sha256")}
-                    loras[a] = PersonaLoRA(arch=a, data=z.read(f"loras/{a}.safetensors"), metadata=meta)
-                known = {"manifest.json", "embeddings.safetensors"} | {
-                    pm.get("file", f"photos/{i:03d}.jpg") for i, pm in enumerate(m.get("photos", []))
-                } | {lo.file for lo in loras.values()}
-                extra = {n: z.read(n) for n in z.namelist() if n not in known and not n.endswith("/")}
-            except (KeyError, ValueError, TypeError, zipfile.BadZipFile, Exception) as e:
-                if isinstance(e, SoulFileError):
-                    raise
-                raise SoulFileError(f"{label}: Soul ID file is corrupt ({type(e).__name__}: {e})") from None
+            used[f] = i
+            if not f.startswith("photos/"):
+                raise SoulFileError(f"{label}: manifest field 'photos[{i}].file' must name a photos/ member, not {f!r}")
+            photos.append(
+                StoredPhoto(
+                    jpeg=z.read(f),
+                    source=safe_label(pm.source),
+                    rating=pm.rating,
+                    pose_class=pm.pose_class,
+                    width=pm.width,
+                    height=pm.height,
+                    original_size=tuple(pm.original_size),
+                    face_box=None if pm.face_box is None else [float(v) for v in pm.face_box],
+                )
+            )
+
+        analyzers = {k: _analyzer_from(k, am, tensors, len(photos), label) for k, am in m.analyzers.items()}
+
+        kp = raw.get("keypoint_reference") if m.keypoint_reference is not None else None
+        if kp is not None and photos and m.keypoint_reference.photo >= len(photos):
+            raise SoulFileError(f"{label}: manifest field 'keypoint_reference.photo' is {m.keypoint_reference.photo}, "
+                                f"but there are {len(photos)} photos")
+
+        loras = {}
+        for arch, lm in m.loras.items():
+            a = validate_lora_arch(arch)
+            f = f"loras/{a}.safetensors"
+            if lm.file not in (None, f):
+                raise SoulFileError(f"{label}: manifest field 'loras.{arch}.file' must be {f!r}, not {lm.file[:80]!r}")
+            blob = z.read(f)
+            if lm.sha256 and hashlib.sha256(blob).hexdigest() != lm.sha256:
+                raise SoulFileError(f"{label}: member {f!r} does not match its sha256 in the manifest (corrupt)")
+            _check_safetensors_header(blob, f"{label}: member {f!r}")
+            meta = {k: v for k, v in raw["loras"][arch].items() if k not in ("file", "bytes", "sha256")}
+            loras[a] = PersonaLoRA(arch=a, data=blob, metadata=meta)
+
+        log = [dict(e) for e in raw.get("log", [])]
+        extra = {}
+        for e in m.log:
+            if e.thumb and e.thumb.startswith("thumbs/") and e.thumb in z and e.thumb not in extra:
+                extra[e.thumb] = z.read(e.thumb)
+        # QA-sheet thumbnails of every input photo (``qa/<n>.jpg``), named by the report.
+        report_photos = (raw.get("qa_report") or {}).get("photos") or []
+        for d in report_photos if isinstance(report_photos, list) else []:
+            t = d.get("thumb") if isinstance(d, dict) else None
+            if isinstance(t, str) and _QA_THUMB.match(t) and t in z and t not in extra:
+                extra[t] = z.read(t)
         return cls(
-            name=m.get("name", ""),
+            name=m.name,
             photos=photos,
             analyzers=analyzers,
-            qa_report=m.get("qa_report", {}),
-            keypoint_reference=m.get("keypoint_reference"),
-            remote_ids=[RemoteID(**r) for r in m.get("remote_ids", [])],
-            created=float(m.get("created", 0.0)),
-            log=list(m.get("log", [])),
+            qa_report=_private_report(raw.get("qa_report") or {}),
+            keypoint_reference=kp,
+            remote_ids=[RemoteID(**r.model_dump()) for r in m.remote_ids],
+            created=m.created,
+            log=log,
             extra_files=extra,
             loras=loras,
         )
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SoulID":
-        """Read a ``.soulid`` file.
+        """Read a ``.soulid`` file (a regular file under the size limits of
+        :data:`SOULID_LIMITS`; see :meth:`from_archive`).
 
         Raises:
-            SoulFileError: missing, unreadable, corrupt or too new.
+            SoulFileError: missing, unreadable, not a regular file, over a
+                limit, corrupt, invalid or too new.
         """
-        p = Path(path)
-        try:
-            data = p.read_bytes()
-        except FileNotFoundError:
-            raise SoulFileError(f"{p}: no such Soul ID file") from None
-        except OSError as e:
-            raise SoulFileError(f"{p}: cannot read ({e.strerror or e})") from None
-        return cls.from_bytes(data, label=p.name)
+        with open_bounded(path, SOULID_LIMITS, what="Soul ID file") as z:
+            return cls.from_archive(z)
+
+
+def _load_tensors(z: BoundedZip, label: str) -> dict[str, np.ndarray]:
+    if "embeddings.safetensors" not in z:
+        raise SoulFileError(f"{label}: not a Soul ID file (no embeddings.safetensors)")
+    try:
+        return st_load(z.read("embeddings.safetensors"))
+    except SoulFileError:
+        raise
+    except Exception as e:  # safetensors raises its own SafetensorError
+        raise SoulFileError(f"{label}: member 'embeddings.safetensors' is corrupt ({type(e).__name__}: {e})") from None
+
+
+def _analyzer_from(k: str, am, tensors: dict, n_photos: int, label: str) -> "AnalyzerIdentity":
+    """Check one analyzer's tensors against its manifest section."""
+    width = EMBEDDING_DIMS[k]
+    emb, norms = tensors.get(f"{k}.embeddings"), tensors.get(f"{k}.raw_norms")
+    where = f"{label}: embeddings '{k}.embeddings'"
+    if emb is None or norms is None:
+        raise SoulFileError(f"{label}: embeddings.safetensors has no '{k}.embeddings' / '{k}.raw_norms' for analyzer {k!r}")
+    if emb.dtype != np.float32 or emb.ndim != 2:
+        raise SoulFileError(f"{where} must be 2-D float32 [N, {width}], got {emb.ndim}-D {emb.dtype} {list(emb.shape)}")
+    if emb.shape[0] < 1 or emb.shape[1] != width:
+        raise SoulFileError(f"{where} must be [N >= 1, {width}] for analyzer {k!r}, got {list(emb.shape)}")
+    if am.embedding_dim is not None and am.embedding_dim != width:
+        raise SoulFileError(f"{label}: manifest field 'analyzers.{k}.embedding_dim' is {am.embedding_dim}, not {width}")
+    n = emb.shape[0]
+    if am.count is not None and am.count != n:
+        raise SoulFileError(f"{label}: manifest field 'analyzers.{k}.count' is {am.count}, but there are {n} embeddings")
+    if not np.isfinite(emb).all():
+        raise SoulFileError(f"{where} holds NaN or infinite values")
+    rn = np.linalg.norm(emb.astype(np.float64), axis=1)
+    if not ((rn > 0.9) & (rn < 1.1)).all():
+        raise SoulFileError(f"{where}: rows must be unit vectors (norms {rn.min():.3g}..{rn.max():.3g})")
+    if norms.dtype != np.float32 or norms.shape != (n,) or not np.isfinite(norms).all() or (norms < 0).any():
+        raise SoulFileError(f"{label}: '{k}.raw_norms' must be [{n}] finite non-negative float32, "
+                            f"got {norms.ndim}-D {norms.dtype} {list(norms.shape)}")
+    idx = list(am.photo_indices) or list(range(n))
+    if len(idx) != n:
+        raise SoulFileError(f"{label}: manifest field 'analyzers.{k}.photo_indices' has {len(idx)} entries for {n} embeddings")
+    if n_photos and max(idx) >= n_photos:
+        raise SoulFileError(f"{label}: manifest field 'analyzers.{k}.photo_indices' points past the {n_photos} photos")
+    return AnalyzerIdentity(
+        name=k, model_id=am.model_id, embeddings=np.ascontiguousarray(emb), raw_norms=np.ascontiguousarray(norms),
+        photo_indices=[int(i) for i in idx], threshold=float(am.threshold),
+        baseline={kk: v for kk, v in am.baseline.items()},
+    )
+
+
+def _check_safetensors_header(blob: bytes, where: str) -> None:
+    """Cheap check that ``blob`` starts like a safetensors file (8-byte header length + JSON)."""
+    if len(blob) < 10:
+        raise SoulFileError(f"{where} is not a safetensors file (too short)")
+    n = int.from_bytes(blob[:8], "little")
+    if n <= 0 or 8 + n > len(blob) or blob[8:9] != b"{":
+        raise SoulFileError(f"{where} is not a safetensors file (bad header)")
+
+
+def _private_keyref(ref: dict | None) -> dict | None:
+    if isinstance(ref, dict) and ref.get("source"):
+        return {**ref, "source": safe_label(os.path.basename(str(ref["source"])))}
+    return ref
+
+
+def _private_report(report: dict) -> dict:
+    """The QA report with every photo ``path`` reduced to a safe file name
+    (no folders of the creating machine)."""
+    if not isinstance(report, dict):
+        return {}
+    def names_only(entries):
+        return [
+            {**p, "path": safe_label(os.path.basename(str(p.get("path", ""))))} if isinstance(p, dict) else p
+            for p in entries
+        ]
+
+    out = dict(report)
+    if isinstance(out.get("photos"), list):
+        out["photos"] = names_only(out["photos"])
+    summary = out.get("summary")
+    if isinstance(summary, dict) and isinstance(summary.get("skipped"), list):
+        out["summary"] = {**summary, "skipped": names_only(summary["skipped"])}
+    return out

@@ -124,9 +124,10 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @contextmanager
-def start_comfy(base: Path, extra_args: tuple[str, ...] = ()) -> Iterator[ComfyHost]:
+def start_comfy(base: Path, extra_args: tuple[str, ...] = (), env: dict | None = None) -> Iterator[ComfyHost]:
     """Start ComfyUI with this pack in ``base``; yield a :class:`ComfyHost`;
-    stop it afterwards.
+    stop it afterwards. ``env`` adds variables (e.g. the cloud stand-in's URLs
+    and keys) after the user's own were dropped.
 
     Calls ``pytest.skip`` when ``$COMFYUI_PATH`` is unset or the server exits
     or stays silent before answering ``/system_stats``.
@@ -153,14 +154,15 @@ def start_comfy(base: Path, extra_args: tuple[str, ...] = ()) -> Iterator[ComfyH
         "--disable-api-nodes",
         *extra_args,
     ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k not in _DROP_ENV}
+    host_env = {k: v for k, v in os.environ.items() if k not in _DROP_ENV}
     # Keep the user's real config (credentials) out of reach of the host.
-    env["SOULID_CONFIG_DIR"] = str(base / "soulid_config")
-    env["PYTHONUNBUFFERED"] = "1"
+    host_env["SOULID_CONFIG_DIR"] = str(base / "soulid_config")
+    host_env["PYTHONUNBUFFERED"] = "1"
+    host_env.update(env or {})
     log = base / "comfyui.log"
     with open(log, "wb") as logf:
         proc = subprocess.Popen(
-            cmd, cwd=root, env=env, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            cmd, cwd=root, env=host_env, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
         )
     host = ComfyHost(url=f"http://127.0.0.1:{port}", base=base, log=log, proc=proc)
     try:
@@ -191,3 +193,36 @@ def comfy_host(tmp_path_factory) -> Iterator[ComfyHost]:
     base = tmp_path_factory.mktemp("comfy_base")
     with start_comfy(base) as host:
         yield host
+
+
+# ------------------------------------------------------- in-process nodes
+def import_comfy_or_skip() -> None:
+    """Import ComfyUI's modules in this process (``--cpu``), from the
+    checkout ``$COMFYUI_PATH`` names when ``comfy_api`` is not importable;
+    skip the calling test module, saying why, when they do not import."""
+    root = os.environ.get("COMFYUI_PATH")
+    if root and root not in sys.path:
+        sys.path.append(root)
+    try:
+        from comfy.cli_args import args
+
+        args.cpu = True  # before comfy.model_management picks a device
+        import comfy.model_management  # noqa: F401
+        import comfy_api.latest  # noqa: F401
+    except ImportError as e:
+        pytest.skip(f"ComfyUI does not import here (set COMFYUI_PATH to a checkout): {e}", allow_module_level=True)
+
+
+def run_node(node, **inputs):
+    """A node's ``execute`` as ComfyUI runs it: awaited on an event loop when
+    it is async. Returns its ``io.NodeOutput``."""
+    import asyncio
+    import inspect
+
+    out = node.execute(**inputs)
+    return asyncio.run(out) if inspect.isawaitable(out) else out
+
+
+def shown(out) -> dict:
+    """What a node shows on itself (its ``ui``), as ComfyUI sends it."""
+    return out.ui if isinstance(out.ui, dict) else out.ui.as_dict()

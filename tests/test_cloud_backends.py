@@ -86,7 +86,7 @@ def test_style_by_name_and_unknown_style(trained_obama, cloud_env):
     be = get_backend("higgsfield")
     res = be.generate(GenerateRequest(prompt="x", soul=trained_obama, preset="Y2K", quality="720p", seed=1))
     assert res.images.shape == (1, 1024, 768, 3)  # 1152x1536 at 720p
-    with pytest.raises(ValidationFailed, match="unknown style 'Nope'; available: Realistic, Y2K"):
+    with pytest.raises(ValidationFailed, match="unknown style 'Nope' in the soul style list that model_version v1 takes; available: Realistic, Y2K"):
         be.generate(GenerateRequest(prompt="x", soul=trained_obama, preset="Nope"))
 
 

@@ -176,7 +176,7 @@ def test_no_credentials_in_logs_errors_ledger_workflows_or_outputs(lib_obama, cl
     # a rejected key must not be echoed either
     env = {**os.environ, "HF_KEY": "bad-key-id:bad-secret-0123456789"}
     p = soulid("generate", "--backend", "higgsfield", "--prompt", "z", env=env, check=False)
-    assert p.returncode == 2 and "rejected the API key (401)" in p.stderr
+    assert p.returncode == 2 and "rejected the API key from the environment variable HF_KEY (401)" in p.stderr
     assert "bad-secret-0123456789" not in p.stdout + p.stderr
     seen += [p.stdout, p.stderr]
     monkeypatch.setenv("HF_KEY", "bad-key-id:bad-secret-0123456789")

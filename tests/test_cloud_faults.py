@@ -30,7 +30,7 @@ def paid(s) -> int:
 
 
 @pytest.mark.parametrize("kind,exc,text", [
-    ("401", E.CredentialsRejected, "rejected the API key (401)"),
+    ("401", E.CredentialsRejected, "rejected the API key from the environment variable HF_KEY (401)"),
     ("403", E.InsufficientCredits, "not enough credits or no access (403): Not enough credits"),
     ("404", E.NotFound, "not found (404)"),
     ("422", E.ValidationFailed, "prompt: String should have at most 2000 characters"),
@@ -98,7 +98,7 @@ def test_job_outcomes(cloud_env, kind, exc, text):
 
 @pytest.mark.parametrize("kind,exc,text", [
     ("expired", media.ResultExpired, "expired"),
-    ("redirect_private", media.UnsafeURL, r"private or link-local address \(10.20.30.40\)"),
+    ("redirect_private", media.UnsafeURL, r"private or non-global address \(10.20.30.40\)"),
     ("wrong_type", media.MediaError, "unexpected content type 'text/html'"),
 ])
 def test_result_download_faults(cloud_env, kind, exc, text):
@@ -120,6 +120,10 @@ def test_status_url_off_the_api_host_is_refused(cloud_env):
     faults(cloud_env, {"kind": "foreign_status_url", "path": ROUTE})
     with pytest.raises(media.UnsafeURL, match="not on the configured API host"):
         gen()
+    from soulid.backends.ledger import Ledger
+
+    row = Ledger().list(1)[0]
+    assert row.state == "bad_response" and "not on the configured API host" in row.error  # never left "submitting"
 
 
 def _server_has(s, state: str) -> bool:

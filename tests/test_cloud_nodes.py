@@ -15,22 +15,10 @@ import threading
 import numpy as np
 import pytest
 
-
-def _import_comfy():
-    root = os.environ.get("COMFYUI_PATH")
-    if root and root not in sys.path:
-        sys.path.append(root)
-    try:
-        from comfy.cli_args import args
-
-        args.cpu = True
-        import comfy.model_management  # noqa: F401
-        import comfy_api.latest  # noqa: F401
-    except ImportError as e:
-        pytest.skip(f"ComfyUI does not import here (set COMFYUI_PATH to a checkout): {e}", allow_module_level=True)
+from comfy_host import import_comfy_or_skip, run_node
 
 
-_import_comfy()
+import_comfy_or_skip()
 
 import comfy.model_management  # noqa: E402
 import torch  # noqa: E402
@@ -43,7 +31,8 @@ from standin.fixtures import stats  # noqa: E402
 from workflow_check import check_api_prompt, check_ui_workflow, load_core_snapshot, schemas_from_nodes, ui_to_api  # noqa: E402
 
 GEN_DEFAULTS = dict(style="", aspect_ratio="3:4", quality="720p", batch_size="1", seed=11, enhance_prompt=False,
-                    model_version="auto", method="faceid_plusv2", steps=30, guidance=5.0, max_usd=0.0)
+                    model_version="auto", max_usd=0.0)
+
 
 
 def _photo(faces, name="obama/obama2.jpg") -> torch.Tensor:
@@ -56,26 +45,26 @@ def test_train_then_generate_nodes(obama, cloud_env):
     from soulid.soul.library import Library
 
     Library().save(obama)
-    soul, rid = SoulIDTrain.execute(soul_id=obama, provider="higgsfield", model_version="v1",
+    soul, rid = run_node(SoulIDTrain, soul_id=obama, provider="higgsfield", model_version="v1",
                                     save_to_library=True).args
     assert obama.remote("higgsfield") is None  # the upstream object is not mutated
     assert soul.remote("higgsfield", "v1").id == rid == Library().load("obama").remote("higgsfield").id
-    again = SoulIDTrain.execute(soul_id=soul, provider="higgsfield", model_version="v1", save_to_library=False)
+    again = run_node(SoulIDTrain, soul_id=soul, provider="higgsfield", model_version="v1", save_to_library=False)
     assert again.args[1] == rid and stats(cloud_env)["paid"] == {"/v1/custom-references": 1}
 
-    images, request_id, cost = SoulGenerate.execute(backend="higgsfield", soul_id=soul, prompt="on a boat",
+    images, request_id, cost = run_node(SoulGenerate, backend="higgsfield", soul_id=soul, prompt="on a boat",
                                                     **{**GEN_DEFAULTS, "batch_size": "4", "max_usd": 1.0}).args
     assert images.dtype == torch.float32 and tuple(images.shape) == (4, 1365, 1024, 3)  # 1536x2048 at 720p
     assert json.loads(cost) == {"credits": 8.0, "usd": 0.5} and request_id in stats(cloud_env)["jobs"]
 
 
 def test_edit_and_animate_nodes(trained_obama, cloud_env, faces):
-    images, rid, _ = SoulEdit.execute(backend="wavespeed", image=_photo(faces), prompt="noir", soul_id=trained_obama,
+    images, rid, _ = run_node(SoulEdit, backend="wavespeed", image=_photo(faces), prompt="noir", soul_id=trained_obama,
                                       strength=0.4, quality="1080p", seed=3, style="", max_usd=0.0).args
     assert images.shape[0] == 1 and rid
-    video, rid, _ = DoPAnimate.execute(backend="higgsfield", image=_photo(faces), prompt="smile",
+    video, rid, _ = run_node(DoPAnimate, backend="higgsfield", image=_photo(faces), prompt="smile",
                                        motion_1="Dolly In", motion_1_strength=0.7, motion_2="", motion_2_strength=0.5,
-                                       model="dop-turbo", seed=1, engine="camera", seconds=5.0, fps=24,
+                                       model="dop-turbo", seed=1, seconds=5.0, fps=24,
                                        max_usd=0.0).args
     w, h = video.get_dimensions()
     assert w > 0 and h > 0 and abs(video.get_duration() - 5.0) < 0.2
@@ -105,7 +94,7 @@ def test_comfy_interrupt_cancels_a_queued_cloud_job(cloud_env):
     t.start()
     try:
         with pytest.raises(comfy.model_management.InterruptProcessingException):
-            SoulGenerate.execute(backend="higgsfield", soul_id=None, prompt="x", **GEN_DEFAULTS)
+            run_node(SoulGenerate, backend="higgsfield", soul_id=None, prompt="x", **GEN_DEFAULTS)
     finally:
         t.join()
         comfy.model_management.interrupt_current_processing(False)

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from comfy_host import REPO, ComfyHost, comfy_host  # noqa: F401  (fixture)
+from comfy_host import REPO, ComfyHost, start_comfy
+from standin.fixtures import cloud_env_vars, standin_server, stats  # noqa: F401  (fixture)
 from workflow_check import DATA, check_api_prompt, check_ui_workflow
 
 pytestmark = pytest.mark.comfyui
@@ -30,6 +31,14 @@ CREATE_API = REPO / "workflows" / "api" / "soul_id_create.json"
 #: that the identity-outlier check must keep out of the Soul ID.
 OBAMA = ["obama.jpg", "obama2.jpg", "obama-480p.jpg", "obama_small.jpg", "obama4.jpg"]
 RUN_TIMEOUT = 300.0
+
+
+@pytest.fixture(scope="module")
+def comfy_host(tmp_path_factory, standin_server):
+    """One ComfyUI for the module, its cloud providers pointed at the stand-in."""
+    base = tmp_path_factory.mktemp("comfy_base")
+    with start_comfy(base, env=cloud_env_vars(standin_server.url)) as host:
+        yield host
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +134,12 @@ def test_create_workflow_runs_on_real_photos(comfy_host, faces):
     entry = queue(comfy_host, api)
     assert entry["status"]["status_str"] == "success", f"{execution_error(entry)}\n{comfy_host.log_tail()}"
 
+    # The Create node shows the full QA report and the sheet on itself.
+    shown = entry["outputs"]["1"]
+    assert shown["text"][0].startswith("obama: ") and " accepted, verdict " in shown["text"][0]
+    assert "biden.jpg" in shown["text"][0] and len(shown["text"][0].splitlines()) == 1 + len(OBAMA) + 1
+    assert len(shown["images"]) == 1
+
     # The QA sheet reached the Preview Image node and is a real picture.
     images = entry["outputs"]["2"]["images"]
     assert len(images) == 1
@@ -179,4 +194,55 @@ def test_create_refuses_folder_outside_input(comfy_host):
     assert entry["status"]["status_str"] == "error" and err is not None
     assert err["node_type"] == "SoulIDCreate"
     assert "outside ComfyUI's input directory" in err["exception_message"]
+    # The error reads with the pack's name, not ComfyUI's mangled module path.
+    assert err["exception_type"] == "soulid.soul.errors.SoulIDError", err["exception_type"]
     assert not (comfy_host.user_dir / "soulid" / "library" / "escape.soulid").exists()
+
+
+def _make_soul(host: ComfyHost, faces, name: str) -> None:
+    api = json.loads(CREATE_API.read_text())
+    folder = host.input_dir / f"photos_{name}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in OBAMA:
+        shutil.copy(faces / "obama" / n, folder / n)
+    api["1"]["inputs"].update(name=name, folder=folder.name)
+    api["3"]["inputs"]["overwrite"] = True
+    entry = queue(host, api)
+    assert entry["status"]["status_str"] == "success", execution_error(entry)
+
+
+def _paid(standin) -> int:
+    return sum(stats(standin)["paid"].values())
+
+
+def test_generate_template_pays_once_per_intent(comfy_host, standin_server, faces):
+    """Queued twice, soul_generate_cloud pays once (training and the image);
+    a new seed pays for one more image; the node shows the estimate."""
+    _make_soul(comfy_host, faces, "cloud_soul")
+    api = json.loads((REPO / "workflows" / "api" / "soul_generate_cloud.json").read_text())
+    api["1"]["inputs"]["name"] = "cloud_soul"
+    gen = next(k for k, v in api.items() if v["class_type"] == "SoulIDGenerate")
+    p0 = _paid(standin_server)
+    first = queue(comfy_host, api)
+    assert first["status"]["status_str"] == "success", f"{execution_error(first)}\n{comfy_host.log_tail()}"
+    p1 = _paid(standin_server)
+    assert p1 - p0 == 2  # the remote training and one generation
+    assert "estimated" in first["outputs"][gen]["text"][0]
+    # Run again after ComfyUI dropped its cached outputs: the nodes execute
+    # again, and the job ledger hands back the paid result.
+    with comfy_host.client() as c:
+        c.post("/free", json={"free_memory": True}).raise_for_status()
+    # ComfyUI applies the flag after its next prompt: queue a small one first.
+    queue(comfy_host, {"1": {"class_type": "SoulIDLoad", "inputs": {"name": "cloud_soul"}},
+                       "2": {"class_type": "SoulIDSave", "inputs": {"soul_id": ["1", 0], "name": "cloud_soul_copy",
+                                                                    "overwrite": True}}})
+    again = queue(comfy_host, api)
+    cached = [d.get("nodes", []) for kind, d in again["status"]["messages"] if kind == "execution_cached"]
+    assert gen not in sum(cached, []), "Generate was served from ComfyUI's cache, not run again"
+    assert "reused" in again["outputs"][gen]["text"][0]
+    assert again["status"]["status_str"] == "success", execution_error(again)
+    assert _paid(standin_server) == p1  # nothing paid again
+    api[gen]["inputs"]["seed"] += 1
+    third = queue(comfy_host, api)
+    assert third["status"]["status_str"] == "success", execution_error(third)
+    assert _paid(standin_server) == p1 + 1  # a new seed: one more paid image

@@ -8,7 +8,9 @@ import pytest
 
 from soulid.backends.base import ImageResult
 from soulid.cli import main
+from soulid.backends.idsheet import view_generator
 from soulid.soul import charlog, idsheet
+from soulid.soul.errors import Interrupted
 from soulid.soul.create import create_soul_id
 from soulid.soul.guard import check_images
 from soulid.soul.imageio import downscale, load_photo
@@ -83,7 +85,8 @@ class RecordingBackend:
 def test_make_id_sheet_asks_one_view_each_with_one_seed(soul, views):
     be = RecordingBackend(views)
     seen = []
-    sheet = idsheet.make_id_sheet(soul, be, prompt="navy suit", seed=42, progress=lambda f, m: seen.append(f))
+    sheet = idsheet.make_id_sheet(view_generator(be, soul), prompt="navy suit", seed=42,
+                                  progress=lambda f, m: seen.append(f))
     assert len(be.requests) == 4
     for req, view in zip(be.requests, idsheet.VIEWS):
         assert req.soul is soul and req.seed == 42 and req.aspect == "1:1"
@@ -94,8 +97,8 @@ def test_make_id_sheet_asks_one_view_each_with_one_seed(soul, views):
     assert np.array_equal(sheet.image, idsheet.compose_sheet(sheet.views))
     assert seen[0] == 0.0 and seen[-1] == 1.0
     assert len(idsheet.sheet_inputs(sheet)) == 4 and idsheet.sheet_inputs(sheet)[0][1].shape == views[0].shape
-    with pytest.raises(InterruptedError):
-        idsheet.make_id_sheet(soul, RecordingBackend(views), interrupt=lambda: True)
+    with pytest.raises(Interrupted):
+        idsheet.make_id_sheet(view_generator(RecordingBackend(views), soul), interrupt=lambda: True)
 
 
 def test_log_appends_prompt_preset_seed_backend_model_score_thumbnail(soul, views, faces):

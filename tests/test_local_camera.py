@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from soulid.backends.local import camera
+from soulid.soul.errors import Interrupted
 from soulid.soul.imageio import load_photo
 
 
@@ -144,7 +145,7 @@ def test_interrupt_stops_rendering(kit, tmp_path):
         calls.append(1)
         return len(calls) > 3
 
-    with pytest.raises(InterruptedError):
+    with pytest.raises(Interrupted):
         camera.render_clip(kit, tmp_path / "i.mp4", [("zoom_in", 1.0)], size=(64, 64), interrupt=interrupt)
     assert not (tmp_path / "i.mp4").exists()
     assert not list(tmp_path.glob(".i.mp4.*"))
@@ -157,3 +158,78 @@ def test_bad_input_is_refused(kit, tmp_path):
         camera.render_clip(kit, tmp_path / "x.mp4", size=(8, 8))
     with pytest.raises(camera.CameraError, match="at most two"):
         camera.render_clip(kit, tmp_path / "x.mp4", [("zoom_in", 1)] * 3)
+
+
+# ------------------------------------------------------------ seam metric
+def _grad(im: np.ndarray) -> np.ndarray:
+    g = cv2.cvtColor(im, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return np.hypot(cv2.Sobel(g, cv2.CV_32F, 1, 0), cv2.Sobel(g, cv2.CV_32F, 0, 1))
+
+
+def _explained(r: camera.CameraRenderer, frame: np.ndarray, maps) -> np.ndarray:
+    """Per output pixel: the frame's gradient over the gradient the photo
+    itself has at the sampled point, scaled by the warp's local stretch. A
+    smooth warp of the photo explains every edge (about the same ratio
+    everywhere); a seam or halo added at a layer's edge does not."""
+    mx, my = np.broadcast_arrays(*maps)
+    mx, my = np.ascontiguousarray(mx, np.float32), np.ascontiguousarray(my, np.float32)
+    src_g = cv2.remap(_grad(r.src), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    jxx, jxy = np.gradient(mx, axis=1), np.gradient(mx, axis=0)
+    jyx, jyy = np.gradient(my, axis=1), np.gradient(my, axis=0)
+    stretch = np.sqrt(np.abs(jxx * jyy - jxy * jyx))
+    return _grad(frame) / (src_g * stretch + 4.0)
+
+
+def _subject_weight(r: camera.CameraRenderer) -> np.ndarray:
+    """The parallax warp's subject weight at each output pixel (1 at the face)."""
+    fx, fy = r.focus
+    ux, uy = np.broadcast_arrays(r._qx, r._qy)
+    return np.exp(-(((ux - fx) * r.width / r.height) ** 2 + (uy - fy) ** 2) / (2 * 0.22 ** 2))
+
+
+def _seam_contrast(r: camera.CameraRenderer, frame, maps, ref, ref_maps, w: np.ndarray) -> float:
+    """Worst ratio, over narrow contours of the subject weight (0.2 .. 0.8:
+    wherever the face layer's edge would be), of the frame's unexplained edge
+    contrast to that of the same camera without the subject layer."""
+    a, b = _explained(r, frame, maps), _explained(r, ref, ref_maps)
+    return max(float(a[m].mean() / b[m].mean()) for m in (np.abs(w - lv) < 0.02 for lv in np.linspace(0.2, 0.8, 7)))
+
+
+SEAM_LIMIT = 1.2
+
+
+@pytest.mark.parametrize("photo", ["obama/obama3.jpg", "kit_harington/kit1.jpeg", "biden/biden.jpg"])
+def test_no_seam_at_the_face_layer_edge_in_any_move(faces, photo):
+    from soulid.backends.local import _face_focus
+
+    src = load_photo(faces / photo).rgb
+    focus = _face_focus(src)
+    for name in camera.MOTIONS:
+        path = camera.camera_path([(name, 1.0)], 24, 24.0)
+        r = camera.CameraRenderer(src, 384, 480, float(path.zoom.max() * (1 + path.dolly.max())), focus)
+        w = _subject_weight(r)
+        for i in (12, 23):
+            args = (float(path.zoom[i]), float(path.dx[i]), float(path.dy[i]))
+            warp = (float(path.dolly[i]), float(path.orbit[i]))
+            frame = r.frame(*args, *warp)
+            maps = r._coarse(r.source_coords, *args, *warp) if any(warp) else r.source_coords(*args)
+            c = _seam_contrast(r, frame, maps, r.frame(*args), r.source_coords(*args), w)
+            assert c < SEAM_LIMIT, f"{photo} {name} frame {i}: edge contrast x{c:.2f} at the face layer's edge"
+
+
+def test_seam_metric_sees_a_hard_edged_face_layer(faces):
+    """The metric fails a pasted face layer with a hard, brighter edge (what a
+    halo looks like), so the test above can fail."""
+    from soulid.backends.local import _face_focus
+
+    src = load_photo(faces / "obama" / "obama3.jpg").rgb
+    r = camera.CameraRenderer(src, 384, 480, 1.4, _face_focus(src))
+    w = _subject_weight(r)
+    ref = r.frame(1.2, 0.0, 0.0)
+    layer = (w > 0.5).astype(np.uint8)
+    edge = cv2.morphologyEx(layer, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)).astype(bool)
+    bad = ref.copy()
+    bad[edge] = np.clip(bad[edge].astype(int) + 40, 0, 255).astype(np.uint8)  # a 2-px halo on the layer's edge
+    maps = r.source_coords(1.2, 0.0, 0.0)
+    c = _seam_contrast(r, bad, maps, ref, maps, w)
+    assert c > SEAM_LIMIT

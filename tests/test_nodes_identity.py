@@ -127,8 +127,8 @@ def test_create_from_folder_and_batch(created):
     assert sheet.dtype == torch.float32 and sheet.ndim == 4 and sheet.shape[0] == 1 and sheet.shape[3] == 3
     assert sheet.shape[2] >= 4 * 256 and 0.0 <= float(sheet.min()) and float(sheet.max()) <= 1.0
     assert float(sheet.std()) > 0.05
-    # The progress bar advanced once per photo, to the end.
-    assert calls[-1] == (4, 4) and [v for v, _ in calls] == [1, 2, 3, 4]
+    # The progress bar (in thousandths, the pack's fraction progress) advanced once per photo, to the end.
+    assert [v for v, _ in calls] == [250, 500, 750, 1000] and calls[-1] == (1000, 1000)
 
 
 def test_create_fingerprint_follows_folder_contents(cui, input_dir, faces):

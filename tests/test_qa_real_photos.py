@@ -57,3 +57,75 @@ def test_pose_classes_on_real_views(faces):
     assert assess(faces / "obama" / "obama-1080p.jpg").pose_class == "front"
     assert assess(faces / "obama" / "obama4.jpg").pose_class == "three_quarter"
     assert assess(faces / "kit_harington" / "kit2.jpeg").pose_class == "three_quarter"
+
+
+# ------------------------------------------------ set verdicts and the QA sheet
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from soulid.soul.create import create_soul_id  # noqa: E402
+from soulid.soul.imageio import load_photo  # noqa: E402
+from soulid.soul.moodboard import fit_tile  # noqa: E402
+from soulid.soul.report import render_html, render_png, sheet_from_soul, sheet_layout  # noqa: E402
+from soulid.soul.soulfile import SoulID  # noqa: E402
+
+
+def test_one_photo_set_is_not_usable_and_says_why(faces):
+    s = create_soul_id([faces / "obama" / "obama.jpg"], "one", analyzer="dlib", workers=1).report["summary"]
+    assert s["accepted"] == 1 and s["verdict"] == "weak"
+    assert any("only 1 accepted photo" in r for r in s["verdict_reasons"])
+
+
+def test_two_photos_of_two_people_warn(faces):
+    res = create_soul_id([faces / "obama" / "obama.jpg", faces / "biden" / "biden.jpg"], "two", analyzer="dlib",
+                         workers=1)
+    s = res.report["summary"]
+    o = s["outliers"]
+    assert o["method"] == "pairwise" and o["pairwise_failed"] and o["similarity"] < o["threshold"]
+    assert any("two different people" in w for w in s["warnings"])
+    same = create_soul_id([faces / "obama" / "obama.jpg", faces / "obama" / "obama2.jpg"], "same",
+                          analyzer="dlib", workers=1).report["summary"]
+    assert not same["outliers"]["pairwise_failed"]
+    assert not any("two different people" in w for w in same["warnings"])
+
+
+def test_screenshot_strip_is_refused_as_not_a_photo(faces, tmp_path):
+    rgb = load_photo(faces / "obama" / "obama-1080p.jpg").rgb
+    strip = tmp_path / "strip.png"
+    Image.fromarray(rgb[300:533, 600:1320]).save(strip)  # 720x233, a face in it
+    res = create_soul_id([strip, faces / "obama" / "obama.jpg"], "s", analyzer="dlib", workers=1)
+    d = next(p for p in res.report["photos"] if p["path"].endswith("strip.png"))
+    assert d["rating"] == "rejected" and any("not a photo: 720x233" in r for r in d["reasons"])
+
+
+def test_keypoint_reference_is_not_a_poor_photo_when_better_exist(faces):
+    res = create_soul_id([faces / "obama"], "obama", analyzer="dlib", workers=1)
+    rating = {Path(p["path"]).name: p["rating"] for p in res.report["photos"]}
+    assert "poor" in rating.values()  # obama_small (320x240) is poor: the choice matters
+    assert rating[res.soul.keypoint_reference["source"]] in ("perfect", "good")
+
+
+def test_qa_sheet_shows_the_intruders_thumbnail_and_full_reason(faces):
+    res = create_soul_id([faces / "obama", faces / "biden" / "biden.jpg"], "obama", analyzer="dlib", workers=2)
+    soul = SoulID.from_bytes(res.soul.to_bytes())  # what `soulid report` reads back
+    sheet = sheet_from_soul(soul)
+    i = next(k for k, e in enumerate(sheet.entries) if e.label == "biden.jpg")
+    e = sheet.entries[i]
+    assert e.excluded and e.thumb is not None
+    reason = next(r for r in e.reasons if "identity outlier" in r)
+    full = next(r for r in next(p for p in res.report["photos"] if p["path"].endswith("biden.jpg"))["reasons"]
+                if "identity outlier" in r)
+    assert reason == full and "threshold" in full
+    img = render_png(sheet)
+    x0, y0, x1, y1 = sheet_layout(sheet).box(i)
+    region = img[y0:y1, x0:x1].astype(np.float32)
+    placeholder = np.all(img[y0:y1, x0:x1] == (205, 205, 202), axis=-1).mean()
+    assert placeholder < 0.05
+    want = np.asarray(fit_tile(e.thumb, x1 - x0, (250, 250, 248)), np.float32)
+    assert np.abs(region - want).mean() < 3.0  # the tile is biden's photo
+    page = render_html(sheet)
+    assert page.startswith("<!doctype html>") and "{'" not in page
+    assert full.replace("'", "&#x27;") in page and page.count("<img") == len(sheet.entries)
+    assert "Verdict: usable" in page and "biden.jpg 0." in page  # header: verdict and the outlier's similarity

@@ -120,7 +120,7 @@ def test_crash_mid_save_leaves_old_file_intact(soul, tmp_path, monkeypatch):
     monkeypatch.setattr(os, "fdopen", lambda fd, *a, **k: Crashing(real_fdopen(fd, *a, **k)))
     soul2 = SoulID.from_bytes(before)
     soul2.photos = soul2.photos[:1]
-    with pytest.raises(OSError, match="power cut"):
+    with pytest.raises(LibraryError, match="cannot save Soul ID 'obama'.*power cut"):
         lib.save(soul2, "obama", overwrite=True)
     monkeypatch.undo()
     assert path.read_bytes() == before
@@ -169,3 +169,262 @@ def test_persona_lora_round_trip_and_version_1_files_still_load(soul, tmp_path):
     # A format-1 file (no "loras" section) is still read.
     v1 = SoulID.from_bytes(_rewrite_manifest(soul.to_bytes(), format_version=1))
     assert v1.loras == {} and len(v1.photos) == len(soul.photos)
+
+
+# ------------------------------------------------------------ issue 12: writes
+def _race_worker(lib_dir, data, marker, rounds, barrier, results):
+    """Child process: each round, save one new name without overwrite."""
+    from soulid.soul.library import Library
+    from soulid.soul.soulfile import SoulID
+
+    lib = Library(lib_dir)
+    soul = SoulID.from_bytes(data)
+    soul.created = marker
+    wins = []
+    for r in range(rounds):
+        barrier.wait()
+        try:
+            lib.save(soul, f"race{r}", overwrite=False)
+            wins.append(r)
+        except LibraryError:
+            pass
+    results.put((marker, wins))
+
+
+def test_two_processes_saving_one_new_name_get_exactly_one_success(soul, tmp_path):
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    rounds = 50
+    barrier, results = ctx.Barrier(2), ctx.Queue()
+    data = soul.to_bytes()
+    procs = [ctx.Process(target=_race_worker, args=(str(tmp_path / "lib"), data, float(m), rounds, barrier, results))
+             for m in (1, 2)]
+    for p in procs:
+        p.start()
+    got = dict(results.get(timeout=240) for _ in procs)
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    lib = Library(tmp_path / "lib")
+    for r in range(rounds):
+        winners = [m for m, wins in got.items() if r in wins]
+        assert len(winners) == 1, f"round {r}: winners {winners}"
+        assert lib.load(f"race{r}").created == winners[0]  # the file holds the winner's save: nothing lost silently
+    assert not [p.name for p in lib.dir.iterdir() if p.name.startswith(".")]  # no temp file left
+
+
+def test_two_threads_saving_at_once_never_collide(soul, tmp_path):
+    import threading
+
+    lib = Library(tmp_path / "lib")
+    data = soul.to_bytes()
+    errors, wins = [], {0: [], 1: []}
+    barrier = threading.Barrier(2)
+
+    def work(t):
+        s = SoulID.from_bytes(data)
+        for r in range(50):
+            barrier.wait()
+            try:
+                lib.save(s, "shared", overwrite=True)  # same name, same moment
+                try:
+                    lib.save(s, f"new{r}", overwrite=False)
+                    wins[t].append(r)
+                except LibraryError:
+                    pass
+            except Exception as e:  # noqa: BLE001 - any exception is the failure being tested
+                errors.append(repr(e))
+
+    ts = [threading.Thread(target=work, args=(t,)) for t in (0, 1)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert errors == []
+    assert sorted(wins[0] + wins[1]) == list(range(50))
+    assert lib.load("shared").name == "shared"
+
+
+def test_orphan_temp_files_are_swept_by_the_next_save(soul, tmp_path):
+    import time
+
+    lib = Library(tmp_path / "lib")
+    old = lib.dir / ".obama.soulid.999.1.abcdefgh.soulid-tmp"
+    fresh = lib.dir / ".obama.soulid.998.1.ijklmnop.soulid-tmp"
+    other = lib.dir / ".someone-elses.tmp"
+    for f in (old, fresh, other):
+        f.write_bytes(b"x" * 1000)
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    os.utime(other, (time.time() - 3600, time.time() - 3600))
+    lib.save(soul, "obama")
+    assert not old.exists() and fresh.exists() and other.exists()
+
+
+def test_library_folder_is_0700_and_files_0600(soul, tmp_path, monkeypatch):
+    from soulid.soul.paths import data_dir
+
+    monkeypatch.setenv("SOULID_DATA_DIR", str(tmp_path / "fresh" / "data"))
+    assert data_dir().stat().st_mode & 0o777 == 0o700
+    lib = Library(tmp_path / "fresh" / "lib")
+    assert lib.dir.stat().st_mode & 0o777 == 0o700
+    p = lib.save(soul, "obama")
+    assert p.stat().st_mode & 0o777 == 0o600
+    out = lib.export("obama", tmp_path / "out.soulid")
+    assert out.stat().st_mode & 0o777 == 0o600
+    lib.save(soul, "obama", overwrite=True)
+    assert p.stat().st_mode & 0o777 == 0o600
+
+
+def test_unreadable_library_is_an_error_not_an_empty_list(soul, tmp_path, monkeypatch):
+    lib = Library(tmp_path / "lib")
+    lib.save(soul, "obama")
+    real = os.scandir
+
+    def denied(path=".", *a):
+        if os.fspath(path) == str(lib.dir):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *a)
+
+    monkeypatch.setattr(os, "scandir", denied)
+    with pytest.raises(LibraryError, match="cannot be read.*Permission denied"):
+        lib.list()
+
+
+def test_names_are_counted_in_bytes(soul, tmp_path):
+    lib = Library(tmp_path / "lib")
+    with pytest.raises(LibraryError, match=r"256 bytes in UTF-8 \(at most 128"):
+        lib.save(soul, "\U0001F600" * 64)
+    with pytest.raises(LibraryError, match="not valid text"):
+        lib.save(soul, "caf\udce9")
+    assert lib.save(soul, "Zoë \U0001F600").name == "Zoë \U0001F600.soulid"
+    assert [p.name for p in lib.dir.iterdir()] == ["Zoë \U0001F600.soulid"]
+
+
+# ---------------------------------------------------------- issue 12: privacy
+def test_no_absolute_path_of_this_machine_inside_a_soulid(faces, tmp_path):
+    """Create from a folder under the temp dir through the CLI, log a generation,
+    then grep every member of the library file and of both exports."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from soulid.soul import charlog
+
+    photos = tmp_path / "private folder" / "obama"
+    photos.mkdir(parents=True)
+    for n in ("obama.jpg", "obama3.jpg", "obama4.jpg"):
+        shutil.copy(faces / "obama" / n, photos / n)
+    (photos / "anim.gif").write_bytes(b"GIF89a")  # a skipped entry is reported too
+    lib_dir = tmp_path / "lib"
+    env = {**os.environ, "SOULID_LIBRARY": str(lib_dir)}
+    p = subprocess.run([sys.executable, "-m", "soulid", "create", "--name", "me", "--analyzer", "dlib", str(photos)],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr
+    lib = Library(lib_dir)
+    charlog.log_generation(lib, "me", "a portrait", backend="local", model="sdxl",
+                           image=lib.load("me").photos[0].rgb())
+    soul = lib.load("me")
+    soul.remote_ids.append(RemoteID(provider="higgsfield", id="remote-123", model_version="v2"))
+    lib.save(soul, overwrite=True)
+    plain = lib.export("me", tmp_path / "plain.soulid")
+    shared = tmp_path / "shared.soulid"
+    p = subprocess.run([sys.executable, "-m", "soulid", "export", "me", str(shared), "--share"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 0, p.stderr
+    forbidden = {str(tmp_path), str(photos), str(Path.home()) + "/", str(faces), str(Path(tmp_path).parent)}
+    for f in (lib.path("me"), plain, shared):
+        with zipfile.ZipFile(f) as z:
+            for n in z.namelist():
+                data = z.read(n)
+                for s in forbidden:
+                    assert s.encode() not in data, f"{f.name}:{n} holds {s!r}"
+    full = SoulID.load(plain)
+    assert full.log and full.remote("higgsfield") and any(k.startswith("thumbs/") for k in full.extra_files)
+    assert {e["path"] for e in full.qa_report["photos"]} == {"obama.jpg", "obama3.jpg", "obama4.jpg"}
+    assert [e["path"] for e in full.qa_report["summary"]["skipped"]] == ["anim.gif"]
+    s = SoulID.load(shared)
+    assert s.log == [] and s.remote_ids == [] and not s.extra_files
+    with zipfile.ZipFile(shared) as z:
+        m = json.loads(z.read("manifest.json"))
+        assert m["log"] == [] and m["remote_ids"] == [] and not any(n.startswith("thumbs/") for n in z.namelist())
+    assert len(s.photos) == len(full.photos) and np.array_equal(s.analyzer().embeddings, full.analyzer().embeddings)
+
+
+# ------------------------------------------------- issue 9 item 3: one library
+def _cli(*args, env):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "soulid", *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_cli_finds_comfyuis_library_with_comfyui_path(soul, tmp_path, monkeypatch):
+    from soulid.soul import paths
+
+    comfy = tmp_path / "ComfyUI"
+    # What the nodes do when ComfyUI loads them: hand in ComfyUI's user directory.
+    monkeypatch.setattr(paths, "_comfy", None)
+    paths.set_comfy_dirs(base_path=comfy, user_dir=comfy / "user", input_dir=comfy / "input")
+    monkeypatch.delenv("SOULID_LIBRARY")
+    monkeypatch.delenv("SOULID_DATA_DIR")
+    saved = Library().save(soul, "made_in_comfy")
+    assert saved == comfy / "user" / "soulid" / "library" / "made_in_comfy.soulid"
+    monkeypatch.setattr(paths, "_comfy", None)
+
+    env = {k: v for k, v in os.environ.items() if k not in ("SOULID_LIBRARY", "SOULID_DATA_DIR")}
+    p = _cli("show", "made_in_comfy", env={**env, "COMFYUI_PATH": str(comfy)})
+    assert p.returncode == 0, p.stderr
+    assert "Soul ID made_in_comfy" in p.stdout
+    p = _cli("list", "--json", env={**env, "COMFYUI_PATH": str(comfy)})
+    assert json.loads(p.stdout) == ["made_in_comfy"]
+    assert f"library: {comfy / 'user' / 'soulid' / 'library'} (from $COMFYUI_PATH)" in p.stderr
+    # Without COMFYUI_PATH the CLI says where it looked.
+    p = _cli("show", "made_in_comfy", env=env)
+    assert p.returncode == 2 and "no Soul ID named 'made_in_comfy'" in p.stderr and "(from default)" in p.stderr
+
+
+def test_soulid_config_set_library(soul, tmp_path, monkeypatch):
+    comfy = tmp_path / "ComfyUI"
+    (comfy / "comfy").mkdir(parents=True)
+    (comfy / "main.py").write_text("")
+    Library(comfy / "user" / "soulid" / "library").save(soul, "anna")
+    env = {k: v for k, v in os.environ.items() if k not in ("SOULID_LIBRARY", "COMFYUI_PATH")}
+    p = _cli("config", "set", "library", str(comfy), env=env)  # a ComfyUI checkout: its library is used
+    assert p.returncode == 0, p.stderr
+    p = _cli("config", "show", "--json", env=env)
+    info = json.loads(p.stdout)
+    assert info["library"] == str(comfy / "user" / "soulid" / "library") and info["library_source"] == "soulid config"
+    from soulid.soul.settings import settings_path
+
+    assert settings_path().stat().st_mode & 0o777 == 0o600
+    assert _cli("show", "anna", env=env).returncode == 0
+    assert _cli("config", "unset", "library", env=env).returncode == 0
+    assert _cli("show", "anna", env=env).returncode == 2
+
+
+def test_core_reads_no_folder_paths_module(tmp_path, monkeypatch):
+    """The core takes ComfyUI's folders only from set_comfy_dirs, never from sys.modules."""
+    import sys
+    import types
+    from pathlib import Path
+
+    from soulid.soul import paths
+
+    fake = types.SimpleNamespace(base_path="/nowhere", get_user_directory=lambda: "/nowhere/user",
+                                 get_folder_paths=lambda k: ["/nowhere/models"], models_dir="/nowhere/models")
+    monkeypatch.setitem(sys.modules, "folder_paths", fake)
+    monkeypatch.setattr(paths, "_comfy", None)
+    monkeypatch.delenv("SOULID_MODELS_DIR", raising=False)
+    monkeypatch.delenv("COMFYUI_PATH", raising=False)
+    # Only the per-user fallback: nothing from the fake folder_paths module.
+    assert not paths.inside_comfy() and paths.models_dirs("loras") == [paths.data_dir() / "models" / "loras"]
+    paths.set_comfy_dirs(base_path=tmp_path, user_dir=tmp_path / "u", models_dir=tmp_path / "m",
+                         model_folders=lambda kind: [str(tmp_path / "extra" / kind)])
+    assert paths.inside_comfy()
+    assert paths.models_dirs("loras") == [tmp_path / "extra" / "loras", tmp_path / "models" / "loras"]
+    monkeypatch.delenv("SOULID_DATA_DIR")
+    assert paths.data_dir() == tmp_path / "u" / "soulid"
+    src = Path(paths.__file__).read_text() + Path(paths.__file__).with_name("create.py").read_text()
+    assert "sys.modules" not in src and "folder_paths\" in" not in src

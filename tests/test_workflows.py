@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from workflow_check import MUTED_MODES, VIRTUAL_NODES, check_api_prompt, check_ui_workflow, load_core_snapshot, \
-    ui_to_api
+from workflow_check import DATA, MUTED_MODES, SEED_CONTROL, VIRTUAL_NODES, check_api_prompt, check_ui_workflow, \
+    drawn_box, layout_problems, load_core_snapshot, overlaps, ui_to_api
 
 REPO = Path(__file__).resolve().parent.parent
 WF_DIR = REPO / "workflows"
@@ -182,7 +182,136 @@ def test_checker_catches_a_broken_workflow(live_schemas):
     ui = _load(WF_DIR / "lookbook.json")
     gen = next(n for n in ui["nodes"] if n["type"] == "SoulIDGenerate")
     gen["widgets_values"][3] = "5:7"  # aspect_ratio
-    gen["widgets_values"][11] = 999  # steps, max 150
+    gen["widgets_values"][10] = 999  # max_usd, max 100
     ui["links"][0][5] = "IMAGE"
     problems = "\n".join(check_ui_workflow(ui, live_schemas))
-    assert "'5:7' not in" in problems and "999 above the maximum 150" in problems and "carries IMAGE" in problems
+    assert "'5:7' not in" in problems and "999 above the maximum 100" in problems and "carries IMAGE" in problems
+
+
+# ------------------------------------------- what a user meets (no ComfyUI)
+def recorded_soulid_schemas() -> dict[str, dict]:
+    """Our nodes' ``/object_info`` entries recorded in tests/data (kept in step
+    with the code by :func:`test_recorded_soulid_schemas_match_the_code`)."""
+    return json.loads((DATA / "object_info_soulid.json").read_text())["object_info"]
+
+
+def _offline_schemas() -> dict[str, dict]:
+    return {**load_core_snapshot(), **recorded_soulid_schemas()}
+
+
+#: Our nodes that can pay a provider.
+PAID_NODES = {"SoulIDGenerate", "SoulIDEdit", "SoulIDDoPAnimate", "SoulIDDriftGuard", "SoulIDIDPhotoSheet",
+              "SoulIDTrainRemote"}
+
+
+@pytest.mark.parametrize("ui_path", UI_FILES, ids=_ids(UI_FILES))
+def test_no_two_nodes_overlap_as_drawn(ui_path):
+    """Boxes as the frontend draws them (title bar + the height its widgets
+    need) overlap nowhere, and every stored size is at least the drawn one."""
+    assert layout_problems(_load(ui_path), _offline_schemas()) == []
+
+
+def test_layout_check_catches_an_overlap():
+    wf = _load(WF_DIR / "lookbook.json")
+    gens = [n for n in wf["nodes"] if n["type"] == "SoulIDGenerate"]
+    gens[1]["pos"] = [gens[0]["pos"][0], gens[0]["pos"][1] + gens[0]["size"][1] - 20]
+    gens[0]["size"][1] = 200  # the old, too-small stored size
+    problems = "\n".join(layout_problems(wf, _offline_schemas()))
+    assert "overlap as drawn" in problems and "stored height 200 below" in problems
+
+
+@pytest.mark.parametrize("ui_path", UI_FILES, ids=_ids(UI_FILES))
+def test_groups_label_the_steps(ui_path):
+    """Every node but the notes sits wholly inside one titled group; groups do not overlap."""
+    wf = _load(ui_path)
+    schemas = _offline_schemas()
+    groups = [(g["title"], (g["bounding"][0], g["bounding"][1], g["bounding"][0] + g["bounding"][2],
+                            g["bounding"][1] + g["bounding"][3])) for g in wf.get("groups", [])]
+    assert len(groups) >= 2 and all(t.strip() for t, _ in groups), f"{ui_path.name}: no step groups"
+    for g in wf["groups"]:  # the title fits its group (about 0.55 em per character)
+        assert len(g["title"]) * 0.55 * g.get("font_size", 24) <= g["bounding"][2], f"{ui_path.name}: {g['title']!r}"
+    for i, (t, a) in enumerate(groups):
+        for t2, b in groups[i + 1:]:
+            assert not overlaps(a, b), f"{ui_path.name}: groups {t!r} and {t2!r} overlap"
+    for n in wf["nodes"]:
+        box = drawn_box(n, schemas.get(n["type"]))
+        inside = [t for t, g in groups if g[0] <= box[0] and g[1] <= box[1] and box[2] <= g[2] and box[3] <= g[3]]
+        partly = [t for t, g in groups if overlaps(g, box)]
+        if n["type"] in VIRTUAL_NODES:
+            assert not partly, f"{ui_path.name}: note {n['id']} overlaps group(s) {partly}"
+        else:
+            assert len(inside) == 1 and partly == inside, f"{ui_path.name} node {n['id']}: in {inside}, touches {partly}"
+
+
+@pytest.mark.parametrize("ui_path", UI_FILES, ids=_ids(UI_FILES))
+def test_seeds_are_fixed_so_run_again_pays_nothing(ui_path):
+    """No seed in a template is randomized (or incremented): Run again must
+    resume or reuse the same paid request."""
+    for n in _load(ui_path)["nodes"]:
+        controls = [v for v in n.get("widgets_values") or [] if isinstance(v, str) and v in SEED_CONTROL]
+        assert all(v == "fixed" for v in controls), f"{ui_path.name} node {n['id']} ({n['type']}): {controls}"
+        if n["type"] in PAID_NODES and n["type"] != "SoulIDTrainRemote":
+            assert controls == ["fixed"], f"{ui_path.name} node {n['id']} ({n['type']}): seed control {controls}"
+
+
+@pytest.mark.parametrize("ui_path", UI_FILES, ids=_ids(UI_FILES))
+def test_paid_nodes_have_a_budget(ui_path):
+    schemas = recorded_soulid_schemas()
+    for n in _load(ui_path)["nodes"]:
+        if n["type"] in PAID_NODES - {"SoulIDTrainRemote"}:
+            req = schemas[n["type"]]["input"]["required"]
+            assert "max_usd" in req and "new_run" in req, f"{n['type']} has no max_usd/new_run"
+
+
+def test_templates_have_title_description_order_and_create_comes_first():
+    metas = {p.stem: _load(p).get("extra", {}).get("soulid", {}) for p in UI_FILES}
+    for name, m in metas.items():
+        assert isinstance(m.get("title"), str) and 3 <= len(m["title"]) <= 60, f"{name}: title {m.get('title')!r}"
+        d = m.get("description")
+        assert isinstance(d, str) and 20 <= len(d) <= 160 and "\n" not in d, f"{name}: one-line description {d!r}"
+    orders = sorted((m["order"], name) for name, m in metas.items())
+    assert [o for o, _ in orders] == list(range(1, len(orders) + 1)), orders
+    assert orders[0][1] == "soul_id_create"
+    assert len({m["title"] for m in metas.values()}) == len(metas)
+
+
+@pytest.mark.parametrize("ui_path", UI_FILES, ids=_ids(UI_FILES))
+def test_template_has_a_thumbnail_from_a_run(ui_path):
+    """ComfyUI's template browser (frontend 1.27 in ComfyUI 0.3.64) shows
+    ``<name>.jpg`` next to the workflow; it must be a real picture (rendered
+    from a headless run by ``tests/render_templates.py``), not a placeholder."""
+    import numpy as np
+    from PIL import Image
+
+    thumb = ui_path.with_suffix(".jpg")
+    assert thumb.is_file(), f"no thumbnail {thumb.name}"
+    img = Image.open(thumb)
+    assert img.format == "JPEG" and min(img.size) >= 256, (img.format, img.size)
+    a = np.asarray(img.convert("L"), dtype=np.float32)
+    assert a.std() > 20, f"{thumb.name} looks blank (std {a.std():.1f})"
+
+
+def test_every_output_is_named_for_what_it_carries():
+    """No output is shown under its bare type name, and no node has two
+    outputs of one name; the UI templates show the same names."""
+    schemas = recorded_soulid_schemas()
+    for name, info in schemas.items():
+        names = info["output_name"]
+        assert len(set(names)) == len(names), f"{name}: duplicate output names {names}"
+        for out_name, typ in zip(names, info["output"]):
+            assert out_name != typ, f"{name}: an output is shown as its type {typ!r}"
+    for p in UI_FILES:
+        for n in _load(p)["nodes"]:
+            if n["type"] in schemas:
+                assert [o["name"] for o in n.get("outputs", [])] == schemas[n["type"]]["output_name"], \
+                    f"{p.name} node {n['id']} ({n['type']}): stale output names"
+
+
+def test_recorded_soulid_schemas_match_the_code(live_schemas):
+    rec = recorded_soulid_schemas()
+    ours = {k: v for k, v in live_schemas.items() if k.startswith(OUR_PREFIX)}
+    assert set(rec) <= set(ours), f"recorded nodes missing from the code: {set(rec) - set(ours)}"
+    for name, info in rec.items():
+        live = ours[name]
+        for key in ("output", "output_name", "input_order", "output_node"):
+            assert live[key] == info[key], f"{name}.{key} differs from tests/data/object_info_soulid.json: re-record it"

@@ -30,6 +30,9 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 VIRTUAL_NODES = {"Note", "MarkdownNote"}
 #: Values of the extra "control after generate" widget the frontend adds after seeds.
 SEED_CONTROL = {"fixed", "increment", "decrement", "randomize"}
+#: Entries ComfyUI puts in a model-file dropdown whatever is on disk (VAELoader's
+#: ``pixel_space``): a list holding only these is a file list recorded empty.
+FILE_LIST_BUILTINS = {"pixel_space"}
 #: Node modes: 0 always, 2 never (muted), 4 bypass.
 MUTED_MODES = {2, 4}
 
@@ -134,7 +137,7 @@ def check_value(where: str, typ, cfg: dict, value) -> list[str]:
         return [] if isinstance(value, bool) else [f"{where}: {value!r} is not true/false"]
     elif kind == "COMBO":
         opts = _options(typ, cfg)
-        if not opts:  # a file or library list filled from disk at run time
+        if not set(opts) - FILE_LIST_BUILTINS:  # a file or library list filled from disk at run time
             return [] if isinstance(value, str) and value else [f"{where}: {value!r} is not a name"]
         return [] if value in opts else [f"{where}: {value!r} not in {opts}"]
     else:
@@ -295,4 +298,79 @@ def check_api_prompt(prompt: dict, schemas: dict[str, dict]) -> list[str]:
                 problems += check_value(f"{where} input {name!r}", t, cfg, v)
             else:
                 problems.append(f"{where}: socket {name!r} ({_kind(t, cfg)}) needs a link, got {v!r}")
+    return problems
+
+
+# ------------------------------------------------------------ drawn layout
+#: LiteGraph's title bar, drawn above a node's ``pos`` (not part of ``size``).
+TITLE_H = 30
+#: One socket row or one single-line widget row, as the frontend draws it
+#: (20 px widget + 4 px spacing).
+ROW_H = 24
+#: A multiline text widget (its textarea's smallest drawn height).
+MULTILINE_H = 100
+#: Padding the frontend adds below the last row.
+BOTTOM_PAD = 8
+#: Our nodes that show an image on themselves after a run (``ui`` preview);
+#: the frontend draws it below the widgets, so the stored size keeps room.
+PREVIEW_NODES = {"SoulIDCreate", "SoulIDDriftGuard", "SoulIDIDPhotoSheet"}
+#: Room for such a preview.
+PREVIEW_H = 240
+#: Our nodes that show a result text after a run: ``web/soulid.js`` adds a
+#: read-only text box (:data:`MULTILINE_H`) under their widgets.
+TEXT_NODES = {"SoulIDCreate", "SoulIDSave", "SoulIDScore", "SoulIDGenerate", "SoulIDEdit", "SoulIDTrainRemote",
+              "SoulIDDoPAnimate", "SoulIDDriftGuard", "SoulIDIDPhotoSheet", "SoulIDCharacterLog"}
+
+
+def computed_height(node: dict, schema: dict | None) -> int:
+    """The body height the frontend computes for ``node`` (title excluded):
+    socket rows (max of inputs and outputs), then one row per widget (a seed's
+    "control after generate" and an upload button are rows of their own), a
+    multiline text box at :data:`MULTILINE_H`, and what a node shows after a
+    run: the image of :data:`PREVIEW_NODES`, the text box of :data:`TEXT_NODES`."""
+    if schema is None:
+        return int(node.get("size", [0, 0])[1])
+    sockets_in = [n for n, t, c, _ in _inputs(schema) if not _is_widget(t, c)]
+    rows = max(len(sockets_in), len(schema.get("output", [])))
+    h = rows * ROW_H
+    for _name, typ, cfg, extra in _widget_slots(schema):
+        h += MULTILINE_H if (_kind(typ, cfg) == "STRING" and cfg.get("multiline")) else ROW_H
+        if extra:
+            h += ROW_H
+    if node.get("type") in PREVIEW_NODES:
+        h += PREVIEW_H
+    if node.get("type") in TEXT_NODES:
+        h += MULTILINE_H
+    return h + BOTTOM_PAD
+
+
+def drawn_box(node: dict, schema: dict | None) -> tuple[float, float, float, float]:
+    """``(left, top, right, bottom)`` of a node as drawn: title bar included,
+    the body at least as tall as :func:`computed_height` (the frontend grows
+    a node whose stored ``size`` is too small)."""
+    x, y = node["pos"]
+    w, h = node.get("size", [200, 60])
+    h = max(h, computed_height(node, schema))
+    return (x, y - TITLE_H, x + w, y + h)
+
+
+def overlaps(a, b, margin: float = 0.0) -> bool:
+    return a[0] < b[2] + margin and b[0] < a[2] + margin and a[1] < b[3] + margin and b[1] < a[3] + margin
+
+
+def layout_problems(wf: dict, schemas: dict[str, dict]) -> list[str]:
+    """Pairs of nodes whose drawn boxes overlap, and nodes whose stored
+    ``size`` is below what the frontend draws."""
+    problems = []
+    nodes = wf.get("nodes", [])
+    boxes = {n["id"]: drawn_box(n, schemas.get(n["type"])) for n in nodes}
+    for n in nodes:
+        need = computed_height(n, schemas.get(n["type"]))
+        if n.get("size", [0, 0])[1] < need:
+            problems.append(f"node {n['id']} ({n['type']}): stored height {n['size'][1]} below the drawn {need}")
+    for i, a in enumerate(nodes):
+        for b in nodes[i + 1:]:
+            if overlaps(boxes[a["id"]], boxes[b["id"]]):
+                problems.append(f"nodes {a['id']} ({a['type']}) and {b['id']} ({b['type']}) overlap as drawn: "
+                                f"{boxes[a['id']]} / {boxes[b['id']]}")
     return problems

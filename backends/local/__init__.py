@@ -36,16 +36,18 @@ first generation. ``request.options`` keys (all optional):
 """
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ...soul.errors import SoulIDError
+from ...soul.imageio import to_float01, to_uint8
 from ..base import AnimateRequest, EditRequest, GenerateRequest, ImageResult, VideoResult
 from . import camera
 from .embeddings import EmbeddingError, face_crop_for_clip, identity_embedding, reference_keypoints
-from .models import METHODS, resolve
+from .models import METHODS, check_local, resolve
 
 DEFAULTS = {
     "method": "faceid_plusv2",
@@ -152,13 +154,15 @@ class LocalBackend:
             ``{"seed", "steps", "method", "mode"}``.
 
         Raises:
-            ModelFilesMissing: one error naming every missing model file.
+            LocalSetupMissing: one error naming every missing package and
+                model file (:func:`.models.check_local`).
             EmbeddingError: the Soul ID's embedding does not fit the method.
             InterruptedError: interrupted between denoising steps.
         """
+        o = self._opts(req.options)
+        check_local("generate", o["method"], o["model"], o["lora"], req.soul)
         from .pipelines import RunParams, run
 
-        o = self._opts(req.options)
         width, height = _size(req.width, req.height, req.aspect, req.preset)
         key = self._key(o)
         prompt, negative = _apply_preset(req.prompt, req.negative_prompt, req.preset, req.preset_strength)
@@ -183,8 +187,6 @@ class LocalBackend:
             SoulIDError: strength outside 0..1, or a mask of another size.
             (and as :meth:`generate`)
         """
-        from .pipelines import RunParams, run
-
         o = self._opts(req.options)
         src = _float(req.image)
         if not 0.0 <= float(req.strength) <= 1.0:
@@ -193,6 +195,9 @@ class LocalBackend:
             raise SoulIDError(f"edit mask is {np.asarray(req.mask).shape[:2]}, the image {src.shape[:2]}")
         if float(req.strength) == 0.0:
             return ImageResult(images=src[None].copy(), info={"method": o["method"], "mode": "unchanged", "steps": 0})
+        check_local("generate", o["method"], o["model"], o["lora"], req.soul)
+        from .pipelines import RunParams, run
+
         key = self._key(o)
         prompt, negative = _apply_preset(req.prompt, req.negative_prompt, req.preset, req.preset_strength)
         key, prompt = self._with_persona(key, o, req.soul, prompt)
@@ -219,7 +224,12 @@ class LocalBackend:
             ModelFilesMissing: i2v model files missing.
         """
         o = self._opts(req.options)
-        out = Path(o.get("out") or tempfile.mkstemp(prefix="soulid_", suffix=".mp4")[1])
+        if o.get("out"):
+            out = Path(o["out"])
+        else:  # the caller owns the file; the descriptor is closed here
+            fd, name = tempfile.mkstemp(prefix="soulid_", suffix=".mp4")
+            os.close(fd)
+            out = Path(name)
         motions = [camera.parse_motion(f"{n}:{s}") if ":" not in str(n) else camera.parse_motion(n)
                    for n, s in req.motions]
         if o["engine"] == "camera":
@@ -230,6 +240,7 @@ class LocalBackend:
             result = VideoResult(info.path, info.fps, info.frames, info.width, info.height,
                                  info={"engine": "camera", "motions": motions})
         elif o["engine"] == "i2v":
+            check_local("i2v", i2v_model=o.get("i2v_model", ""))
             from .i2v import animate_i2v
 
             result = animate_i2v(req, out, motions, o, progress=progress, interrupt=interrupt)
@@ -257,11 +268,11 @@ def _float(image) -> np.ndarray:
     if a.ndim != 3 or a.shape[2] < 3:
         raise SoulIDError(f"image must be [H, W, 3], got shape {a.shape}")
     a = a[..., :3]
-    return (a.astype(np.float32) / 255.0) if a.dtype == np.uint8 else np.clip(a.astype(np.float32), 0, 1)
+    return to_float01(a)
 
 
 def _uint8(image) -> np.ndarray:
-    return (np.clip(_float(image), 0, 1) * 255 + 0.5).astype(np.uint8)
+    return to_uint8(_float(image))
 
 
 def _size(width, height, aspect, preset) -> tuple[int, int]:

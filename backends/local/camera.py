@@ -36,7 +36,9 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from ...soul.errors import SoulIDError
+from ...soul.errors import Interrupted, SoulIDError
+from ...soul.imageio import to_uint8
+from ...soul.motions import LOCAL_MOVES, move_aliases
 
 DEFAULT_SECONDS = 5.0
 DEFAULT_FPS = 24
@@ -183,33 +185,17 @@ class MotionSpec:
     path: Callable[[np.ndarray, float, float, int], CameraPath]
 
 
-#: Motion presets, name -> spec. Strength 1 is the nominal amount; 0 is still.
-MOTIONS: dict[str, MotionSpec] = {
-    m.name: m
-    for m in (
-        MotionSpec("zoom_in", "slow push-in zoom (up to 1.35x)", "slow smooth zoom in on the subject", _zoom(1.0, 1.35)),
-        MotionSpec("zoom_out", "slow pull-back zoom (from 1.35x)", "slow smooth zoom out revealing the scene", _zoom(1.35, 1.0)),
-        MotionSpec("pan_left", "camera pans to the left", "the camera pans slowly to the left", _pan("dx", +1)),
-        MotionSpec("pan_right", "camera pans to the right", "the camera pans slowly to the right", _pan("dx", -1)),
-        MotionSpec("tilt_up", "camera tilts up", "the camera tilts slowly upward", _pan("dy", +1)),
-        MotionSpec("tilt_down", "camera tilts down", "the camera tilts slowly downward", _pan("dy", -1)),
-        MotionSpec("dolly_in", "dolly towards the subject (subject grows faster than the background)",
-                   "dolly in: the camera moves towards the subject, background perspective shifts", _dolly(+1)),
-        MotionSpec("dolly_out", "dolly away from the subject", "dolly out: the camera moves back away from the subject", _dolly(-1)),
-        MotionSpec("crash_zoom", "fast punch-in zoom (2.6x) that settles", "sudden fast crash zoom onto the face", _crash),
-        MotionSpec("orbit_left", "orbit around the subject to the left (parallax approximation)",
-                   "the camera orbits around the subject to the left, parallax between subject and background", _orbit(+1)),
-        MotionSpec("orbit_right", "orbit around the subject to the right (parallax approximation)",
-                   "the camera orbits around the subject to the right, parallax between subject and background", _orbit(-1)),
-        MotionSpec("static", "static shot with subtle handheld shake", "static handheld shot, subtle natural camera shake", _static),
-    )
+#: The camera path of each move named in :data:`soulid.soul.motions.LOCAL_MOVES`.
+PATHS = {
+    "zoom_in": _zoom(1.0, 1.35), "zoom_out": _zoom(1.35, 1.0),
+    "pan_left": _pan("dx", +1), "pan_right": _pan("dx", -1), "tilt_up": _pan("dy", +1), "tilt_down": _pan("dy", -1),
+    "dolly_in": _dolly(+1), "dolly_out": _dolly(-1), "crash_zoom": _crash,
+    "orbit_left": _orbit(+1), "orbit_right": _orbit(-1), "static": _static,
 }
-#: Accepted spellings for the same move.
-ALIASES = {
-    "orbit": "orbit_right", "arc_right": "orbit_right", "arc_left": "orbit_left", "360_orbit": "orbit_right",
-    "handheld": "static", "handheld_static": "static", "crash_zoom_in": "crash_zoom",
-    "push_in": "dolly_in", "pull_out": "dolly_out",
-}
+#: Motion presets, name -> spec: the core's table of moves with their paths.
+MOTIONS: dict[str, MotionSpec] = {m.name: MotionSpec(m.name, m.description, m.prompt, PATHS[m.name]) for m in LOCAL_MOVES}
+#: Accepted spellings for the same move (from the core's table).
+ALIASES = move_aliases()
 
 
 def motion_spec(name: str) -> MotionSpec:
@@ -281,7 +267,7 @@ def _as_uint8(image: np.ndarray) -> np.ndarray:
         raise CameraError(f"image must be [H, W, 3] (or [1, H, W, 3]), got shape {a.shape}")
     a = a[..., :3]
     if a.dtype != np.uint8:
-        a = (np.clip(a.astype(np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        a = to_uint8(a)
     return np.ascontiguousarray(a)
 
 
@@ -423,11 +409,12 @@ def render_frames(image: np.ndarray, motions: list[tuple[str, float]] | None = N
         size: ``(width, height)`` px or None (see :func:`output_size`).
         focus: subject point as fractions of the source (default centre).
         seed: handheld-shake seed.
-        interrupt: checked before each frame; True stops with :class:`InterruptedError`.
+        interrupt: checked before each frame; True stops with
+            :class:`~soulid.soul.errors.Interrupted`.
 
     Raises:
         CameraError: bad motion, size, length or image.
-        InterruptedError: ``interrupt()`` returned True.
+        Interrupted: ``interrupt()`` returned True.
     """
     motions = list(motions or [])
     if len(motions) > 2:
@@ -441,7 +428,7 @@ def render_frames(image: np.ndarray, motions: list[tuple[str, float]] | None = N
     r = CameraRenderer(src, width, height, float(path.zoom.max() * (1 + path.dolly.max())), focus, interpolation)
     for i in range(n):
         if interrupt is not None and interrupt():
-            raise InterruptedError(f"camera render interrupted at frame {i} of {n}")
+            raise Interrupted(f"camera render interrupted at frame {i} of {n}")
         yield r.frame(float(path.zoom[i]), float(path.dx[i]), float(path.dy[i]), float(path.dolly[i]), float(path.orbit[i]))
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ...soul.errors import ModelFilesMissing, SoulIDError
+from ...soul.imageio import to_uint8
 from ...soul.paths import models_dirs
 from ..base import AnimateRequest, VideoResult
 from . import camera
@@ -61,7 +62,7 @@ def find_i2v(model: str = "") -> str:
         return model  # a Hugging Face repo id, downloaded by diffusers
     where = str(models_dirs("diffusers")[0]) if models_dirs("diffusers") else "<ComfyUI>/models/diffusers"
     raise ModelFilesMissing("local i2v (Wan image-to-video)", [f"{where}/{name}/model_index.json"],
-                           "Download the Wan-AI/Wan2.2-TI2V-5B-Diffusers repository into that folder (README, section 'Local generation').")
+                           "Download the Wan-AI/Wan2.2-TI2V-5B-Diffusers repository into that folder (README, section 'Local models').")
 
 
 def frame_count(seconds: float, fps: float) -> int:
@@ -101,7 +102,7 @@ def animate_i2v(req: AnimateRequest, out: Path, motions: list[tuple[str, float]]
     gen, seed = _generator(req.seed)
     try:
         frames = pipe(
-            image=Image.fromarray((img * 255 + 0.5).astype(np.uint8)).resize((w, h)),
+            image=Image.fromarray(to_uint8(img)).resize((w, h)),
             prompt=motion_prompt(req.prompt, motions), height=h, width=w, num_frames=n,
             num_inference_steps=steps, guidance_scale=float(o.get("guidance", 5.0)), generator=gen,
             output_type="np", callback_on_step_end=_step_callback(steps, progress, interrupt),
@@ -110,7 +111,7 @@ def animate_i2v(req: AnimateRequest, out: Path, motions: list[tuple[str, float]]
         if type(e).__name__ == "_Stop":
             raise InterruptedError(f"i2v: interrupted after step {e.args[0]} of {steps}") from None
         raise
-    frames_u8 = [(np.clip(f, 0, 1) * 255 + 0.5).astype(np.uint8) for f in np.asarray(frames)]
+    frames_u8 = [to_uint8(f) for f in np.asarray(frames)]
     if not frames_u8:
         raise SoulIDError("i2v: the pipeline returned no frames")
     info = camera.write_mp4(iter(frames_u8), out, native)

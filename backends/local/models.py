@@ -4,7 +4,7 @@ Search order for every kind of file is :func:`soulid.soul.paths.models_dirs`
 (``$SOULID_MODELS_DIR/<kind>``, then ComfyUI's registered folders, then
 ``<ComfyUI>/models/<kind>``), so a ComfyUI install and the CLI share one copy.
 
-Layout (ComfyUI names; see the README, "Local generation", for download sources and licences)::
+Layout (ComfyUI names; see the README, "Local models", for download sources and licences)::
 
     models/diffusers/<name>/model_index.json        SDXL base, diffusers layout
     models/checkpoints/<name>.safetensors           or a single-file SDXL checkpoint
@@ -25,6 +25,7 @@ the folder it goes in.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from dataclasses import dataclass, field
@@ -91,8 +92,166 @@ class Resolved:
 
 
 def _where(kind: str) -> str:
-    dirs = models_dirs(kind)
-    return str(dirs[0]) if dirs else f"<ComfyUI>/models/{kind}"
+    return str(models_dirs(kind)[0])
+
+
+# ------------------------------------------------- one missing-setup report
+#: The install command of the local stack.
+LOCAL_EXTRA = 'pip install "soulid[local]"'
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model file comes from and what it costs to hold: ``url`` a
+    download page, ``size`` on disk and ``vram`` while running (approximate,
+    fp16/bf16 on CUDA)."""
+
+    url: str
+    size: str
+    vram: str = ""
+
+
+#: Download source, size and VRAM per role (sizes from the model repositories).
+SOURCES: dict[str, ModelSource] = {
+    "sdxl_base": ModelSource("https://huggingface.co/stabilityai/stable-diffusion-xl-base-1.0 "
+                             "(the diffusers folders; the fp16 variant is enough)", "about 7 GB (fp16)",
+                             "about 10 GB at 1024x1024 (about 6 GB with offload: model)"),
+    "faceid_adapter": ModelSource("https://huggingface.co/h94/IP-Adapter-FaceID", "1.5 GB", "+1.5 GB"),
+    "faceid_lora": ModelSource("https://huggingface.co/h94/IP-Adapter-FaceID", "0.4 GB", "+0.4 GB"),
+    "clip_vision": ModelSource("https://huggingface.co/h94/IP-Adapter (models/image_encoder/model.safetensors, "
+                               "renamed)", "2.5 GB", "+1.3 GB"),
+    "instantid_adapter": ModelSource("https://huggingface.co/InstantX/InstantID (ip-adapter.bin)", "1.7 GB", "+1.7 GB"),
+    "identitynet": ModelSource("https://huggingface.co/InstantX/InstantID (ControlNetModel/)", "2.5 GB", "+2.5 GB"),
+    "antelopev2": ModelSource("https://github.com/deepinsight/insightface/tree/master/python-package "
+                              "(model zoo: antelopev2)", "0.4 GB", "CPU is enough"),
+    "buffalo_l": ModelSource("https://github.com/deepinsight/insightface/releases/download/v0.7/buffalo_l.zip",
+                             "0.3 GB", "CPU is enough"),
+    "i2v": ModelSource("https://huggingface.co/Wan-AI/Wan2.2-TI2V-5B-Diffusers", "about 34 GB",
+                       "24 GB with offload: model"),
+}
+#: Python packages of the local extra each step imports (module names).
+PACKAGES = {
+    "generate": ("torch", "diffusers", "transformers", "accelerate"),
+    "i2v": ("torch", "diffusers", "transformers", "accelerate"),
+    "lora": ("peft",),
+    "insightface": ("insightface", "onnxruntime"),
+}
+
+
+class LocalSetupMissing(ModelFilesMissing):
+    """Packages and/or model files a local step needs are missing.
+
+    One error names everything at once: the extra to install and each missing
+    file with its real path on this machine, a download source, its size and
+    the VRAM it needs.
+
+    Attributes:
+        packages: missing Python modules (``torch``, ``diffusers``...).
+        missing: missing file paths (as :class:`ModelFilesMissing`).
+    """
+
+    def __init__(self, what: str, packages: list[str], files: list[tuple[str, str, ModelSource | None]]):
+        self.packages = list(packages)
+        lines = []
+        if packages:
+            lines.append(f"missing Python package(s): {', '.join(packages)}; install the local extra: {LOCAL_EXTRA}")
+        for path, role, src in files:
+            facts = f" ({role}" + (f"; {src.size}, VRAM {src.vram}; from {src.url}" if src else "") + ")"
+            lines.append(f"  - {path}{facts}")
+        if files:
+            lines.append("Put each file at the path shown (or set SOULID_MODELS_DIR to a folder with the same "
+                         "sub-folders, or COMFYUI_PATH to a ComfyUI install).")
+        ModelFilesMissing.__init__(self, what, [f for f, _, _ in files])
+        head = f"{what}: " + (f"{len(packages)} package(s)" if packages else "") + \
+            (" and " if packages and files else "") + (f"{len(files)} model file(s)" if files else "") + " missing:"
+        Exception.__init__(self, "\n".join([head] + lines))
+
+
+def missing_packages(*steps: str) -> list[str]:
+    """Modules of :data:`PACKAGES` for ``steps`` that cannot be imported here."""
+    out = []
+    for step in steps:
+        for mod in PACKAGES.get(step, ()):
+            try:
+                found = importlib.util.find_spec(mod) is not None
+            except (ImportError, ValueError):
+                found = False
+            if mod not in out and not found:
+                out.append(mod)
+    return out
+
+
+def _pack_files(pack: str) -> list[tuple[str, str, ModelSource | None]]:
+    from ...soul.analysis.insightface_analyzer import PACKS, REQUIRED_ROLES, find_pack
+
+    try:
+        find_pack(pack)
+        return []
+    except ModelFilesMissing:
+        d = models_dirs("insightface")[0] / "models" / pack
+        return [(str(d / PACKS[pack][r]), f"insightface {pack} {r}", SOURCES[pack]) for r in REQUIRED_ROLES]
+
+
+def check_analyzer(name: str) -> None:
+    """Check an insightface analyzer's packages and pack files at once
+    (``insightface`` -> antelopev2, ``insightface_buffalo_l`` -> buffalo_l);
+    other analyzers need nothing beyond the base install.
+
+    Raises:
+        LocalSetupMissing: one error naming every missing package and file.
+    """
+    pack = {"insightface": "antelopev2", "insightface_buffalo_l": "buffalo_l"}.get(name)
+    if pack is None:
+        return
+    pkgs, files = missing_packages("insightface"), _pack_files(pack)
+    if pkgs or files:
+        raise LocalSetupMissing(f"analyzer {name}", pkgs, files)
+
+
+def check_local(step: str, method: str = "faceid_plusv2", model: str = "", lora: str = "", soul=None,
+                i2v_model: str = "") -> None:
+    """Check everything a local step needs before any work starts.
+
+    Args:
+        step: ``generate`` (also edit) or ``i2v`` (image-to-video); ``camera``
+            needs nothing beyond the base install.
+        method: generate/edit method (:data:`METHODS`).
+        soul: the Soul ID; when it lacks the embedding space of ``method``,
+            the insightface pack that computes it is needed too.
+
+    Raises:
+        LocalSetupMissing: one error naming every missing package and file.
+    """
+    steps = [step] + (["lora"] if lora else [])
+    files: list[tuple[str, str, ModelSource | None]] = []
+    if step == "i2v":
+        from .i2v import DEFAULT_I2V, find_i2v
+
+        try:
+            find_i2v(i2v_model)
+        except ModelFilesMissing as e:
+            files += [(m, "Wan image-to-video, diffusers layout", SOURCES["i2v"]) for m in e.missing]
+        what = "local animate (engine i2v)"
+    elif step == "generate":
+        what = f"local {method}"
+        try:
+            resolve(method, model, lora)
+        except ModelFilesMissing as e:
+            for m in e.missing:
+                role = next((r for r, (k, names) in FILES.items() if names[0] in m), "sdxl_base" if "SDXL" in m or
+                            DEFAULT_BASE in m or model in m else "")
+                files.append((m.split(" (")[0], m.split(" (", 1)[1].rstrip(")") if " (" in m else role,
+                              SOURCES.get(role)))
+        space = {"instantid": ("insightface", "antelopev2"), "faceid_plusv2": ("insightface_buffalo_l", "buffalo_l")}
+        name, pack = space.get(method, (None, None))
+        if pack and (soul is None or name not in getattr(soul, "analyzers", {})):
+            steps.append("insightface")
+            files += _pack_files(pack)
+    else:
+        raise ValueError(f"step must be generate or i2v, not {step!r}")
+    pkgs = missing_packages(*steps)
+    if pkgs or files:
+        raise LocalSetupMissing(what, pkgs, files)
 
 
 def find(kind: str, names: tuple[str, ...] | list[str]) -> Path | None:
@@ -217,7 +376,7 @@ def resolve(method: str, model: str = "", lora: str = "", lora_scale: float = 1.
         raise ModelFilesMissing(
             what or f"local {method}", missing,
             "Put each file in the folder shown (or set SOULID_MODELS_DIR to a folder with these sub-folders); "
-            "download sources and licences: README.md, section 'Local generation'.",
+            "download sources and licences: README.md, section 'Local models'.",
         )
     return Resolved(method, base, tuple(files), tuple(loras))
 

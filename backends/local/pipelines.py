@@ -36,6 +36,7 @@ from typing import Callable
 
 import numpy as np
 
+from ...soul.imageio import to_uint8
 from .models import Resolved, load_clip_vision, load_identitynet, local_sdxl_config
 
 #: Pipeline classes per method and mode.
@@ -322,10 +323,10 @@ def run(key: PipelineKey, params: RunParams, embedding: np.ndarray, *, face_crop
         src = np.asarray(image, np.float32)
         h, w = (src.shape[0] // m) * m, (src.shape[1] // m) * m
         src = src[:h, :w]
-        kw["image"] = Image.fromarray((np.clip(src, 0, 1) * 255 + 0.5).astype(np.uint8))
+        kw["image"] = Image.fromarray(to_uint8(src))
         kw["strength"] = float(params.strength)
         if mask is not None:
-            kw["mask_image"] = Image.fromarray((np.clip(np.asarray(mask, np.float32)[:h, :w], 0, 1) * 255 + 0.5).astype(np.uint8))
+            kw["mask_image"] = Image.fromarray(to_uint8(np.asarray(mask, np.float32)[:h, :w]))
         width, height = w, h
     else:
         width, height = (params.width // m) * m, (params.height // m) * m

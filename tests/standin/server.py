@@ -45,8 +45,18 @@ Test control:
   ``concurrency`` (400), ``401 403 404 422 423 500 502 503``, ``slow``
   (accept, then answer after ``seconds``), ``drop`` (accept a POST, then close
   the connection without answering), ``moderated``, ``failed`` (job outcome),
-  ``expired``, ``truncated``, ``redirect_private``, ``wrong_type`` (the job's
-  result downloads), ``foreign_status_url``.
+  ``expired``, ``truncated``, ``redirect_private``, ``wrong_type``,
+  ``trickle`` (one byte every ``seconds``) (the job's result downloads),
+  ``foreign_status_url``; malformed answers: ``answer`` (HTTP 200 with the
+  JSON value ``body``, e.g. a list, an object without a request id, or a
+  status ``"paused"``), ``html200`` (HTTP 200 with an HTML page),
+  ``request_id`` (the submit answer names the request ``id``, e.g. ``../x``,
+  while its status URL stays valid), ``echo_auth`` (HTTP ``code``, default
+  400, whose error text echoes the request's credentials).
+
+Routing comes before authentication, as in a real web framework: a path no
+surface serves is a 404 whatever the key (an API root that is wrong shows
+up as 404, not 401).
 * ``POST /_standin/config`` ``{"queue_s", "run_s", "cap"}``; ``POST /_standin/reset``.
 """
 from __future__ import annotations
@@ -203,7 +213,10 @@ class State:
         return token
 
 
-JOB_FAULTS = {"moderated", "failed", "expired", "truncated", "redirect_private", "wrong_type"}
+JOB_FAULTS = {"moderated", "failed", "expired", "truncated", "redirect_private", "wrong_type", "trickle"}
+#: Higgsfield v1/v2 platform paths (routing before auth: anything else is a 404).
+V1_ROUTES = re.compile(r"/v1/(text2image/soul|image2video/dop|job-sets/[^/]+|text2image/soul-styles|motions|"
+                       r"custom-references|custom-references/list|custom-references/[^/]+)|/v2/text2image/soul-styles")
 
 
 # -------------------------------------------------------------------- handler
@@ -287,6 +300,18 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send(code, {"detail": f.get("reason", detail)})
             if kind == "slow" and method == "GET":
                 time.sleep(float(f.get("seconds", 1.0)))
+            if kind == "answer":
+                self.body_json()
+                return self.send(200, f.get("body"))
+            if kind == "html200":
+                self.body_json()
+                return self.send(200, raw=b"<!doctype html><html><body>Service update</body></html>",
+                                 ctype="text/html")
+            if kind == "echo_auth":
+                self.body_json()
+                creds = " ".join(f"{h}: {self.headers[h]}" for h in ("Authorization", "hf-api-key", "hf-secret")
+                                 if h in self.headers)
+                return self.send(int(f.get("code", 400)), {"detail": f"malformed request (received {creds})"})
         try:
             self.dispatch(method, path)
         except (BrokenPipeError, ConnectionResetError):
@@ -387,6 +412,9 @@ class Handler(BaseHTTPRequestHandler):
         if path.startswith("/aurashot/v1/"):
             return self.aurashot(method, path)
         if path.startswith("/v1/") or path.startswith("/v2/"):
+            if not V1_ROUTES.fullmatch(path):
+                self.body_json()
+                return self.send(404, {"detail": "Not Found"})
             if not self.auth("higgsfield", v1=True):
                 return
             return self.v1(method, path)
@@ -429,6 +457,13 @@ class Handler(BaseHTTPRequestHandler):
                 code, resp = 200, self.submit_answer(surface, job)
                 if any(f["kind"] == "foreign_status_url" for f in self._faults) and "status_url" in resp:
                     resp["status_url"] = resp["status_url"].replace(self.base, "http://203.0.113.7")
+                for f in self._faults:
+                    if f["kind"] == "request_id":
+                        resp = json.loads(json.dumps(resp))
+                        for holder in (resp, resp.get("data") or {}):
+                            for k in ("request_id", "id", "task_id"):
+                                if k in holder:
+                                    holder[k] = f["id"]
                 if key:
                     S.idem[(provider, key)] = (code, resp, job.id)
         if not replay:
@@ -588,6 +623,19 @@ class Handler(BaseHTTPRequestHandler):
             return self.send(302, None, headers={"Location": f"http://10.20.30.40/cdn/{token}"})
         if "wrong_type" in ff:
             return self.send(200, raw=b"<html>login</html>", ctype="text/html")
+        if "trickle" in ff:
+            self.send_response(200)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            try:
+                for i in range(len(data)):
+                    self.wfile.write(data[i:i + 1])
+                    self.wfile.flush()
+                    time.sleep(float(ff["trickle"].get("seconds", 1.0)))
+            except OSError:
+                pass
+            return self.drop()
         if "truncated" in ff:
             fault = ff["truncated"]
             with S.lock:

@@ -1,0 +1,184 @@
+"""Run every shipped template headless through a real ComfyUI and render its
+thumbnail from what the run produced.
+
+    COMFYUI_PATH=/path/to/ComfyUI python tests/render_templates.py [--thumbs] [--keep DIR]
+
+One ComfyUI (``--cpu``, 127.0.0.1, a temporary base directory, see
+:mod:`comfy_host`) with the cloud providers pointed at the stand-in
+(:mod:`standin.server`, which renders real images with the Soul ID's photo
+pasted in, and real MP4 clips). It
+
+1. copies real fixture photos (``shared/fixtures/faces/obama``) into
+   ``input/soul_photos`` and ``input/example.png``;
+2. queues ``soul_id_create`` (the Soul ID ``my_soul`` every other template loads);
+3. queues every other template's API twin (``workflows/api/<name>.json``),
+   waits for it and collects its images (saved, previewed, and the first frame
+   of a saved clip);
+4. with ``--thumbs``, writes ``workflows/<name>.jpg`` (768 x 576, the
+   template browser's thumbnail) from those images.
+
+Prints one line per template: status, seconds, images, paid jobs on the stand-in.
+Exit status 1 when a template fails.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import numpy as np
+from PIL import Image, ImageDraw
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from comfy_host import REPO, start_comfy  # noqa: E402
+from standin.fixtures import cloud_env_vars  # noqa: E402
+from standin.server import StandIn  # noqa: E402
+
+FACES = REPO.parent / "shared" / "fixtures" / "faces"
+PHOTOS = ["obama.jpg", "obama2.jpg", "obama-480p.jpg", "obama_small.jpg", "obama4.jpg"]
+THUMB = (768, 576)
+ORDER = ["soul_id_create", "soul_generate_cloud", "soul_edit_cloud", "id_photo", "lookbook", "moodboard", "campaign",
+         "dop_animate_cloud", "soul_animate_local"]
+
+
+def queue(host, prompt: dict, timeout: float = 600.0) -> dict:
+    """POST the prompt; return its finished ``/history`` entry."""
+    with host.client(timeout=60) as c:
+        r = c.post("/prompt", json={"prompt": prompt, "client_id": uuid.uuid4().hex})
+        if r.status_code != 200:
+            return {"status": {"status_str": "refused", "messages": [["refused", r.text]]}, "outputs": {}}
+        pid = r.json()["prompt_id"]
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            h = c.get(f"/history/{pid}").json()
+            if pid in h and h[pid].get("status", {}).get("status_str") in ("success", "error"):
+                return h[pid]
+            time.sleep(0.25)
+    return {"status": {"status_str": "timeout", "messages": []}, "outputs": {}}
+
+
+def error_of(entry: dict) -> str:
+    for kind, data in entry["status"].get("messages", []):
+        if kind in ("execution_error", "refused"):
+            if isinstance(data, dict):
+                return f"{data.get('node_type')}: {data.get('exception_type')}: {data.get('exception_message')}"
+            return str(data)[:500]
+    return ""
+
+
+def output_images(host, entry: dict) -> list[Image.Image]:
+    """Every image the run produced: saved first, then previews; a clip gives its first frame."""
+    found = []
+    for node_out in entry.get("outputs", {}).values():
+        for item in node_out.get("images", []) + node_out.get("videos", []) + node_out.get("gifs", []):
+            found.append(item)
+    found.sort(key=lambda i: i.get("type") != "output")
+    imgs = []
+    with host.client(timeout=60) as c:
+        for item in found:
+            r = c.get("/view", params={k: item[k] for k in ("filename", "subfolder", "type")})
+            if r.status_code != 200:
+                continue
+            name = item["filename"].lower()
+            if name.endswith((".mp4", ".webm", ".mov")):
+                import av
+
+                with av.open(io.BytesIO(r.content)) as v:
+                    frames = [f.to_image() for _, f in zip(range(60), v.decode(video=0))]
+                imgs.append(frames[len(frames) // 2])
+            else:
+                imgs.append(Image.open(io.BytesIO(r.content)).convert("RGB"))
+    seen, unique = set(), []
+    for im in imgs:  # a node's preview of an image that a Save/Preview node shows too
+        key = im.resize((32, 32)).tobytes()
+        if key not in seen:
+            seen.add(key)
+            unique.append(im)
+    return unique
+
+
+def thumbnail(imgs: list[Image.Image]) -> Image.Image:
+    """Up to four of the run's images on a 768 x 576 canvas (the first large)."""
+    canvas = Image.new("RGB", THUMB, (28, 30, 36))
+    if not imgs:
+        return canvas
+    picks = imgs[:4]
+    if len(picks) == 1:
+        cells = [(0, 0, THUMB[0], THUMB[1])]
+    else:
+        big_w = THUMB[0] * 5 // 8
+        cells = [(0, 0, big_w, THUMB[1])]
+        n = len(picks) - 1
+        for i in range(n):
+            cells.append((big_w, THUMB[1] * i // n, THUMB[0], THUMB[1] * (i + 1) // n))
+    for img, (l, t, r, b) in zip(picks, cells):
+        im = img.copy()
+        im.thumbnail((r - l - 8, b - t - 8), Image.LANCZOS)
+        canvas.paste(im, (l + (r - l - im.width) // 2, t + (b - t - im.height) // 2))
+    ImageDraw.Draw(canvas).rectangle((0, 0, THUMB[0] - 1, THUMB[1] - 1), outline=(80, 84, 96))
+    return canvas
+
+
+def prepare_inputs(host) -> None:
+    folder = host.input_dir / "soul_photos"
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in PHOTOS:
+        shutil.copy(FACES / "obama" / n, folder / n)
+    Image.open(FACES / "obama" / "obama3.jpg").convert("RGB").save(host.input_dir / "example.png")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--thumbs", action="store_true", help="write workflows/<name>.jpg")
+    ap.add_argument("--only", nargs="*", help="template names (soul_id_create always runs first)")
+    ap.add_argument("--keep", help="copy the run's images to this folder")
+    a = ap.parse_args(argv)
+    names = [n for n in ORDER if not a.only or n in a.only or n == "soul_id_create"]
+    failed = 0
+    with StandIn(queue_s=0.5, run_s=1.0) as standin, tempfile.TemporaryDirectory(prefix="soulid_tpl_") as tmp:
+        env = {**cloud_env_vars(standin.url), "SOULID_POLL_INITIAL": "0.1", "SOULID_POLL_MAX": "0.25"}
+        with start_comfy(Path(tmp), env=env) as host:
+            prepare_inputs(host)
+            for name in names:
+                api = json.loads((REPO / "workflows" / "api" / f"{name}.json").read_text())
+                if name == "soul_id_create":
+                    for n in api.values():
+                        if n["class_type"] == "SoulIDCreate":
+                            n["inputs"]["name"] = "my_soul"
+                        if n["class_type"] == "SoulIDSave":
+                            n["inputs"]["overwrite"] = True
+                paid0 = httpx.get(standin.url + "/_standin/stats").json()["paid"]
+                t0 = time.monotonic()
+                entry = queue(host, api)
+                dt = time.monotonic() - t0
+                paid1 = httpx.get(standin.url + "/_standin/stats").json()["paid"]
+                paid = sum(paid1.values()) - sum(paid0.values())
+                status = entry["status"]["status_str"]
+                imgs = output_images(host, entry) if status == "success" else []
+                print(f"{name}: {status} in {dt:.1f} s, {len(imgs)} image(s), {paid} paid job(s) "
+                      f"{error_of(entry)}", flush=True)
+                if status != "success":
+                    failed += 1
+                    print(host.log_tail(30))
+                    continue
+                if a.keep:
+                    out = Path(a.keep) / name
+                    out.mkdir(parents=True, exist_ok=True)
+                    for i, im in enumerate(imgs):
+                        im.save(out / f"{i}.png")
+                if a.thumbs:
+                    thumbnail(imgs).save(REPO / "workflows" / f"{name}.jpg", quality=85, optimize=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -178,7 +178,7 @@ def main(argv=None) -> int:
         "final_loss": r.final_loss,
     }
     for n in (20, 80):
-        st = default_steps(n)
+        st = default_steps(n, a.batch)
         out[f"projected_minutes_{n}_photos"] = round((st * sps + 2 * n * encode_s) / 60, 2)
         out[f"default_steps_{n}_photos"] = st
     if a.json:
@@ -186,7 +186,8 @@ def main(argv=None) -> int:
     else:
         for k, v in out.items():
             print(f"{k:32s} {v}")
-        print("(projection: default steps x s/step + VAE pre-encode of 2 x photos; base-model loading excluded)")
+        print("(projection: default steps at this batch size (40 samples per photo) x s/step + VAE pre-encode "
+              "of 2 x photos; base-model loading excluded)")
     return 0
 
 

@@ -15,6 +15,8 @@ def add_local_train_arguments(p: argparse.ArgumentParser) -> None:
                                               "ComfyUI's models/diffusers or models/checkpoints")
     g.add_argument("--steps", type=int, default=None, help="training steps (default: 40 per photo, 400..1600)")
     g.add_argument("--rank", type=int, default=16, help="LoRA rank (default 16)")
+    g.add_argument("--batch", type=int, default=None,
+                   help="samples per step (default: 4 on CUDA, 1 on CPU; default steps keep 40 samples per photo)")
     g.add_argument("--resolution", type=int, default=1024, help="training resolution, px (default 1024)")
     g.add_argument("--lr", type=float, default=1e-4, help="learning rate (default 1e-4)")
     g.add_argument("--seed", type=int, default=0)
@@ -40,7 +42,7 @@ def cmd_train_local(args) -> int:
     lib = _library(args)
     soul = lib.load(args.name)
     settings = TrainSettings(
-        rank=args.rank, steps=args.steps, learning_rate=args.lr, resolution=args.resolution, seed=args.seed,
+        rank=args.rank, steps=args.steps, batch_size=args.batch, learning_rate=args.lr, resolution=args.resolution, seed=args.seed,
         mixed_precision=args.mixed_precision, gradient_checkpointing=not args.no_gradient_checkpointing,
         use_8bit_adam=args.adam8, checkpoint_every=args.checkpoint_every, device=args.device,
         log_every=max(1, min(10, args.checkpoint_every or 10)),

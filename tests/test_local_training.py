@@ -167,6 +167,10 @@ def test_interrupt_keeps_checkpoint_and_resume_matches_uninterrupted(obama, base
 
 def test_default_steps_scale_with_photos():
     assert default_steps(1) == 400 and default_steps(20) == 800 and default_steps(80) == 1600
+    # A bigger batch keeps the same number of samples: 800 samples of 20 photos = 200 steps of 4.
+    assert default_steps(20, 4) == 200 and default_steps(3, 4) == 100
+    assert TrainSettings(device="cpu").resolved_batch_size() == 1
+    assert TrainSettings(device="cuda").resolved_batch_size() == 4 and TrainSettings(batch_size=2).resolved_batch_size() == 2
 
 
 def _cli(lib, base, *extra):

@@ -92,7 +92,7 @@ def train_persona(soul: SoulID, base: str, settings: TrainSettings | None = None
                         f"20+ varied photos are recommended, the LoRA may copy the photo rather than learn the face")
         prog.report(progress, None, "warning: " + warnings[-1])
     caps = build_captions([p.pose_class for _, p in photos], trigger, class_word, captions)
-    steps = int(s.steps or default_steps(len(photos)))
+    steps = int(s.steps or default_steps(len(photos), s.resolved_batch_size()))
     device, dtype = s.resolved_device(), s.compute_dtype()
     bm = resolve_base(base)
     bhash = base_hash(bm)
@@ -115,8 +115,8 @@ def train_persona(soul: SoulID, base: str, settings: TrainSettings | None = None
     data_bytes = lora_file.to_bytes(res.lora_state, alpha, header)
     meta = {
         "source": "trained", "trainer": "soulid.local", "arch": ARCH,
-        "base_model": Path(bm.ref).name, "base_model_path": bm.ref, "base_model_hash": bhash,
-        "rank": s.rank, "alpha": alpha, "steps": res.steps, "resolution": s.resolution,
+        "base_model": Path(bm.ref).name, "base_model_hash": bhash,
+        "rank": s.rank, "alpha": alpha, "steps": res.steps, "batch_size": s.resolved_batch_size(), "resolution": s.resolution,
         "learning_rate": s.learning_rate, "seed": s.seed, "mixed_precision": str(dtype).replace("torch.", ""),
         "trigger": trigger, "class_word": class_word, "captions": caps, "photos": len(photos),
         "samples": len(data), "flip": s.flip, "target_modules": ["to_q", "to_k", "to_v", "to_out.0"],

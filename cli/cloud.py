@@ -16,15 +16,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("provider", choices=PROVIDERS)
     p.set_defaults(func=cmd_login)
 
-    p = sub.add_parser("train", help="train a Soul ID on a provider from its perfect and good photos")
+    p = sub.add_parser("train", help="train a Soul ID on a provider from its perfect and good photos, "
+                                     "or a persona LoRA on this machine (--provider local)")
     p.add_argument("name", help="Soul ID name in the library")
-    p.add_argument("--provider", default="higgsfield", choices=("higgsfield",))
+    p.add_argument("--provider", default="higgsfield", choices=("higgsfield", "local"))
     p.add_argument("--model-version", default="v1", choices=("v1", "v2", "cinema"))
     p.add_argument("--remote-name", default=None, help="name on the provider (default: the Soul ID's)")
     p.add_argument("--new", action="store_true", help="train again even if this exact training is in the ledger")
     p.add_argument("--max-usd", type=float, default=None,
                    help="refuse if the provider's estimate is above this (default: $SOULID_MAX_USD when set)")
     p.add_argument("--json", action="store_true")
+    from .local_training import add_local_train_arguments
+
+    add_local_train_arguments(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("remote", help="list or delete Soul IDs trained on a provider")
@@ -93,6 +97,10 @@ def cmd_login(args) -> int:
 
 
 def cmd_train(args) -> int:
+    if args.provider == "local":
+        from .local_training import cmd_train_local
+
+        return cmd_train_local(args)
     from ..backends.training import train_remote
 
     from .generation import budget

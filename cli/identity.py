@@ -260,6 +260,7 @@ def soul_summary(soul) -> dict:
         "keypoint_reference": soul.keypoint_reference,
         "remote_ids": [r.__dict__ for r in soul.remote_ids],
         "log_entries": len(soul.log),
+        "loras": {k: v.meta() for k, v in soul.loras.items()},
     }
 
 
@@ -277,6 +278,10 @@ def cmd_show(args) -> int:
         print(f"  warning: {w}")
     for r in info["remote_ids"]:
         print(f"  remote: {r['provider']} {r['id']} ({r['model_version']})")
+    from .local_training import lora_lines
+
+    for line in lora_lines(soul):
+        print(f"  {line}")
     return 0
 
 

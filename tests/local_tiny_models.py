@@ -164,6 +164,25 @@ def build_lora(root: Path, unet, name: str = "persona.safetensors", seed: int = 
     StableDiffusionXLPipeline.save_lora_weights(root / "loras", unet_lora_layers=sd, weight_name=name)
 
 
+def persona_lora_bytes(seed: int = 0):
+    """``(bytes, unet)``: a persona LoRA file of the tiny UNet made by the
+    training code path (``add_lora`` -> PEFT state dict -> ``lora_file.to_bytes``),
+    with non-zero ``lora_up`` so that it changes the output."""
+    import torch
+    from diffusers import UNet2DConditionModel
+    from peft.utils import get_peft_model_state_dict
+
+    from soulid.backends.local.training import lora_file
+    from soulid.backends.local.training.trainer import TrainSettings, add_lora
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(sample_size=16, out_channels=4, up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+                                **_unet_kwargs())
+    add_lora(unet, TrainSettings(rank=4, seed=seed))
+    sd = {k: (v + 0.05 if ".lora_B." in k else v) for k, v in get_peft_model_state_dict(unet).items()}
+    return lora_file.to_bytes(sd, 4, {"arch": "sdxl"}), unet
+
+
 def build_all(root: Path) -> Path:
     unet = build_sdxl(root)
     build_faceid(root, unet)

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import httpx
+
 from ...soul.errors import SoulIDError
 
 #: Job states, the v2 contract's names (native states are mapped onto them).
@@ -197,3 +199,48 @@ class Worker(Protocol):
         """Stream one output to ``dest`` (see :func:`.transfer.stream_to_file`)."""
 
     def close(self) -> None: ...
+
+
+class HttpWorker:
+    """What the native and the v2 clients share: one ``httpx.Client`` on the
+    server's base URL and one way to call it under a :class:`Deadline`.
+
+    Subclasses set ``kind`` and ``server`` (words for messages) and may
+    override :meth:`check` to turn more status codes into :class:`WorkerDown`.
+    """
+
+    kind = ""
+    server = "the server"
+
+    def __init__(self, url: str, client: httpx.Client | None = None,
+                 request_timeout: float = REQUEST_TIMEOUT_S, headers: dict | None = None):
+        self.url = url.rstrip("/")
+        self.request_timeout = request_timeout
+        self.client = client or httpx.Client(base_url=self.url, timeout=30.0, trust_env=False,
+                                             headers=headers or {})
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _call(self, method: str, path: str, deadline: Deadline, **kw) -> httpx.Response:
+        """One request, bounded by ``deadline`` and the per-request timeout.
+
+        Raises:
+            DeadlineExceeded: the deadline passed while waiting.
+            WorkerDown: no answer, a transport error, or a status :meth:`check` refuses.
+        """
+        try:
+            r = self.client.request(method, path, timeout=deadline.timeout(self.request_timeout), **kw)
+        except httpx.TimeoutException:
+            if deadline.left() < 0.1:
+                raise DeadlineExceeded(f"{self.url}{path} did not answer before the deadline") from None
+            raise WorkerDown(f"{self.url}{path}: no answer in {self.request_timeout:g} s") from None
+        except httpx.TransportError as e:
+            raise WorkerDown(f"cannot reach {self.server} at {self.url} ({type(e).__name__}: {e})") from None
+        self.check(r, path)
+        return r
+
+    def check(self, r: httpx.Response, path: str) -> None:
+        """Raise :class:`WorkerDown` for a server-side failure (5xx)."""
+        if r.status_code >= 500:
+            raise WorkerDown(f"{self.url}{path}: HTTP {r.status_code}")

@@ -23,8 +23,8 @@ from typing import Annotated, Any
 import httpx
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
-from .base import (REQUEST_TIMEOUT_S, CANCELED, DeadlineExceeded, FAILED, QUEUED, RUNNING, SUCCEEDED, UNKNOWN, Deadline, JobRefused, JobState,
-                   Output, ServerError, Upload, WorkerDown)
+from .base import (REQUEST_TIMEOUT_S, CANCELED, FAILED, QUEUED, RUNNING, SUCCEEDED, UNKNOWN, Deadline, HttpWorker, JobRefused, JobState,
+                   Output, ServerError, Upload)
 from .transfer import safe_name, stream_to_file
 
 #: Output-list keys of ComfyUI's UI results that name files (``SavedResult``).
@@ -132,34 +132,17 @@ def error_text(body: Any) -> str:
     return "\n".join(lines)
 
 
-class NativeWorker:
+class NativeWorker(HttpWorker):
     """One ComfyUI server over its native routes (see the module docstring)."""
 
     kind = "native"
 
+    server = "ComfyUI"
+
     def __init__(self, url: str, api_key: str | None = None, client: httpx.Client | None = None,
                  request_timeout: float = REQUEST_TIMEOUT_S):
-        self.url = url.rstrip("/")
-        self.request_timeout = request_timeout
-        self.client = client or httpx.Client(base_url=self.url, timeout=30.0, trust_env=False)
+        super().__init__(url, client, request_timeout)
         self._uploaded: dict[tuple[str, str], str] = {}
-
-    def close(self) -> None:
-        self.client.close()
-
-    # ---------------------------------------------------------------- http
-    def _call(self, method: str, path: str, deadline: Deadline, **kw) -> httpx.Response:
-        try:
-            r = self.client.request(method, path, timeout=deadline.timeout(self.request_timeout), **kw)
-        except httpx.TimeoutException:
-            if deadline.left() < 0.1:
-                raise DeadlineExceeded(f"{self.url}{path} did not answer before the deadline") from None
-            raise WorkerDown(f"{self.url}{path}: no answer in {self.request_timeout:g} s") from None
-        except httpx.TransportError as e:
-            raise WorkerDown(f"cannot reach ComfyUI at {self.url} ({type(e).__name__}: {e})") from None
-        if r.status_code >= 500:
-            raise WorkerDown(f"{self.url}{path}: HTTP {r.status_code}")
-        return r
 
     def _json(self, r: httpx.Response, what: str):
         try:

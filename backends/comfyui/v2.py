@@ -31,7 +31,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError
 
-from .base import (REQUEST_TIMEOUT_S, CANCELED, DeadlineExceeded, FAILED, QUEUED, RUNNING, SUCCEEDED, UNKNOWN, Deadline, JobRefused, JobState,
+from .base import (REQUEST_TIMEOUT_S, CANCELED, FAILED, QUEUED, RUNNING, SUCCEEDED, UNKNOWN, Deadline, HttpWorker, JobRefused, JobState,
                    Output, ServerError, Upload, WorkerDown)
 from .native import _field_errors, error_text
 from ..media import check_url, is_loopback_url
@@ -84,36 +84,25 @@ class _Job(BaseModel):
     metadata: StrictStr | None = None
 
 
-class V2Worker:
+class V2Worker(HttpWorker):
     """One Comfy API v2 endpoint (see the module docstring). ``url`` is the
     base that ``/api/v2/...`` hangs off."""
 
     kind = "v2"
 
+    server = "the v2 server"
+
     def __init__(self, url: str, api_key: str | None = None, client: httpx.Client | None = None,
                  request_timeout: float = REQUEST_TIMEOUT_S):
-        self.url = url.rstrip("/")
-        self.request_timeout = request_timeout
         headers = {"Authorization": f"Bearer {api_key}", "X-API-Key": api_key} if api_key else {}
-        self.client = client or httpx.Client(base_url=self.url, timeout=30.0, trust_env=False, headers=headers)
+        super().__init__(url, client, request_timeout, headers)
         self._assets: dict[tuple[str, str], str] = {}
 
-    def close(self) -> None:
-        self.client.close()
-
-    def _call(self, method: str, path: str, deadline: Deadline, **kw) -> httpx.Response:
-        try:
-            r = self.client.request(method, path, timeout=deadline.timeout(self.request_timeout), **kw)
-        except httpx.TimeoutException:
-            if deadline.left() < 0.1:
-                raise DeadlineExceeded(f"{self.url}{path} did not answer before the deadline") from None
-            raise WorkerDown(f"{self.url}{path}: no answer in {self.request_timeout:g} s") from None
-        except httpx.TransportError as e:
-            raise WorkerDown(f"cannot reach the v2 server at {self.url} ({type(e).__name__}: {e})") from None
+    def check(self, r: httpx.Response, path: str) -> None:
+        """5xx, 401, 403 and 429 drain the worker (a v2 gateway's refusals)."""
         if r.status_code >= 500 or r.status_code in (401, 403, 429):
             raise WorkerDown(f"{self.url}{path}: HTTP {r.status_code} {self._code(r)}".rstrip()
                              + (" (set COMFY_API_KEY)" if r.status_code == 401 else ""))
-        return r
 
     @staticmethod
     def _code(r: httpx.Response) -> str:

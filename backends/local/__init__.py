@@ -29,6 +29,9 @@ first generation. ``request.options`` keys (all optional):
 ``pose_image``     instantid: ``[H, W, 3]`` image whose face keypoints to use
                    (generate also takes ``request.image_reference``)
 ``soul_path``      a ``.soulid`` file to cache a computed embedding into
+``persona_lora``   apply the Soul ID's SDXL persona LoRA when it has one (True);
+                   ``persona_lora_scale`` (1.0); its trigger words are put in
+                   front of the prompt
 =================  ==========================================================
 """
 from __future__ import annotations
@@ -58,6 +61,8 @@ DEFAULTS = {
     "shortcut_scale": 1.0,
     "offload": "none",
     "engine": "camera",
+    "persona_lora": True,
+    "persona_lora_scale": 1.0,
 }
 
 
@@ -96,6 +101,21 @@ class LocalBackend:
         r = resolve(o["method"], o["model"], o["lora"], float(o["lora_scale"]), float(o["faceid_lora_scale"]))
         dev, dt = device_and_dtype(o.get("device") or self.device, o.get("dtype") or self.dtype)
         return PipelineKey(r, dev, dt, o["offload"], bool(o.get("optimise", False)))
+
+    @staticmethod
+    def _with_persona(key, o: dict, soul, prompt: str):
+        """``(key, prompt)`` with the Soul ID's SDXL persona LoRA added to the
+        pipeline's LoRAs and its trigger words in front of the prompt, when it
+        has one and ``options["persona_lora"]`` is on (:func:`.pipelines.persona_lora`)."""
+        import dataclasses
+
+        from .pipelines import persona_lora, persona_prompt
+
+        lora = persona_lora(soul, float(o["persona_lora_scale"])) if o["persona_lora"] else None
+        if lora is None:
+            return key, prompt
+        resolved = dataclasses.replace(key.resolved, loras=key.resolved.loras + (lora,))
+        return dataclasses.replace(key, resolved=resolved), persona_prompt(soul, prompt)
 
     def _identity(self, soul, o: dict, width: int, height: int, pose: np.ndarray | None):
         """Embedding plus the method's second input (face crop or keypoint image)."""
@@ -146,6 +166,7 @@ class LocalBackend:
         width, height = _size(req.width, req.height, req.aspect, req.preset)
         key = self._key(o)
         prompt, negative = _apply_preset(req.prompt, req.negative_prompt, req.preset, req.preset_strength)
+        key, prompt = self._with_persona(key, o, req.soul, prompt)
         pose = o.get("pose_image", req.image_reference)
         emb, extra = self._identity(req.soul, o, width, height, pose)
         params = RunParams(
@@ -179,6 +200,7 @@ class LocalBackend:
 
         key = self._key(o)
         prompt, negative = _apply_preset(req.prompt, req.negative_prompt, req.preset, req.preset_strength)
+        key, prompt = self._with_persona(key, o, req.soul, prompt)
         h, w = src.shape[:2]
         emb, extra = self._identity(req.soul, o, w, h, o.get("pose_image"))
         params = RunParams(

@@ -225,6 +225,36 @@ def _generator(seed: int | None) -> tuple["object", int]:
     return torch.Generator("cpu").manual_seed(seed), seed
 
 
+def persona_lora(soul, scale: float = 1.0) -> tuple[str, float] | None:
+    """``(path, scale)`` of the Soul ID's SDXL persona LoRA (``soul.loras["sdxl"]``,
+    from ``soulid train --provider local`` or attached), or None when it has none.
+
+    The bytes are written once to ``<cache>/persona_loras/<sha256>.safetensors``
+    (content-addressed, atomic), so the path is a stable part of the pipeline
+    key and diffusers' ``load_lora_weights`` reads it like any LoRA file.
+    """
+    from ...soul.paths import atomic_write_bytes, cache_dir
+
+    lora = (getattr(soul, "loras", None) or {}).get("sdxl")
+    if lora is None:
+        return None
+    path = cache_dir() / "persona_loras" / f"{lora.sha256}.safetensors"
+    if not path.is_file():
+        atomic_write_bytes(path, lora.data)
+    return str(path), float(scale)
+
+
+def persona_prompt(soul, prompt: str) -> str:
+    """``prompt`` with the persona LoRA's trigger words (``"<trigger> <class word>, "``)
+    in front when the Soul ID has an SDXL persona LoRA and the prompt lacks the trigger."""
+    lora = (getattr(soul, "loras", None) or {}).get("sdxl")
+    trigger = (lora.metadata.get("trigger") or "") if lora is not None else ""
+    if not trigger or trigger in prompt.split() or trigger in prompt:
+        return prompt
+    subject = f"{trigger} {lora.metadata.get('class_word') or ''}".strip()
+    return f"{subject}, {prompt}" if prompt else subject
+
+
 def size_multiple(pipe) -> int:
     """Image sizes must be multiples of this (VAE factor x UNet downsampling)."""
     return int(pipe.vae_scale_factor * 2 ** (len(pipe.unet.config.block_out_channels) - 1))

@@ -63,6 +63,9 @@ LOADERS = {"CheckpointLoaderSimple", "UNETLoader", "CLIPLoader", "DualCLIPLoader
 #: Template -> {node class: fixture photos}: a node whose output (an IMAGE batch)
 #: fixture photos stand in for, so the steps after it run for real.
 STAND_INS = {"soul_id_apply_lora": {"VAEDecode": ["obama/obama3.jpg", "biden/biden.jpg", "kit_harington/kit1.jpeg"]}}
+#: Template -> ``(node class, output slot)`` shown by an added PreviewImage: an IMAGE
+#: the template passes on without showing it (the training set it feeds to the trainer).
+SHOW = {"soul_id_train_lora": [("SoulIDReferences", 0)]}
 #: Captions of the thumbnails of templates whose model part cannot run here.
 NOT_A_GENERATION = {
     "soul_id_qwen_edit_refs": ["The Soul ID references fed to TextEncodeQwenImageEditPlus image1..3,",
@@ -71,6 +74,8 @@ NOT_A_GENERATION = {
                                   "from a real headless run. Not a generation: no model weights here."],
     "soul_id_wan_phantom": ["The Soul ID references fed to WanPhantomSubjectToVideo,",
                             "from a real headless run. Not a generation: no model weights here."],
+    "soul_id_train_lora": ["The training set (Soul ID References, all_photos) fed to Train LoRA, from a",
+                           "real headless run. Not a training: no base model weights here."],
     "soul_id_apply_lora": ["Drift Guard (pick best), real headless run: kept (large) of 3 candidates.",
                            "Not a generation: fixture photos stand in for the SDXL batch."],
 }
@@ -181,8 +186,9 @@ def runnable_part(name: str, prompt: dict) -> dict:
 
     Each node named in :data:`STAND_INS` is replaced (same id, so its links
     hold) by ``LoadImage`` -> ``ImageBatch`` of the fixture photos; then every
-    node that is or hangs off a loader is left out. A template without loaders
-    is returned as it is."""
+    node that is or hangs off a loader is left out, and each output named in
+    :data:`SHOW` gets a PreviewImage. A template without loaders is returned
+    as it is."""
     prompt = json.loads(json.dumps(prompt))
     for cls, photos in STAND_INS.get(name, {}).items():
         for nid in [k for k, n in prompt.items() if n["class_type"] == cls]:
@@ -195,6 +201,9 @@ def runnable_part(name: str, prompt: dict) -> dict:
                 bid = nid if i == len(loads) - 2 else f"{nid}_batch{i}"
                 prompt[bid] = {"class_type": "ImageBatch", "inputs": {"image1": last, "image2": [lid, 0]}}
                 last = [bid, 0]
+    for cls, slot in SHOW.get(name, []):
+        for nid in [k for k, n in prompt.items() if n["class_type"] == cls]:
+            prompt[f"{nid}_show{slot}"] = {"class_type": "PreviewImage", "inputs": {"images": [nid, slot]}}
     drop = depends_on_loaders(prompt)
     return {k: n for k, n in prompt.items() if k not in drop}
 

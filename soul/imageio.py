@@ -227,7 +227,9 @@ def load_photo(src: str | os.PathLike | bytes, label: str | None = None) -> Phot
     notes: list[str] = []
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Our own pixel and decoding-memory limits below are the guard: they do not
+            # depend on Pillow's process-wide MAX_IMAGE_PIXELS, which other packages change.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data))
             fmt = im.format or "?"
             if fmt not in SUPPORTED_FORMATS:

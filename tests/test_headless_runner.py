@@ -206,15 +206,13 @@ def test_timeout_holds_when_history_hangs(graph_file, tmp_path, capsys):
 def _run_child_rss(tmp_path, args) -> tuple[int, int, str]:
     """Run ``soulid`` in a child process; (exit code, its peak RSS in MB, stderr)."""
     import subprocess
-    import sys
-    script = ("import resource, sys\nfrom soulid.cli import main\ntry:\n    rc = main(sys.argv[2:])\n"
-              "except SystemExit as e:\n    rc = e.code\nopen(sys.argv[1], 'w').write("
-              "f'{rc} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}')\n")
+
+    from child_memory import read_peak, soulid_command
+
     out = tmp_path / "rss.txt"
-    p = subprocess.run([sys.executable, "-c", script, str(out), *map(str, args)], capture_output=True, text=True,
-                       env={**os.environ}, timeout=240)
-    rc, rss_kb = out.read_text().split()
-    return int(rc), int(rss_kb) // 1024, p.stderr
+    p = subprocess.run(soulid_command(out, args), capture_output=True, text=True, env={**os.environ}, timeout=240)
+    rc, peak_mb = read_peak(out)
+    return rc, int(peak_mb), p.stderr
 
 
 def test_huge_view_streams_to_disk_under_a_cap(graph_file, tmp_path):

@@ -2,9 +2,10 @@
 
 Every one is refused by ``soulid import`` (a subprocess, as users run it)
 with exit 2 and a one-line message naming the member or manifest field; no
-traceback; the bombs stay under 300 MB of peak memory (``ru_maxrss`` of the
-child, from ``os.wait4``: the child's own ``getrusage(RUSAGE_CHILDREN)``
-record); and the library is byte-for-byte unchanged afterwards.
+traceback; the bombs stay under 300 MB of peak memory (the child's own
+``VmHWM`` after its exec, see :mod:`child_memory`: ``ru_maxrss`` would carry
+the test process's high-water mark); and the library is byte-for-byte
+unchanged afterwards.
 """
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ import json
 import os
 import struct
 import subprocess
-import sys
 import time
 import zipfile
 import zlib
@@ -208,11 +208,13 @@ def snapshot(lib: Path) -> dict[str, str]:
 
 def run_cli(args: list[str], tmp: Path, timeout: float = 120.0) -> tuple[int, str, str, float, float]:
     """Run ``soulid ARGS``; returns ``(exit code, stdout, stderr, seconds, peak RSS MB)``.
-    The peak is the child's ``ru_maxrss`` from ``os.wait4``."""
-    out, err = tmp / "stdout.txt", tmp / "stderr.txt"
+    The peak is the child's own ``VmHWM`` after its exec (:mod:`child_memory`)."""
+    from child_memory import read_peak, soulid_command
+
+    out, err, peak = tmp / "stdout.txt", tmp / "stderr.txt", tmp / "peak.txt"
     t0 = time.monotonic()
     with open(out, "wb") as fo, open(err, "wb") as fe:
-        p = subprocess.Popen([sys.executable, "-m", "soulid", *args], stdout=fo, stderr=fe)
+        p = subprocess.Popen(soulid_command(peak, args), stdout=fo, stderr=fe)
         deadline = t0 + timeout
         while True:
             pid, status, ru = os.wait4(p.pid, os.WNOHANG)
@@ -225,7 +227,8 @@ def run_cli(args: list[str], tmp: Path, timeout: float = 120.0) -> tuple[int, st
             time.sleep(0.02)
     p.returncode = os.waitstatus_to_exitcode(status)
     secs = time.monotonic() - t0
-    return p.returncode, out.read_text(errors="replace"), err.read_text(errors="replace"), secs, ru.ru_maxrss / 1024
+    peak_mb = read_peak(peak)[1] if peak.exists() else float("inf")
+    return p.returncode, out.read_text(errors="replace"), err.read_text(errors="replace"), secs, peak_mb
 
 
 @pytest.fixture(scope="module")

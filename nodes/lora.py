@@ -175,19 +175,20 @@ class SoulIDApply(io.ComfyNode):
                         "the model (it belongs to another base). Train one with the soul_id_train_lora workflow "
                         "or `soulid train`, or attach a file with `soulid lora attach`.",
             inputs=[
-                io.Model.Input("model", tooltip="Your diffusion model (checkpoint / UNet loader output)."),
-                SoulIDType.Input("soul_id"),
-                io.Float.Input("strength_model", default=1.0, min=-4.0, max=4.0, step=0.05),
-                io.Clip.Input("clip", optional=True, tooltip="Also patch the text encoder when the LoRA has "
+                io.Model.Input(id="model", tooltip="Your diffusion model (checkpoint / UNet loader output)."),
+                SoulIDType.Input(id="soul_id"),
+                io.Float.Input(id="strength_model", default=1.0, min=-4.0, max=4.0, step=0.05),
+                io.Clip.Input(id="clip", optional=True, tooltip="Also patch the text encoder when the LoRA has "
                                                                "text-encoder weights."),
-                io.Float.Input("strength_clip", default=1.0, min=-4.0, max=4.0, step=0.05),
-                io.Float.Input("min_match", default=MIN_MATCH, min=0.0, max=1.0, step=0.01,
+                io.Float.Input(id="strength_clip", default=1.0, min=-4.0, max=4.0, step=0.05),
+                io.Float.Input(id="min_match", default=MIN_MATCH, min=0.0, max=1.0, step=0.01,
                                tooltip="Refuse when a smaller share of the LoRA's tensors match this model."),
             ],
             outputs=[
-                io.Model.Output("model_out", display_name="MODEL"),
-                io.Clip.Output("clip_out", display_name="CLIP"),
-                io.String.Output("report", display_name="report", tooltip="Architecture and key match (JSON)."),
+                io.Model.Output(id="model_out", display_name="model + persona LoRA"),
+                io.Clip.Output(id="clip_out", display_name="clip + persona LoRA"),
+                io.String.Output(id="report", display_name="LoRA key match (JSON)",
+                                 tooltip="Architecture and key match (JSON)."),
             ],
         )
 
@@ -195,7 +196,8 @@ class SoulIDApply(io.ComfyNode):
     def execute(cls, model, soul_id, strength_model, strength_clip, min_match, clip=None) -> io.NodeOutput:
         new_model, new_clip, report = apply_persona_lora(model, clip, soul_id, strength_model, strength_clip,
                                                          min_match)
-        return io.NodeOutput(new_model, new_clip, json.dumps(report), ui=ui.PreviewText(_summary(report)))
+        return io.NodeOutput(new_model, new_clip, json.dumps(report),
+                             ui=ui.PreviewText(value=_summary(report)))
 
 
 def _loss_curve(loss) -> list[float]:
@@ -246,15 +248,15 @@ class SoulIDAttachLoRA(io.ComfyNode):
                         "for the MODEL's architecture, with the trigger, steps and loss curve. Save the Soul ID "
                         "afterwards (Soul ID Save) to keep it.",
             inputs=[
-                SoulIDType.Input("soul_id"),
-                io.LoraModel.Input("lora", tooltip="LORA_MODEL from Train LoRA."),
-                io.Model.Input("model", tooltip="The MODEL it was trained on (its architecture is recorded)."),
-                io.String.Input("trigger", default="ohwx person", tooltip="Trigger words used in the captions."),
-                io.Int.Input("steps", optional=True, min=0, max=10_000_000, force_input=True,
+                SoulIDType.Input(id="soul_id"),
+                io.LoraModel.Input(id="lora", tooltip="LORA_MODEL from Train LoRA."),
+                io.Model.Input(id="model", tooltip="The MODEL it was trained on (its architecture is recorded)."),
+                io.String.Input(id="trigger", default="ohwx person", tooltip="Trigger words used in the captions."),
+                io.Int.Input(id="steps", optional=True, min=0, max=10_000_000, force_input=True,
                              tooltip="Training steps (Train LoRA's steps output)."),
-                io.LossMap.Input("loss", optional=True, tooltip="Train LoRA's loss output (the curve is stored)."),
+                io.LossMap.Input(id="loss", optional=True, tooltip="Train LoRA's loss output (the curve is stored)."),
             ],
-            outputs=[SoulIDType.Output("soul_id_out", display_name="soul_id",
+            outputs=[SoulIDType.Output(id="soul_id_out", display_name="soul_id",
                                        tooltip="The Soul ID with the persona LoRA (save it with Soul ID Save).")],
         )
 
@@ -264,7 +266,7 @@ class SoulIDAttachLoRA(io.ComfyNode):
         md = stored.metadata
         text = (f"{new.name}: persona LoRA for {stored.arch} stored ({len(stored.data) / 1e6:.1f} MB, "
                 f"rank {md.get('rank')}, steps {md.get('steps')}, final loss {md.get('final_loss')})")
-        return io.NodeOutput(new, ui=ui.PreviewText(text))
+        return io.NodeOutput(new, ui=ui.PreviewText(value=text))
 
 
 NODES = [SoulIDApply, SoulIDAttachLoRA]

@@ -50,25 +50,27 @@ class SoulIDReferences(io.ComfyNode):
                         "(FLUX Kontext / FLUX.2), TextEncodeQwenImageEditPlus (image_1..image_3), Wan Phantom. "
                         "mode all_photos gives every accepted photo (a LoRA training set). Reads only the .soulid.",
             inputs=[
-                SoulIDType.Input("soul_id"),
-                io.Int.Input("k", default=3, min=1, max=16, tooltip="How many references (best_k mode)."),
-                io.Int.Input("size", default=1024, min=MIN_SIZE, max=MAX_SIZE, step=SIZE_MULTIPLE,
+                SoulIDType.Input(id="soul_id"),
+                io.Int.Input(id="k", default=3, min=1, max=16, tooltip="How many references (best_k mode)."),
+                io.Int.Input(id="size", default=1024, min=MIN_SIZE, max=MAX_SIZE, step=SIZE_MULTIPLE,
                              tooltip="Longest side of each reference, px (multiple of 16)."),
-                io.Combo.Input("crop", options=list(CROP_MODES), default="head",
+                io.Combo.Input(id="crop", options=list(CROP_MODES), default="head",
                                tooltip="face: tight square; head: head and shoulders, square; portrait: 3:4."),
-                io.Combo.Input("mode", options=["best_k", "all_photos"], default="best_k",
+                io.Combo.Input(id="mode", options=["best_k", "all_photos"], default="best_k",
                                tooltip="all_photos: every accepted photo in QA order (training set)."),
             ],
             outputs=[
-                io.Image.Output("images", display_name="images", tooltip="IMAGE [k, H, W, 3], in role order."),
-                io.String.Output("roles", display_name="roles", is_output_list=True,
+                io.Image.Output(id="images", display_name="references (batch)",
+                                tooltip="IMAGE [k, H, W, 3], in role order."),
+                io.String.Output(id="roles", display_name="roles", is_output_list=True,
                                  tooltip="Role of each image: front, three_quarter_left, ..."),
-                io.Image.Output("image_1", display_name="image_1", tooltip="First reference [1, H, W, 3]."),
-                io.Image.Output("image_2", display_name="image_2",
+                io.Image.Output(id="image_1", display_name="reference 1", tooltip="First reference [1, H, W, 3]."),
+                io.Image.Output(id="image_2", display_name="reference 2",
                                 tooltip="Second reference (repeats the last one when fewer exist)."),
-                io.Image.Output("image_3", display_name="image_3",
+                io.Image.Output(id="image_3", display_name="reference 3",
                                 tooltip="Third reference (repeats the last one when fewer exist)."),
-                io.String.Output("report", display_name="report", tooltip="Chosen photos and roles (JSON)."),
+                io.String.Output(id="report", display_name="chosen references (JSON)",
+                                 tooltip="Chosen photos and roles (JSON)."),
             ],
         )
 
@@ -79,7 +81,7 @@ class SoulIDReferences(io.ComfyNode):
         singles = [batch[min(i, len(refs.roles) - 1)][None] for i in range(NUMBERED_SLOTS)]
         text = ", ".join(f"{i + 1}: {r} ({s})" for i, (r, s) in enumerate(zip(refs.roles, refs.sources)))
         return io.NodeOutput(batch, list(refs.roles), *singles, json.dumps(refs.as_dict()),
-                             ui=ui.PreviewText(f"{soul_id.name}: {text}"))
+                             ui=ui.PreviewText(value=f"{soul_id.name}: {text}"))
 
 
 class SoulIDDriftGuardPickBest(io.ComfyNode):
@@ -96,18 +98,19 @@ class SoulIDDriftGuardPickBest(io.ComfyNode):
                         "the highest-scoring one that reaches the person's threshold. When none passes, the best "
                         "is returned with passed = false, or the run stops (on_fail = error).",
             inputs=[
-                SoulIDType.Input("soul_id"),
-                io.Image.Input("images", tooltip="Candidates, e.g. KSampler batch_size N -> VAE Decode."),
-                io.Combo.Input("on_fail", options=["return_best", "error"], default="return_best",
+                SoulIDType.Input(id="soul_id"),
+                io.Image.Input(id="images", tooltip="Candidates, e.g. KSampler batch_size N -> VAE Decode."),
+                io.Combo.Input(id="on_fail", options=["return_best", "error"], default="return_best",
                                tooltip="What to do when no candidate passes."),
             ],
             outputs=[
-                io.Image.Output("image", display_name="image", tooltip="The kept candidate [1, H, W, 3]."),
-                io.Boolean.Output("passed", display_name="passed"),
-                io.Float.Output("similarity", display_name="similarity",
+                io.Image.Output(id="image", display_name="best image", tooltip="The kept candidate [1, H, W, 3]."),
+                io.Boolean.Output(id="passed", display_name="passed"),
+                io.Float.Output(id="similarity", display_name="similarity",
                                 tooltip="Its cosine similarity to the centroid (-1 when no face)."),
-                io.Int.Output("index", display_name="index", tooltip="Its position in the batch."),
-                io.String.Output("report", display_name="report", tooltip="Every candidate's score (JSON)."),
+                io.Int.Output(id="index", display_name="index in batch", tooltip="Its position in the batch."),
+                io.String.Output(id="report", display_name="scores (JSON)",
+                                 tooltip="Every candidate's score (JSON)."),
             ],
         )
 
@@ -121,7 +124,7 @@ class SoulIDDriftGuardPickBest(io.ComfyNode):
             raise guard.GuardError(f"Drift Guard: none of {len(cands)} image(s) passed\n{res.report.text()}")
         sim = res.report.entries[res.index].similarity
         return io.NodeOutput(images[res.index][None], res.passed, float(sim), int(res.index),
-                             json.dumps(res.report.as_dict()), ui=ui.PreviewText(res.report.text()))
+                             json.dumps(res.report.as_dict()), ui=ui.PreviewText(value=res.report.text()))
 
 
 def _output_file(filename: str, suffix: str) -> Path:
@@ -161,14 +164,15 @@ class SoulIDCharExport(io.ComfyNode):
             description="Writes the Soul ID as an Omnichar .char (output/soulid/NAME.char): its references in role "
                         "order, the description and every persona LoRA.",
             inputs=[
-                SoulIDType.Input("soul_id"),
-                io.String.Input("filename", default="", tooltip="File name; empty uses the Soul ID's name."),
-                io.Int.Input("k", default=0, min=0, max=80, tooltip="References to export; 0 = every distinct photo."),
-                io.String.Input("description", default="", multiline=True,
+                SoulIDType.Input(id="soul_id"),
+                io.String.Input(id="filename", default="", tooltip="File name; empty uses the Soul ID's name."),
+                io.Int.Input(id="k", default=0, min=0, max=80,
+                             tooltip="References to export; 0 = every distinct photo."),
+                io.String.Input(id="description", default="", multiline=True,
                                 tooltip="Character description; empty keeps the Soul ID's own (or a summary)."),
-                io.Boolean.Input("overwrite", default=True),
+                io.Boolean.Input(id="overwrite", default=True),
             ],
-            outputs=[io.String.Output("path", display_name="path")],
+            outputs=[io.String.Output(id="path", display_name="saved .char path")],
             is_output_node=True,
         )
 
@@ -178,8 +182,8 @@ class SoulIDCharExport(io.ComfyNode):
 
         target = _output_file(filename or soul_id.name, ".char")
         res = export_char(soul_id, target, k=k or None, description=description or None, overwrite=overwrite)
-        return io.NodeOutput(res["path"], ui=ui.PreviewText(
-            f"wrote {res['path']}: {len(res['references'])} references, LoRAs: {', '.join(res['loras']) or 'none'}"))
+        text = f"wrote {res['path']}: {len(res['references'])} references, LoRAs: {', '.join(res['loras']) or 'none'}"
+        return io.NodeOutput(res["path"], ui=ui.PreviewText(value=text))
 
 
 class SoulIDCharImport(io.ComfyNode):
@@ -194,14 +198,14 @@ class SoulIDCharImport(io.ComfyNode):
             description="Reads an Omnichar .char from ComfyUI's input directory and builds a Soul ID from its "
                         "references (full QA, identity check and embeddings); its LoRAs and description come along.",
             inputs=[
-                io.String.Input("file", default="character.char", tooltip="Path under ComfyUI's input directory."),
-                io.String.Input("name", default="", tooltip="Soul ID name; empty uses the character's name."),
-                io.Combo.Input("analyzer", options=list(ANALYZER_NAMES), default="auto"),
+                io.String.Input(id="file", default="character.char", tooltip="Path under ComfyUI's input directory."),
+                io.String.Input(id="name", default="", tooltip="Soul ID name; empty uses the character's name."),
+                io.Combo.Input(id="analyzer", options=list(ANALYZER_NAMES), default="auto"),
             ],
             outputs=[
-                SoulIDType.Output("soul_id", display_name="SOUL_ID"),
-                io.Image.Output("qa_sheet", display_name="qa_sheet"),
-                io.String.Output("report", display_name="report"),
+                SoulIDType.Output(id="soul_id", display_name="Soul ID"),
+                io.Image.Output(id="qa_sheet", display_name="QA sheet"),
+                io.String.Output(id="report", display_name="QA report (JSON)"),
             ],
         )
 

@@ -17,6 +17,14 @@ pasted in, and real MP4 clips). It
 4. with ``--thumbs``, writes ``workflows/<name>.jpg`` (768 x 576, the
    template browser's thumbnail) from those images.
 
+Templates that run local diffusion models (``soul_id_qwen_edit_refs``,
+``soul_id_apply_lora``, ...) stop at ComfyUI's model loaders here: there are
+no weights on the test machine. For them, the part of the graph that does not
+hang off a loader (:data:`LOADERS`) really runs: the Soul ID references, or
+the Drift Guard (pick best) step on real fixture photos that stand in for the
+decoded batch (:data:`STAND_INS`). Their thumbnail carries a caption saying
+what ran and that it is not a generation (:data:`NOT_A_GENERATION`).
+
 Prints one line per template: status, seconds, images, paid jobs on the stand-in.
 Exit status 1 when a template fails.
 """
@@ -34,7 +42,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -46,8 +54,31 @@ from standin.server import StandIn  # noqa: E402
 FACES = REPO.parent / "shared" / "fixtures" / "faces"
 PHOTOS = ["obama.jpg", "obama2.jpg", "obama-480p.jpg", "obama_small.jpg", "obama4.jpg"]
 THUMB = (768, 576)
-ORDER = ["soul_id_create", "soul_generate_cloud", "soul_edit_cloud", "id_photo", "lookbook", "moodboard", "campaign",
-         "dop_animate_cloud", "soul_animate_local"]
+#: Every template, in the template browser's order (``extra.soulid.order``).
+ORDER = sorted((p.stem for p in (REPO / "workflows").glob("*.json")),
+               key=lambda n: json.loads((REPO / "workflows" / f"{n}.json").read_text())["extra"]["soulid"]["order"])
+#: Core loaders of model files: nothing downstream of them runs without weights.
+LOADERS = {"CheckpointLoaderSimple", "UNETLoader", "CLIPLoader", "DualCLIPLoader", "VAELoader", "CLIPVisionLoader",
+           "LoraLoader", "LoraLoaderModelOnly"}
+#: Template -> {node class: fixture photos}: a node whose output (an IMAGE batch)
+#: fixture photos stand in for, so the steps after it run for real.
+STAND_INS = {"soul_id_apply_lora": {"VAEDecode": ["obama/obama3.jpg", "biden/biden.jpg", "kit_harington/kit1.jpeg"]}}
+#: Template -> ``(node class, output slot)`` shown by an added PreviewImage: an IMAGE
+#: the template passes on without showing it (the training set it feeds to the trainer).
+SHOW = {"soul_id_train_lora": [("SoulIDReferences", 0)]}
+#: Captions of the thumbnails of templates whose model part cannot run here.
+NOT_A_GENERATION = {
+    "soul_id_qwen_edit_refs": ["The Soul ID references fed to TextEncodeQwenImageEditPlus image1..3,",
+                               "from a real headless run. Not a generation: no model weights here."],
+    "soul_id_flux_kontext_refs": ["The Soul ID references fed to the ReferenceLatent chain (FLUX Kontext),",
+                                  "from a real headless run. Not a generation: no model weights here."],
+    "soul_id_wan_phantom": ["The Soul ID references fed to WanPhantomSubjectToVideo,",
+                            "from a real headless run. Not a generation: no model weights here."],
+    "soul_id_train_lora": ["The training set (Soul ID References, all_photos) fed to Train LoRA, from a",
+                           "real headless run. Not a training: no base model weights here."],
+    "soul_id_apply_lora": ["Drift Guard (pick best), real headless run: kept (large) of 3 candidates.",
+                           "Not a generation: fixture photos stand in for the SDXL batch."],
+}
 
 
 def queue(host, prompt: dict, timeout: float = 600.0) -> dict:
@@ -106,26 +137,75 @@ def output_images(host, entry: dict) -> list[Image.Image]:
     return unique
 
 
-def thumbnail(imgs: list[Image.Image]) -> Image.Image:
-    """Up to four of the run's images on a 768 x 576 canvas (the first large)."""
+def thumbnail(imgs: list[Image.Image], caption: list[str] | None = None) -> Image.Image:
+    """Up to four of the run's images on a 768 x 576 canvas (the first large),
+    with ``caption`` lines in a band at the bottom when given."""
     canvas = Image.new("RGB", THUMB, (28, 30, 36))
-    if not imgs:
-        return canvas
+    line_h = 22
+    band = line_h * len(caption) + 12 if caption else 0
+    height = THUMB[1] - band
     picks = imgs[:4]
     if len(picks) == 1:
-        cells = [(0, 0, THUMB[0], THUMB[1])]
-    else:
+        cells = [(0, 0, THUMB[0], height)]
+    elif picks:
         big_w = THUMB[0] * 5 // 8
-        cells = [(0, 0, big_w, THUMB[1])]
+        cells = [(0, 0, big_w, height)]
         n = len(picks) - 1
         for i in range(n):
-            cells.append((big_w, THUMB[1] * i // n, THUMB[0], THUMB[1] * (i + 1) // n))
-    for img, (l, t, r, b) in zip(picks, cells):
+            cells.append((big_w, height * i // n, THUMB[0], height * (i + 1) // n))
+    for img, (l, t, r, b) in zip(picks, cells if picks else []):
         im = img.copy()
         im.thumbnail((r - l - 8, b - t - 8), Image.LANCZOS)
         canvas.paste(im, (l + (r - l - im.width) // 2, t + (b - t - im.height) // 2))
-    ImageDraw.Draw(canvas).rectangle((0, 0, THUMB[0] - 1, THUMB[1] - 1), outline=(80, 84, 96))
+    draw = ImageDraw.Draw(canvas)
+    if caption:
+        font = ImageFont.load_default(size=17)
+        draw.rectangle((0, height, THUMB[0], THUMB[1]), fill=(16, 16, 20))
+        for i, line in enumerate(caption):
+            draw.text((10, height + 6 + line_h * i), line, fill=(235, 235, 235), font=font)
+    draw.rectangle((0, 0, THUMB[0] - 1, THUMB[1] - 1), outline=(80, 84, 96))
     return canvas
+
+
+def depends_on_loaders(prompt: dict) -> set[str]:
+    """Ids of the nodes that are, or hang (through links) off, a model-file loader."""
+    out = {k for k, n in prompt.items() if n["class_type"] in LOADERS}
+    grew = True
+    while grew:
+        grew = False
+        for k, n in prompt.items():
+            if k not in out and any(isinstance(v, list) and len(v) == 2 and str(v[0]) in out
+                                    for v in n["inputs"].values()):
+                out.add(k)
+                grew = True
+    return out
+
+
+def runnable_part(name: str, prompt: dict) -> dict:
+    """The template's prompt without the nodes that need model weights.
+
+    Each node named in :data:`STAND_INS` is replaced (same id, so its links
+    hold) by ``LoadImage`` -> ``ImageBatch`` of the fixture photos; then every
+    node that is or hangs off a loader is left out, and each output named in
+    :data:`SHOW` gets a PreviewImage. A template without loaders is returned
+    as it is."""
+    prompt = json.loads(json.dumps(prompt))
+    for cls, photos in STAND_INS.get(name, {}).items():
+        for nid in [k for k, n in prompt.items() if n["class_type"] == cls]:
+            loads = []
+            for i, photo in enumerate(photos):
+                loads.append(f"{nid}_load{i}")
+                prompt[loads[-1]] = {"class_type": "LoadImage", "inputs": {"image": Path(photo).name}}
+            last = [loads[0], 0]
+            for i, lid in enumerate(loads[1:]):
+                bid = nid if i == len(loads) - 2 else f"{nid}_batch{i}"
+                prompt[bid] = {"class_type": "ImageBatch", "inputs": {"image1": last, "image2": [lid, 0]}}
+                last = [bid, 0]
+    for cls, slot in SHOW.get(name, []):
+        for nid in [k for k, n in prompt.items() if n["class_type"] == cls]:
+            prompt[f"{nid}_show{slot}"] = {"class_type": "PreviewImage", "inputs": {"images": [nid, slot]}}
+    drop = depends_on_loaders(prompt)
+    return {k: n for k, n in prompt.items() if k not in drop}
 
 
 def prepare_inputs(host) -> None:
@@ -134,11 +214,14 @@ def prepare_inputs(host) -> None:
     for n in PHOTOS:
         shutil.copy(FACES / "obama" / n, folder / n)
     Image.open(FACES / "obama" / "obama3.jpg").convert("RGB").save(host.input_dir / "example.png")
+    for photos in (p for s in STAND_INS.values() for p in s.values()):
+        for photo in photos:
+            shutil.copy(FACES / photo, host.input_dir / Path(photo).name)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--thumbs", action="store_true", help="write workflows/<name>.jpg")
+    ap.add_argument("--thumbs", action="store_true", help="write workflows/<name>.jpg (of the --only templates)")
     ap.add_argument("--only", nargs="*", help="template names (soul_id_create always runs first)")
     ap.add_argument("--keep", help="copy the run's images to this folder")
     a = ap.parse_args(argv)
@@ -156,6 +239,7 @@ def main(argv=None) -> int:
                             n["inputs"]["name"] = "my_soul"
                         if n["class_type"] == "SoulIDSave":
                             n["inputs"]["overwrite"] = True
+                api = runnable_part(name, api)
                 paid0 = httpx.get(standin.url + "/_standin/stats").json()["paid"]
                 t0 = time.monotonic()
                 entry = queue(host, api)
@@ -175,8 +259,9 @@ def main(argv=None) -> int:
                     out.mkdir(parents=True, exist_ok=True)
                     for i, im in enumerate(imgs):
                         im.save(out / f"{i}.png")
-                if a.thumbs:
-                    thumbnail(imgs).save(REPO / "workflows" / f"{name}.jpg", quality=85, optimize=True)
+                if a.thumbs and (not a.only or name in a.only):  # not soul_id_create run as the prerequisite
+                    thumb = thumbnail(imgs, NOT_A_GENERATION.get(name))
+                    thumb.save(REPO / "workflows" / f"{name}.jpg", quality=85, optimize=True)
     return 1 if failed else 0
 
 

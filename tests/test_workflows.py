@@ -315,3 +315,27 @@ def test_recorded_soulid_schemas_match_the_code(live_schemas):
         live = ours[name]
         for key in ("output", "output_name", "input_order", "output_node"):
             assert live[key] == info[key], f"{name}.{key} differs from tests/data/object_info_soulid.json: re-record it"
+
+
+def test_nodes_that_show_a_result_are_drawn_with_it():
+    """Every node class whose code returns ``ui.PreviewText`` (the result box
+    ``web/soulid.js`` adds) or ``ui.PreviewImage`` is counted with that room in
+    the drawn height (:data:`workflow_check.TEXT_NODES` / ``PREVIEW_NODES``)."""
+    import ast
+
+    from workflow_check import PREVIEW_NODES, TEXT_NODES
+
+    shows = {"PreviewText": set(), "PreviewImage": set()}
+    for p in sorted((REPO / "nodes").glob("*.py")):
+        for cls in ast.walk(ast.parse(p.read_text(encoding="utf-8"))):
+            if not isinstance(cls, ast.ClassDef):
+                continue
+            ids = [kw.value.value for c in ast.walk(cls) if isinstance(c, ast.Call) for kw in c.keywords
+                   if kw.arg == "node_id" and isinstance(kw.value, ast.Constant)]
+            for c in ast.walk(cls):
+                if isinstance(c, ast.Attribute) and isinstance(c.value, ast.Name) and c.value.id == "ui" \
+                        and c.attr in shows:
+                    shows[c.attr].update(ids)
+    assert shows["PreviewText"], "the walk found no node that shows a text"
+    assert shows["PreviewText"] - TEXT_NODES == set()
+    assert shows["PreviewImage"] - PREVIEW_NODES == set()

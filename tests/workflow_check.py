@@ -319,7 +319,8 @@ PREVIEW_H = 240
 #: Our nodes that show a result text after a run: ``web/soulid.js`` adds a
 #: read-only text box (:data:`MULTILINE_H`) under their widgets.
 TEXT_NODES = {"SoulIDCreate", "SoulIDSave", "SoulIDScore", "SoulIDGenerate", "SoulIDEdit", "SoulIDTrainRemote",
-              "SoulIDDoPAnimate", "SoulIDDriftGuard", "SoulIDIDPhotoSheet", "SoulIDCharacterLog"}
+              "SoulIDDoPAnimate", "SoulIDDriftGuard", "SoulIDIDPhotoSheet", "SoulIDCharacterLog", "SoulIDReferences",
+              "SoulIDDriftGuardPickBest", "SoulIDApply", "SoulIDAttachLoRA", "SoulIDCharExport"}
 
 
 def computed_height(node: dict, schema: dict | None) -> int:

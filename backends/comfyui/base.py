@@ -240,6 +240,14 @@ class HttpWorker:
         self.check(r, path)
         return r
 
+    def _json(self, r: httpx.Response, what: str):
+        """The answer's JSON; a non-JSON answer is a :class:`ServerError` naming the route."""
+        try:
+            return r.json()
+        except ValueError:
+            raise ServerError(f"{self.url}{what}: answered HTTP {r.status_code} with non-JSON "
+                              f"{r.text[:120]!r}") from None
+
     def check(self, r: httpx.Response, path: str) -> None:
         """Raise :class:`WorkerDown` for a server-side failure (5xx)."""
         if r.status_code >= 500:

@@ -144,13 +144,6 @@ class NativeWorker(HttpWorker):
         super().__init__(url, client, request_timeout)
         self._uploaded: dict[tuple[str, str], str] = {}
 
-    def _json(self, r: httpx.Response, what: str):
-        try:
-            return r.json()
-        except ValueError:
-            raise ServerError(f"{self.url}{what}: answered HTTP {r.status_code} with non-JSON "
-                              f"{r.text[:120]!r}") from None
-
     # ------------------------------------------------------------- uploads
     def prepare(self, graph: dict, uploads: list[Upload], deadline: Deadline) -> dict:
         for up in uploads:

@@ -25,7 +25,7 @@ Served by Comfy Cloud and, in front of a self-hosted ComfyUI, by Comfy-Org's
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -111,13 +111,6 @@ class V2Worker(HttpWorker):
             return f"{err.get('code', '')}: {err.get('message', '')}"
         except (ValueError, AttributeError):
             return ""
-
-    def _json(self, r: httpx.Response, what: str) -> Any:
-        try:
-            return r.json()
-        except ValueError:
-            raise ServerError(f"{self.url}{what}: answered HTTP {r.status_code} with non-JSON "
-                              f"{r.text[:120]!r}") from None
 
     # ------------------------------------------------------------- uploads
     def prepare(self, graph: dict, uploads: list[Upload], deadline: Deadline) -> dict:

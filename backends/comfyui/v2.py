@@ -43,7 +43,7 @@ _STATUS = {"queued": QUEUED, "running": RUNNING, "canceling": RUNNING, "succeede
 
 try:  # the contract's content hash; without blake3 every upload is sent (the server still dedups)
     import blake3 as _blake3
-except ImportError:  # pragma: no cover - blake3 comes with comfy-api-proxy
+except ImportError:  # pragma: no cover - blake3 is a core dependency
     _blake3 = None
 
 

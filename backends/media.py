@@ -311,14 +311,15 @@ def temp_name(final: Path, suffix: str = ".tmp") -> Path:
     return final.with_name(f".{final.name}.{os.getpid()}.{threading.get_ident()}.{uuid.uuid4().hex[:8]}{suffix}")
 
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+#: Characters never kept in a file name made from outside text (server ids, names).
+UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def safe_stem(text: str, default: str = "output", max_len: int = 80) -> str:
     """A file-name stem made only of ``[A-Za-z0-9._-]``, without leading dots
     or path parts: ``"../x"`` -> ``"x"``, ``"/abs/x"`` -> ``"abs_x"``. Never
     empty (``default``)."""
-    stem = _UNSAFE.sub("_", str(text)).strip("._-")
+    stem = UNSAFE_NAME_CHARS.sub("_", str(text)).strip("._-")
     stem = re.sub(r"\.{2,}", ".", stem)[:max_len].strip("._-")
     return stem or default
 

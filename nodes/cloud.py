@@ -40,9 +40,9 @@ class BudgetExhausted(SoulIDError):
 
 
 def comfy_hooks():
-    """``(progress, interrupt)`` bound to ComfyUI's progress bar and
-    interrupt flag (:mod:`soulid.soul.progress` signatures). Outside ComfyUI:
-    ``(None, None)``."""
+    """``(progress, interrupt)`` bound to ComfyUI's progress bar (in
+    thousandths) and interrupt flag (:mod:`soulid.soul.progress` signatures),
+    for every long-running node, paid or not. Outside ComfyUI: ``(None, None)``."""
     try:
         import comfy.model_management
         import comfy.utils
@@ -59,7 +59,7 @@ def comfy_hooks():
                     frac = v / 3
                     break
         if frac is not None:
-            bar.update_absolute(int(1000 * max(0.0, min(1.0, frac))), 1000)
+            bar.update_absolute(round(1000 * max(0.0, min(1.0, frac))), 1000)
 
     return progress, comfy.model_management.processing_interrupted
 

@@ -30,6 +30,7 @@ from ..soul.imageio import iter_photo_paths
 from ..soul.library import Library, validate_name
 from ..soul.report import render_png, sheet_from_result
 from ..soul.score import score_images
+from .cloud import comfy_hooks
 from .convert import image_to_uint8_list, np_to_image
 from .types import SoulIDType
 
@@ -156,7 +157,6 @@ class SoulIDCreate(io.ComfyNode):
     @classmethod
     def execute(cls, name, folder, analyzer, max_photos, train_remote="none", model_version="v2", images=None) -> io.NodeOutput:
         import comfy.model_management
-        import comfy.utils
 
         name = validate_name(name)
         inputs: list = []
@@ -167,22 +167,14 @@ class SoulIDCreate(io.ComfyNode):
         if not inputs:
             raise SoulIDError("Soul ID Create: give a folder (under ComfyUI's input directory) or connect images")
 
-        bar = None
-
-        def progress(fraction: float | None, message: str) -> None:
-            nonlocal bar
-            if bar is None:
-                bar = comfy.utils.ProgressBar(1000)
-            if fraction is not None:
-                bar.update_absolute(round(fraction * 1000), 1000)
-
+        progress, interrupt = comfy_hooks()
         try:
             result = create_soul_id(
                 inputs,
                 name,
                 analyzer=analyzer,
                 progress=progress,
-                interrupt=comfy.model_management.processing_interrupted,
+                interrupt=interrupt,
                 max_photos=max_photos,
                 within=input_directory(),  # file symlinks may not lead out of ComfyUI's input directory
             )

@@ -27,6 +27,7 @@ from ..soul import guard
 from ..soul.analysis.registry import ANALYZER_NAMES
 from ..soul.errors import NoUsablePhotos, SoulIDError
 from ..soul.references import CROP_MODES, MAX_SIZE, MIN_SIZE, SIZE_MULTIPLE, reference_images
+from .cloud import comfy_hooks
 from .convert import image_to_uint8_list, np_to_image
 from .types import SoulIDType
 
@@ -211,25 +212,13 @@ class SoulIDCharImport(io.ComfyNode):
 
     @classmethod
     def execute(cls, file, name, analyzer) -> io.NodeOutput:
-        import comfy.model_management
-        import comfy.utils
-
         from ..soul.charfile import import_char
         from ..soul.library import validate_name
         from ..soul.report import contact_sheet, entries_from_result
 
-        bar = None
-
-        def progress(fraction: float | None, message: str) -> None:  # soulid.soul.progress signature
-            nonlocal bar
-            if bar is None:
-                bar = comfy.utils.ProgressBar(1000)
-            if fraction is not None:
-                bar.update_absolute(round(fraction * 1000), 1000)
-
+        progress, interrupt = comfy_hooks()
         result, contents = import_char(_input_file(file), name=validate_name(name) if name.strip() else None,
-                                       analyzer=analyzer, progress=progress, workers=1,
-                                       interrupt=comfy.model_management.processing_interrupted)
+                                       analyzer=analyzer, progress=progress, workers=1, interrupt=interrupt)
         if result.soul is None:
             raise NoUsablePhotos(f"{file}: none of the {len(result.photos)} references passed QA")
         s = result.report["summary"]

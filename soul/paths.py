@@ -265,7 +265,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int | None = 
             f.flush()
             os.fsync(f.fileno())
         if exclusive:
-            _link_no_clobber(tmp, path)
+            link_no_clobber(tmp, path)
         else:
             os.replace(tmp, path)
     finally:
@@ -275,7 +275,15 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int | None = 
             pass
 
 
-def _link_no_clobber(tmp: Path, path: Path) -> None:
+def link_no_clobber(tmp: Path, path: Path) -> None:
+    """Give the finished temp file ``tmp`` the name ``path`` atomically, never
+    replacing an existing file: a hard link (fails on an existing name), else,
+    where hard links are not supported, the name claimed with ``O_EXCL`` and
+    ``tmp`` renamed onto it. ``tmp`` stays for the caller to remove.
+
+    Raises:
+        FileExistsError: ``path`` exists.
+    """
     try:
         os.link(tmp, path)  # atomic; fails with FileExistsError when path exists
     except FileExistsError:

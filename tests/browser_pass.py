@@ -53,6 +53,12 @@ def overlaps(nodes: list[dict]) -> list[str]:
     return out
 
 
+#: Templates whose every output depends on a model loader: without weights
+#: ComfyUI refuses the whole prompt at validation (test_native_workflows.py
+#: checks the message); the pass still loads, queues and shoots them.
+STOPS_AT_LOADERS = {"soul_id_apply_lora", "soul_id_train_lora"}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
@@ -95,7 +101,8 @@ def main(argv=None) -> int:
                     boxes = page.evaluate(BOXES_JS)
                     before = len(host.client().get("/history").json())
                     page.evaluate("async () => { await window.app.queuePrompt(0, 1); }")
-                    end = time.monotonic() + 300
+                    t0 = time.monotonic()
+                    end = t0 + 300
                     status, err = "timeout", ""
                     with host.client() as c:
                         while time.monotonic() < end:
@@ -105,6 +112,11 @@ def main(argv=None) -> int:
                                 last = list(hist.values())[-1]
                                 status = last["status"]["status_str"]
                                 err = error_of(last)
+                                break
+                            if (len(hist) == before and not q["queue_running"] and not q["queue_pending"]
+                                    and time.monotonic() - t0 > 5):
+                                # ComfyUI refused the prompt at validation: nothing was queued.
+                                status = "refused at validation"
                                 break
                             time.sleep(0.3)
                     time.sleep(1.5)  # let the node previews and texts draw
@@ -126,7 +138,8 @@ def main(argv=None) -> int:
                     ov = overlaps(boxes)
                     print(f"{name}: {status} {err if status != 'success' else ''} overlaps as loaded: {ov or 'none'}; "
                           f"after the run: {ov_after or 'none'}", flush=True)
-                    bad += status != "success" or bool(ov) or bool(ov_after)
+                    expected = "refused at validation" if name in STOPS_AT_LOADERS else "success"
+                    bad += status != expected or bool(ov) or bool(ov_after)
                 page.evaluate("() => window.app.extensionManager?.command?.execute('Comfy.BrowseTemplates')")
                 time.sleep(3)
                 try:

@@ -14,18 +14,18 @@
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from pathlib import Path
 
 import httpx
 
+from ...soul.paths import link_no_clobber
+from ..media import UNSAFE_NAME_CHARS
 from .base import REQUEST_TIMEOUT_S, Deadline, DeadlineExceeded, ServerError, WorkerDown
 
 #: Default largest output accepted, bytes (2 GiB: a long video).
 MAX_OUTPUT_BYTES = 2 << 30
 CHUNK = 1 << 16
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 class Redirected(ServerError):
@@ -40,7 +40,7 @@ def safe_name(server_name: object, fallback: str) -> str:
     """A local file name made from ``server_name`` (see the module docstring);
     ``fallback`` when nothing usable is left."""
     text = str(server_name).replace("\\", "/").rsplit("/", 1)[-1] if isinstance(server_name, str) else ""
-    text = _UNSAFE.sub("_", text).lstrip("._")
+    text = UNSAFE_NAME_CHARS.sub("_", text).lstrip("._")
     stem, dot, ext = text.rpartition(".")
     if not dot:
         stem, ext = text, ""
@@ -52,16 +52,16 @@ def safe_name(server_name: object, fallback: str) -> str:
 
 def place_no_clobber(tmp: Path, dest: Path) -> Path:
     """Give ``tmp`` the name ``dest``, or ``stem_1.ext``, ``stem_2.ext`` ... when
-    taken (``os.link`` fails on an existing name, so nothing is replaced).
+    taken (:func:`soulid.soul.paths.link_no_clobber`: nothing is replaced).
     ``tmp`` is removed. Returns the final path."""
     stem, suffix = dest.stem, dest.suffix
     for i in range(100000):
         cand = dest if i == 0 else dest.with_name(f"{stem}_{i}{suffix}")
         try:
-            os.link(tmp, cand)
+            link_no_clobber(tmp, cand)
         except FileExistsError:
             continue
-        tmp.unlink()
+        tmp.unlink(missing_ok=True)
         return cand
     raise ServerError(f"{dest}: no free file name")
 

@@ -261,6 +261,9 @@ def soul_summary(soul) -> dict:
         "remote_ids": [r.__dict__ for r in soul.remote_ids],
         "log_entries": len(soul.log),
         "loras": {k: v.meta() for k, v in soul.loras.items()},
+        "origin": soul.origin,
+        "cast": soul.cast,
+        "notes": soul.notes,
     }
 
 
@@ -281,6 +284,10 @@ def cmd_show(args) -> int:
     from .local_training import lora_lines
 
     for line in lora_lines(soul):
+        print(f"  {line}")
+    from ..soul.cast import character_lines
+
+    for line in character_lines(soul):
         print(f"  {line}")
     return 0
 

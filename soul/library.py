@@ -163,7 +163,7 @@ class Library:
 
         Args:
             share: also leave out the generation log (and its thumbnails), the
-                provider-side remote ids and the QA-sheet thumbnails of the
+                provider-side remote ids (a cast's request ids too) and the QA-sheet thumbnails of the
                 input photos (rejected ones may show other people): for a
                 file given to someone else.
 
@@ -176,6 +176,8 @@ class Library:
         soul = SoulID.load(src)
         if share:
             soul.log, soul.remote_ids = [], []
+            if soul.cast:  # a cast's provider request ids are provider-side ids too
+                soul.cast = {**soul.cast, "request_ids": {}, "redraws": []}
             soul.extra_files = {k: v for k, v in soul.extra_files.items() if not k.startswith(("thumbs/", "qa/"))}
             soul.qa_report = {**soul.qa_report, "photos": [
                 {k: v for k, v in d.items() if k != "thumb"} if isinstance(d, dict) else d

@@ -36,6 +36,8 @@ MAX_DEPTH = 32
 #: Largest number of photos, log entries, remote ids in one manifest.
 MAX_PHOTOS_IN_FILE = 1000
 MAX_LOG_ENTRIES = 100_000
+#: Longest cast prompt or note, characters; most notes in one manifest.
+MAX_TEXT, MAX_NOTES = 20_000, 1000
 #: Embedding width of each analyzer (see :mod:`soulid.soul.analysis`).
 EMBEDDING_DIMS = {"dlib": 128, "insightface": 512, "insightface_buffalo_l": 512}
 #: Dates: epoch seconds in [0, 2**33) (until the year 2242).
@@ -167,6 +169,32 @@ class LoraMeta(BaseModel):
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
 
+class CastMeta(BaseModel):
+    """How a cast character was made: ``cast`` (see :class:`soulid.soul.cast.CastRecord`); other fields kept."""
+
+    model_config = _OPEN
+    prompt: str = Field(default="", max_length=MAX_TEXT)
+    backend: str = Field(default="views", max_length=64)
+    seeds: dict[str, StrictInt | None] = Field(default_factory=dict)
+    request_ids: dict[str, str | None] = Field(default_factory=dict)
+    roles: list[Literal["front", "three_quarter_left", "three_quarter_right", "profile"]] = Field(
+        default_factory=list, max_length=4)
+    similarity: list[list[float | None]] = Field(default_factory=list, max_length=4)
+
+
+class NoteMeta(BaseModel):
+    """One character-library note: ``notes[i]`` (e.g. which lighting works)."""
+
+    model_config = ConfigDict(extra="ignore")
+    text: str = Field(min_length=1, max_length=MAX_TEXT)
+    created: float = 0.0
+
+    @field_validator("created", mode="before")
+    @classmethod
+    def check_created(cls, v: Any) -> float:
+        return _date(v)
+
+
 class Manifest(BaseModel):
     """``manifest.json`` of a Soul ID file (format versions 1 and 2)."""
 
@@ -183,6 +211,9 @@ class Manifest(BaseModel):
     remote_ids: list[RemoteIDMeta] = Field(default_factory=list, max_length=1000)
     log: list[LogEntry] = Field(default_factory=list, max_length=MAX_LOG_ENTRIES)
     loras: dict[str, LoraMeta] = Field(default_factory=dict)
+    origin: Literal["photos", "cast"] = "photos"
+    cast: CastMeta | None = None
+    notes: list[NoteMeta] = Field(default_factory=list, max_length=MAX_NOTES)
 
     @field_validator("created", mode="before")
     @classmethod

@@ -240,6 +240,12 @@ class SoulID:
         log: generation log entries (dicts), oldest first.
         extra_files: other archive members (name -> bytes), kept verbatim.
         loras: persona LoRAs by architecture id (:class:`PersonaLoRA`).
+        origin: how the identity was made: ``"photos"`` (real photos) or
+            ``"cast"`` (a character designed from words, :mod:`soulid.soul.cast`).
+        cast: for a cast, what made it (:meth:`soulid.soul.cast.CastRecord.as_dict`:
+            prompt, backend, seeds, request ids, cross-view similarity matrix), else None.
+        notes: character-library notes, oldest first: ``{"text", "created"}``
+            (e.g. which lighting works; ``soulid note``).
     """
 
     name: str
@@ -252,6 +258,9 @@ class SoulID:
     log: list[dict] = field(default_factory=list)
     extra_files: dict[str, bytes] = field(default_factory=dict)
     loras: dict[str, PersonaLoRA] = field(default_factory=dict)
+    origin: str = "photos"
+    cast: dict | None = None
+    notes: list[dict] = field(default_factory=list)
 
     # ------------------------------------------------------------------ access
     def attach_lora(self, arch: str, data: bytes, metadata: dict | None = None) -> PersonaLoRA:
@@ -337,6 +346,9 @@ class SoulID:
             "remote_ids": [asdict(r) for r in self.remote_ids],
             "log": self.log,
             "loras": {k: v.meta() for k, v in self.loras.items()},
+            "origin": self.origin,
+            "cast": self.cast,
+            "notes": self.notes,
         }
 
     def to_bytes(self) -> bytes:
@@ -461,6 +473,9 @@ class SoulID:
             log=log,
             extra_files=extra,
             loras=loras,
+            origin=m.origin,
+            cast=raw.get("cast") if m.cast is not None else None,
+            notes=[n.model_dump() for n in m.notes],
         )
 
     @classmethod

@@ -42,7 +42,8 @@ def test_round_trip_keeps_everything(soul, tmp_path):
     assert m["remote_ids"][0] == {**m["remote_ids"][0], "provider": "higgsfield", "id": "abc", "model_version": "v2"}
 
 
-def _rewrite_manifest(src: bytes, **changes) -> bytes:
+def _rewrite_manifest(src: bytes, drop: tuple[str, ...] = (), **changes) -> bytes:
+    """``src`` with its manifest updated by ``changes`` and the keys ``drop`` removed."""
     zin = zipfile.ZipFile(io.BytesIO(src))
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as zout:
@@ -51,6 +52,8 @@ def _rewrite_manifest(src: bytes, **changes) -> bytes:
             if n == "manifest.json":
                 m = json.loads(data)
                 m.update(changes)
+                for k in drop:
+                    m.pop(k, None)
                 data = json.dumps(m).encode()
             zout.writestr(n, data)
     return out.getvalue()

@@ -58,6 +58,24 @@ Routing comes before authentication, as in a real web framework: a path no
 surface serves is a 404 whatever the key (an API root that is wrong shows
 up as 404, not 401).
 * ``POST /_standin/config`` ``{"queue_s", "run_s", "cap"}``; ``POST /_standin/reset``.
+
+Cast mode (Soul Cast tests), switched on with ``POST /_standin/config``
+``{"cast_people": {PERSON: [photo file, ...], ...}}`` (single-face photos of
+each person, distinct shots, e.g. the real fixture photos) and off again by a
+reset:
+
+* a text-to-image request with no face reference (no ``custom_reference_id``,
+  ``soul_id`` or reference image) "draws" a person chosen by the prompt (the
+  same prompt always picks the same person);
+* an edit whose reference image is one of those renders (Higgsfield
+  ``image_reference``, WaveSpeed ``image``, AuraShot ``image_url``) returns
+  *another* photo of the same person (the next one not shown yet; a person
+  with few photos gets mirrored ones), as an angle edit of the front view should;
+* ``{"cast_swap": K}``: the K-th such edit from now (1 = the next) comes back
+  as another person, once (the inconsistent mode that tests a redraw).
+
+``GET /_standin/stats`` then also lists ``cast``: per render, the person and
+photo it shows.
 """
 from __future__ import annotations
 
@@ -117,6 +135,28 @@ def render_image(w: int, h: int, seed: int, label: str, face: bytes | None, fmt:
     ImageDraw.Draw(im).text((8, 8), label[:60], fill=(255, 255, 255))
     buf = io.BytesIO()
     im.save(buf, format=fmt, **({"quality": 90} if fmt == "JPEG" else {"compress_level": 1}))
+    return buf.getvalue()
+
+
+def pixel_key(data: bytes) -> str:
+    """The sha256 of an image's RGB pixels: the same for a render and for a
+    lossless re-upload of it (a client decodes, then re-encodes as PNG)."""
+    try:
+        return hashlib.sha256(Image.open(io.BytesIO(data)).convert("RGB").tobytes()).hexdigest()
+    except Exception:  # not an image: matches nothing
+        return ""
+
+
+def cast_photo(files: list[str], n: int) -> bytes:
+    """Photo ``n`` of a person (``files``) as PNG bytes: ``n`` runs through the
+    photos, then through them again mirrored (so four views of a person with
+    three photos are four different images)."""
+    im = Image.open(files[n % len(files)]).convert("RGB")
+    if (n // len(files)) % 2:
+        im = im.transpose(Image.FLIP_LEFT_RIGHT)
+    im.thumbnail((1024, 1024))
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
 
 
@@ -188,7 +228,12 @@ class State:
             self.refs: dict[str, dict] = {}
             self.faults: list[dict] = []
             self.stats = {"paid": {}, "peak_in_flight": {}, "concurrency_rejections": 0, "replays": 0,
-                          "auth_leaks": 0, "requests": {}, "cancels": 0}
+                          "auth_leaks": 0, "requests": {}, "cancels": 0, "cast": []}
+            self.cast_people: dict[str, list[str]] = {}  # cast mode: person -> photo files
+            self.cast_next: dict[str, int] = {}  # person -> next photo number to show
+            self.cast_swap = 0  # the K-th cast edit from now shows another person
+            self.cast_edits = 0
+            self.made: dict[str, tuple[str, int]] = {}  # pixel_key of a render -> (person, photo number)
 
     def in_flight(self, provider: str) -> int:
         return sum(1 for j in self.jobs.values()
@@ -335,9 +380,11 @@ class Handler(BaseHTTPRequestHandler):
             return self.send(200, {"faults": len(S.faults)})
         if path == "/_standin/config" and method == "POST":
             with S.lock:
-                for k in ("queue_s", "run_s", "cap"):
+                for k in ("queue_s", "run_s", "cap", "cast_people", "cast_swap"):
                     if k in body:
                         setattr(S, k, body[k])
+                if "cast_swap" in body:
+                    S.cast_edits = 0
             return self.send(200, {"queue_s": S.queue_s, "run_s": S.run_s, "cap": S.cap})
         if path == "/_standin/reset" and method == "POST":
             S.reset()
@@ -593,14 +640,52 @@ class Handler(BaseHTTPRequestHandler):
                     w, h = (int(x) for x in wh.split("x"))
                     if p.get("quality") == "720p":
                         w, h = w * 2 // 3, h * 2 // 3
+                    cast = self.cast_pick(p, ref) if self.S.cast_people else None
                     for i in range(int(p.get("batch_size", 1))):
+                        if cast is not None:
+                            face = cast_photo(self.S.cast_people[cast[0]], cast[1] + i)
                         data = render_image(w, h, seed + i, str(p.get("prompt", "")), face)
                         urls.append(self.S.add_file(data, "image/png", f"{job.id}-{i}"))
+                        if cast is not None:
+                            with self.S.lock:
+                                self.S.made[pixel_key(data)] = (cast[0], cast[1] + i)
+                                self.S.stats["cast"].append({"file": urls[-1], "person": cast[0],
+                                                             "photo": cast[1] + i, "endpoint": job.endpoint})
                 with self.S.lock:
                     for u in urls:
                         self.S.files_faults[u] = job.faults
                 job.outputs = urls
             return [f"{self.base}/cdn/{u}" for u in job.outputs]
+
+    def cast_pick(self, p: dict, ref) -> tuple[str, int] | None:
+        """Cast mode: ``(person, photo number)`` this request shows, or None
+        (a request with a trained identity, or an edit of an image the cast
+        mode did not make, renders as usual)."""
+        S = self.S
+        if ref:
+            return None
+        src = next((p[f] for f in ("image_reference", "image", "image_url") if isinstance(p.get(f), str)), None)
+        people = sorted(S.cast_people)
+        if src is None:  # text to image: the prompt picks the person
+            h = int.from_bytes(hashlib.sha256(str(p.get("prompt", "")).encode()).digest()[:4], "big")
+            person = people[h % len(people)]
+        else:
+            data = self.fetch(src)
+            made = None if data is None else S.made.get(pixel_key(data))
+            if made is None:
+                return None
+            person = made[0]
+            with S.lock:
+                S.cast_edits += 1
+                swap = bool(S.cast_swap) and S.cast_edits == S.cast_swap
+                if swap:
+                    S.cast_swap = 0
+            if swap:
+                person = next(q for q in people if q != person)
+        with S.lock:
+            n = S.cast_next.get(person, 0)
+            S.cast_next[person] = n + int(p.get("batch_size", 1))
+        return person, n
 
     def fetch(self, url) -> bytes | None:
         if not isinstance(url, str) or "/cdn/" not in url:

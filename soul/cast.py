@@ -434,5 +434,17 @@ def character_lines(soul) -> list[str]:
     return lines
 
 
-__all__ = ["character_lines", "ROLES", "ROLE_LABELS", "ROLE_PROMPTS", "ROLE_YAW", "role_prompt", "CastCheck", "CastError", "CastRecord", "NotOnePerson",
+def character_description(soul) -> str:
+    """The character entry in words for a ``.char`` description: ``""``, or
+    `` Character designed from words: "<prompt>". Notes: <note>; <note>.``"""
+    out = ""
+    c = soul.cast or {}
+    if soul.origin == "cast":
+        out += f' Character designed from words: "{c["prompt"]}".' if c.get("prompt") else " Character cast from views."
+    if soul.notes:
+        out += " Notes: " + "; ".join(str(n.get("text", "")) for n in soul.notes) + "."
+    return out
+
+
+__all__ = ["character_description", "character_lines", "ROLES", "ROLE_LABELS", "ROLE_PROMPTS", "ROLE_YAW", "role_prompt", "CastCheck", "CastError", "CastRecord", "NotOnePerson",
            "ViewScore", "check_views", "embed_views", "judge", "lock_cast", "normalise_views"]

@@ -97,8 +97,10 @@ def default_description(soul: SoulID) -> str:
     if DESCRIPTION_MEMBER in soul.extra_files:
         return soul.extra_files[DESCRIPTION_MEMBER].decode("utf-8", errors="replace")
     s = (soul.qa_report or {}).get("summary", {})
+    from .cast import character_description
+
     return (f"{soul.name}: Soul ID of {len(soul.photos)} QA-checked photos "
-            f"(verdict {s.get('verdict', 'n/a')}), exported by soulid.")
+            f"(verdict {s.get('verdict', 'n/a')}), exported by soulid." + character_description(soul))
 
 
 def export_char(soul: SoulID, path: str | os.PathLike, k: int | None = None, description: str | None = None,

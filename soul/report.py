@@ -63,10 +63,12 @@ class QASheet:
     title: str
     entries: list[SheetEntry]
     summary: dict = field(default_factory=dict)
+    character: list[str] = field(default_factory=list)
 
     def header(self) -> list[tuple[str, tuple]]:
         """The header lines, ``(text, rgb)``: counts, verdict and why, poses,
-        identity check, warnings."""
+        identity check, warnings, and the character-library entry (cast
+        prompt, views, cross-view similarity, notes) when there is one."""
         s = self.summary or {}
         out: list[tuple[str, tuple]] = []
         if not s:
@@ -93,6 +95,7 @@ class QASheet:
         elif o:
             out.append((f"Identity check: not run ({o.get('reason', '')})", MUTED))
         out += [(f"Warning: {w}", WARN) for w in s.get("warnings", [])]
+        out += [(f"Character: {line}", TEXT) for line in self.character]
         return out
 
     def captions(self, e: SheetEntry) -> list[tuple[str, tuple]]:
@@ -145,7 +148,9 @@ def sheet_from_soul(soul) -> QASheet:
     if not entries:  # a Soul ID without a report: its photos only
         entries = [SheetEntry(_decode(p.jpeg), p.source, p.rating, []) for p in soul.photos]
     s = soul.qa_report.get("summary", {})
-    return QASheet(f"Soul ID {soul.name}: {s.get('verdict', 'no QA summary')}", entries, s)
+    from .cast import character_lines
+
+    return QASheet(f"Soul ID {soul.name}: {s.get('verdict', 'no QA summary')}", entries, s, character_lines(soul))
 
 
 def sheet_layout(sheet: QASheet, columns: int = 5, tile: int = 256) -> GridLayout:

@@ -104,6 +104,17 @@ def test_note_and_show_print_the_character_entry(faces, capsys):
     assert main(["show", "obcast", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["origin"] == "cast" and info["notes"][0]["text"].startswith("soft window light")
+    # the QA sheet and the .char description carry the entry too
+    from soulid.soul.charfile import default_description
+    from soulid.soul.report import sheet_from_soul
+
+    soul = Library().load("obcast")
+    head = [t for t, _ in sheet_from_soul(soul).header()]
+    assert "Character: origin: cast (views)" in head
+    assert "Character: note" in " ".join(head) and "avoid top light" in " ".join(head)
+    assert default_description(soul).endswith("Character cast from views. Notes: soft window light from the "
+                                               "left works; avoid top light.")
+    assert main(["note", "obcast", "   "]) == 2
 
 
 # ----------------------------------------------------------- against the stand-in

@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--new", action="store_true", help="train again even if this exact training is in the ledger")
     p.add_argument("--max-usd", type=float, default=None,
                    help="refuse if the provider's estimate is above this (default: $SOULID_MAX_USD when set)")
+    p.add_argument("--max-photos", type=int, default=None,
+                   help="photos to upload (default: the provider's advice for the model version, e.g. 10 for "
+                        "Soul 2); the best by QA rank and pose coverage are sent")
     p.add_argument("--json", action="store_true")
     from .local_training import add_local_train_arguments
 
@@ -101,28 +104,33 @@ def cmd_train(args) -> int:
         from .local_training import cmd_train_local
 
         return cmd_train_local(args)
-    from ..backends.training import train_remote
+    from ..backends.training import choose_training_photos, train_remote
 
     from .generation import budget
 
     lib = _library(args)
     soul = lib.load(args.name)
     cap = budget(args)
-    n = len(soul.photos_rated(("perfect", "good")))
-    print(f"{args.provider}: training {soul.name!r} ({args.model_version}) uploads {n} photo(s) rated perfect or good"
+    sel = choose_training_photos(soul, args.model_version, args.max_photos)
+    n = len(sel.sent)
+    print(f"{args.provider}: training {soul.name!r} ({args.model_version}) uploads {n} of {len(soul.photos)} "
+          f"photo(s), the best by QA rank and pose coverage ({sel.guide.source})"
           + (f"; budget ${cap:.2f}" if cap is not None else "; no budget set (--max-usd or $SOULID_MAX_USD)"),
           file=sys.stderr)
+    for w in sel.warnings:
+        print(f"warning: {w}", file=sys.stderr)
     options = {"new": args.new} if cap is None else {"new": args.new, "max_usd": cap}
     stop, restore = interrupt_flag()
     try:
         rid = train_remote(soul, args.provider, args.model_version, name=args.remote_name,
-                           progress=progress_printer(args.json), interrupt=stop, options=options)
+                           progress=progress_printer(args.json), interrupt=stop, options=options, selection=sel)
     finally:
         restore()
     lib.save(soul, overwrite=True)
     if args.json:
         print(json.dumps({"soul": soul.name, "provider": rid.provider, "id": rid.id,
-                          "model_version": rid.model_version, "photos": rid.extra.get("photos")}))
+                          "model_version": rid.model_version, "photos": rid.extra.get("photos"),
+                          "selection": sel.as_dict()}))
     else:
         print(f"{soul.name}: trained on {rid.provider} as {rid.id} (model_version {rid.model_version}, "
               f"{rid.extra.get('photos')} photos)")

@@ -37,6 +37,8 @@ Higgsfield's 400 "maximum number of concurrent requests").
 Test control:
 
 * ``GET /_standin/stats``: ``paid`` (paid submits per endpoint), ``in_flight``,
+  ``references`` (custom reference id -> model version), ``reference_images``
+  (custom reference id -> photos it was trained on),
   ``peak_in_flight``, ``concurrency_rejections``, ``replays``,
   ``auth_leaks`` (auth headers seen on upload/media requests), ``requests``.
 * ``POST /_standin/faults`` ``{"faults": [{"kind", "path", "method", "count",
@@ -372,6 +374,7 @@ class Handler(BaseHTTPRequestHandler):
                 st["jobs"] = {j.id: {"endpoint": j.endpoint, "state": j.state(), "provider": j.provider}
                               for j in S.jobs.values()}
                 st["references"] = {r["id"]: r["model_version"] for r in S.refs.values()}
+                st["reference_images"] = {r["id"]: len(r["input_images"]) for r in S.refs.values()}
             return self.send(200, st)
         body = self.body_json() or {}
         if path == "/_standin/faults" and method == "POST":

@@ -100,7 +100,11 @@ class AuraShotBackend(CloudBackend):
         self.api = AuraShotApi(base_url or configured_url("aurashot", DEFAULT_URL), self.key)
 
     @staticmethod
-    def face_upload(soul) -> tuple[bytes, str]:
+    def face_upload(soul, face_reference=None) -> tuple[bytes, str]:
+        """The face reference upload: the Soul ID's best photo, or (without a
+        Soul ID) ``face_reference``, an ``[H, W, 3]`` image (a cast's front view)."""
+        if soul is None and face_reference is not None:
+            return media.to_upload_bytes(face_reference)
         if soul is None:
             raise ValidationFailed("aurashot needs a Soul ID: its face reference is the identity")
         photos = soul.photos_rated(("perfect",)) or soul.photos_rated(("good",))
@@ -121,8 +125,10 @@ class AuraShotBackend(CloudBackend):
         return self.finish_images(self.run_job(self.api, spec, req.options, progress, interrupt))
 
     def edit(self, req: EditRequest, progress=None, interrupt=None) -> ImageResult:
-        """Target image + face reference + prompt -> ``[1, H, W, 3]`` float32 0..1."""
-        uploads = {"face": self.face_upload(req.soul), "image": media.to_upload_bytes(req.image)}
+        """Target image + face reference + prompt -> ``[1, H, W, 3]`` float32 0..1.
+        Without a Soul ID, ``options["face_reference"]`` (``[H, W, 3]``) is the face."""
+        uploads = {"face": self.face_upload(req.soul, req.options.get("face_reference")),
+                   "image": media.to_upload_bytes(req.image)}
         body = {"image_url": {"$upload": "image"}, "face_image_url": {"$upload": "face"}, "prompt": req.prompt,
                 "strength": float(req.strength)}
         if req.seed is not None:

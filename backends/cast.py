@@ -135,6 +135,7 @@ def cast_views(backend, prompt: str, *, front_backend=None, roles: tuple[str, ..
         chk = judge(["front"], emb, az.default_threshold, az.threshold_ceiling, az.name)
         raise NotOnePerson("the front view has no face the analyzer can find; try other words or --seed", chk, rec)
     front_in = front.astype(np.float32) / 255.0
+    face = {"face_reference": front_in} if backend.name == "aurashot" else {}  # AuraShot's edit takes the face apart
     chk = judge(["front"], emb, az.default_threshold, az.threshold_ceiling, az.name)
     for i, role in enumerate(roles[1:], start=1):
         for k in range(attempts):
@@ -143,7 +144,7 @@ def cast_views(backend, prompt: str, *, front_backend=None, roles: tuple[str, ..
             report(progress, i / total, f"cast: {ROLE_LABELS[role]} view" + (f" (draw {k + 1})" if k else ""))
             res = backend.edit(EditRequest(image=front_in, prompt=role_prompt(role), soul=None, strength=strength,
                                            quality=quality, seed=s, negative_prompt=NEGATIVE,
-                                           options={"budget": budget}), interrupt=interrupt)
+                                           options={"budget": budget, **face}), interrupt=interrupt)
             img = note(role, s, res, k)
             e = embed_views([(role, img)], az, interrupt)[0]
             chk = judge([r for r, _ in kept] + [role], emb + [e], az.default_threshold, az.threshold_ceiling,

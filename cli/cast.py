@@ -12,7 +12,7 @@ from ..soul.analysis.registry import ANALYZER_NAMES
 from .identity import _library
 
 #: Backends whose reference-conditioned route draws the angle views.
-CAST_BACKENDS = ("higgsfield", "wavespeed")
+CAST_BACKENDS = ("higgsfield", "wavespeed", "aurashot")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--from-views", nargs="+", metavar="IMAGE",
                      help="views made elsewhere, in order: FRONT [3/4 LEFT] [3/4 RIGHT] [PROFILE]")
     p.add_argument("--backend", default="higgsfield", choices=CAST_BACKENDS,
-                   help="route of the angle views: Higgsfield image reference or WaveSpeed Soul image-to-image")
+                   help="route of the angle views: Higgsfield image reference, WaveSpeed Soul image-to-image or "
+                        "AuraShot edit (the front view is drawn by --front-backend)")
     p.add_argument("--front-backend", default=None, choices=("higgsfield",),
                    help="draws the front view from the words (default: higgsfield)")
     p.add_argument("--views", type=int, default=4, choices=(2, 3, 4),

@@ -163,6 +163,18 @@ def test_cast_from_words_against_the_standin(cast_mode, capsys):
     assert f"cast prompt: {PROMPT}" in shown and f"request {c['request_ids']['profile']}" in shown
 
 
+@pytest.mark.parametrize("backend", ["wavespeed", "aurashot"])
+def test_cast_angle_views_through_other_backends(cast_mode, capsys, backend):
+    rc = main(["cast", "hero", "--prompt", PROMPT, "--backend", backend, "--views", "3", "--analyzer", "dlib"])
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err
+    c = Library().load("hero").cast
+    assert c["backend"] == f"higgsfield+{backend}" and len(c["roles"]) == 3
+    paid = stats(cast_mode)["paid"]
+    assert paid.get("higgsfield-ai/soul/standard") == 1 and sum(paid.values()) == 3, paid
+    assert len({r["person"] for r in stats(cast_mode)["cast"]}) == 1
+
+
 def test_inconsistent_view_is_redrawn_once(cast_mode, capsys):
     httpx.post(cast_mode.url + "/_standin/config", json={"cast_swap": 1}).raise_for_status()
     rc = main(["cast", "hero", "--prompt", PROMPT, "--analyzer", "dlib", "--json"])

@@ -75,8 +75,8 @@ def _usd(cost: dict | None) -> float:
 
 def cast_views(backend, prompt: str, *, front_backend=None, roles: tuple[str, ...] = ROLES, seed: int | None = None,
                attempts: int = 3, budget: Budget | None = None, strength: float = EDIT_STRENGTH,
-               analyzer: str = "auto", quality: str = "1080p", progress: ProgressFn | None = None,
-               interrupt: InterruptFn | None = None) -> CastRun:
+               analyzer: str = "auto", quality: str = "1080p", options: dict | None = None,
+               progress: ProgressFn | None = None, interrupt: InterruptFn | None = None) -> CastRun:
     """Draw and check the views of a new character.
 
     Args:
@@ -92,6 +92,8 @@ def cast_views(backend, prompt: str, *, front_backend=None, roles: tuple[str, ..
             is redrawn with the next seed until this many were made.
         budget: shared cost cap (default: no cap, spending still counted).
         strength: edit strength of the angle views, 0..1.
+        options: extra request options for every call (``{"new": True}``:
+            pay for fresh runs even where the ledger has these requests).
 
     Raises:
         NotOnePerson: a view still failed after ``attempts`` draws (names it
@@ -116,6 +118,7 @@ def cast_views(backend, prompt: str, *, front_backend=None, roles: tuple[str, ..
     rec = CastRecord(prompt=prompt, backend=backend.name if front_backend is backend
                      else f"{front_backend.name}+{backend.name}")
     total = len(roles)
+    extra = {k: v for k, v in (options or {}).items() if k != "budget"}
 
     def note(role: str, s: int, res, k: int) -> np.ndarray:
         rec.seeds[role], rec.request_ids[role], rec.attempts[role] = s, res.request_id or None, k + 1
@@ -127,7 +130,7 @@ def cast_views(backend, prompt: str, *, front_backend=None, roles: tuple[str, ..
     report(progress, 0.0, "cast: front view")
     res = front_backend.generate(GenerateRequest(prompt=role_prompt("front", prompt), soul=None, aspect="3:4",
                                                  quality=quality, seed=seed, negative_prompt=NEGATIVE,
-                                                 options={"budget": budget}), interrupt=interrupt)
+                                                 options={**extra, "budget": budget}), interrupt=interrupt)
     front = note("front", seed, res, 0)
     kept = [("front", front)]
     emb = embed_views(kept, az, interrupt)
@@ -144,7 +147,7 @@ def cast_views(backend, prompt: str, *, front_backend=None, roles: tuple[str, ..
             report(progress, i / total, f"cast: {ROLE_LABELS[role]} view" + (f" (draw {k + 1})" if k else ""))
             res = backend.edit(EditRequest(image=front_in, prompt=role_prompt(role), soul=None, strength=strength,
                                            quality=quality, seed=s, negative_prompt=NEGATIVE,
-                                           options={"budget": budget, **face}), interrupt=interrupt)
+                                           options={**extra, "budget": budget, **face}), interrupt=interrupt)
             img = note(role, s, res, k)
             e = embed_views([(role, img)], az, interrupt)[0]
             chk = judge([r for r, _ in kept] + [role], emb + [e], az.default_threshold, az.threshold_ceiling,

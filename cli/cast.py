@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 
 from ..soul.analysis.registry import ANALYZER_NAMES
 from .identity import _library
@@ -147,19 +146,13 @@ def _draw(args):
 
 
 def cmd_note(args) -> int:
+    from ..soul.cast import add_note
     from ..soul.errors import SoulIDError
-    from ..soul.manifest import MAX_NOTES, MAX_TEXT
 
-    text = " ".join(args.text.split())
-    if not text:
-        raise SoulIDError("note: the text is empty")
-    if len(text) > MAX_TEXT:
-        raise SoulIDError(f"note: {len(text)} characters, at most {MAX_TEXT}")
     lib = _library(args)
     soul = lib.load(args.name)
-    if len(soul.notes) >= MAX_NOTES:
-        raise SoulIDError(f"note: Soul ID {soul.name!r} already has {MAX_NOTES} notes")
-    soul.notes.append({"text": text, "created": time.time()})
+    if not add_note(soul, args.text):
+        raise SoulIDError("note: the text is empty")
     lib.save(soul, overwrite=True)
     print(f"{soul.name}: note {len(soul.notes)} saved")
     return 0

@@ -434,6 +434,27 @@ def character_lines(soul) -> list[str]:
     return lines
 
 
+def add_note(soul, text: str) -> bool:
+    """Append a character-library note (e.g. which lighting works) to
+    ``soul.notes``; whitespace is folded. Returns False for an empty text.
+
+    Raises:
+        CastError: over :data:`~soulid.soul.manifest.MAX_TEXT` characters, or
+            the Soul ID already holds :data:`~soulid.soul.manifest.MAX_NOTES` notes.
+    """
+    from .manifest import MAX_NOTES, MAX_TEXT
+
+    text = " ".join(str(text or "").split())
+    if not text:
+        return False
+    if len(text) > MAX_TEXT:
+        raise CastError(f"note: {len(text)} characters, at most {MAX_TEXT}")
+    if len(soul.notes) >= MAX_NOTES:
+        raise CastError(f"note: Soul ID {soul.name!r} already has {MAX_NOTES} notes")
+    soul.notes.append({"text": text, "created": time.time()})
+    return True
+
+
 def character_description(soul) -> str:
     """The character entry in words for a ``.char`` description: ``""``, or
     `` Character designed from words: "<prompt>". Notes: <note>; <note>.``"""
@@ -446,5 +467,5 @@ def character_description(soul) -> str:
     return out
 
 
-__all__ = ["character_description", "character_lines", "ROLES", "ROLE_LABELS", "ROLE_PROMPTS", "ROLE_YAW", "role_prompt", "CastCheck", "CastError", "CastRecord", "NotOnePerson",
+__all__ = ["add_note", "character_description", "character_lines", "ROLES", "ROLE_LABELS", "ROLE_PROMPTS", "ROLE_YAW", "role_prompt", "CastCheck", "CastError", "CastRecord", "NotOnePerson",
            "ViewScore", "check_views", "embed_views", "judge", "lock_cast", "normalise_views"]

@@ -118,16 +118,6 @@ def test_note_and_show_print_the_character_entry(faces, capsys):
 
 
 # ----------------------------------------------------------- against the stand-in
-@pytest.fixture
-def cast_mode(cloud_env, faces):
-    people = {"obama": ["obama/obama.jpg", "obama/obama2.jpg", "obama/obama3.jpg", "obama/obama4.jpg"],
-              "kit_harington": ["kit_harington/kit1.jpeg", "kit_harington/kit2.jpeg", "kit_harington/kit3.jpg"],
-              "alex_lacamoire": ["alex_lacamoire/alex1.png", "alex_lacamoire/alex2.jpg", "alex_lacamoire/alex3.jpg"]}
-    cfg = {p: [str(faces / f) for f in fs] for p, fs in people.items()}
-    httpx.post(cloud_env.url + "/_standin/config", json={"cast_people": cfg}).raise_for_status()
-    return cloud_env
-
-
 PROMPT = "a tall man in his fifties, short grey hair, navy suit"
 
 

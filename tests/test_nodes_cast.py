@@ -12,6 +12,8 @@ from comfy_inprocess import comfy_modules, need_comfy
 from soulid.soul.cast import NotOnePerson
 from soulid.soul.imageio import downscale, load_photo
 from soulid.soul.soulfile import SoulID
+from standin.fixtures import *  # noqa: F401,F403
+from standin.fixtures import stats
 
 need_comfy()
 torch = pytest.importorskip("torch", reason="ComfyUI's IMAGE type is a torch tensor")
@@ -58,3 +60,23 @@ def test_from_images_names_the_other_person(cui, faces):
         cast.SoulIDFromImages.execute(images=images, name="hero", roles="", analyzer="dlib")
     with pytest.raises(Exception, match="3 images but 2 roles"):
         cast.SoulIDFromImages.execute(images=images, name="hero", roles="front, profile", analyzer="dlib")
+
+
+def test_cast_node_against_the_standin(cui, cast_mode):
+    import asyncio
+
+    cast, _ = cui
+    out = asyncio.run(cast.SoulIDCast.execute(prompt="a tall man in his fifties, short grey hair", name="hero",
+                                              backend="higgsfield", view_count=4, attempts=2, seed=11, analyzer="dlib",
+                                              max_usd=1.0, new_run=False, notes="rim light works"))
+    soul, views, report = out.args
+    assert soul.origin == "cast" and len(soul.photos) == 4 and soul.notes[0]["text"] == "rim light works"
+    assert views.shape[0] == 4 and views.dtype == torch.float32
+    rep = json.loads(report)
+    assert rep["cast"]["seeds"]["front"] == 11 and rep["check"]["one_person"]
+    assert sum(stats(cast_mode)["paid"].values()) == 4
+    # Run again: the same paid requests, reused from the ledger
+    asyncio.run(cast.SoulIDCast.execute(prompt="a tall man in his fifties, short grey hair", name="hero",
+                                        backend="higgsfield", view_count=4, attempts=2, seed=11, analyzer="dlib",
+                                        max_usd=1.0, new_run=False))
+    assert sum(stats(cast_mode)["paid"].values()) == 4

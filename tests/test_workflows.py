@@ -201,7 +201,7 @@ def _offline_schemas() -> dict[str, dict]:
 
 #: Our nodes that can pay a provider.
 PAID_NODES = {"SoulIDGenerate", "SoulIDEdit", "SoulIDDoPAnimate", "SoulIDDriftGuard", "SoulIDIDPhotoSheet",
-              "SoulIDTrainRemote"}
+              "SoulIDTrainRemote", "SoulIDCast"}
 
 
 @pytest.mark.parametrize("ui_path", UI_FILES, ids=_ids(UI_FILES))

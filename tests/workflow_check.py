@@ -313,14 +313,15 @@ MULTILINE_H = 100
 BOTTOM_PAD = 8
 #: Our nodes that show an image on themselves after a run (``ui`` preview);
 #: the frontend draws it below the widgets, so the stored size keeps room.
-PREVIEW_NODES = {"SoulIDCreate", "SoulIDDriftGuard", "SoulIDIDPhotoSheet", "SoulIDFromImages"}
+PREVIEW_NODES = {"SoulIDCreate", "SoulIDDriftGuard", "SoulIDIDPhotoSheet", "SoulIDFromImages", "SoulIDCast"}
 #: Room for such a preview.
 PREVIEW_H = 240
 #: Our nodes that show a result text after a run: ``web/soulid.js`` adds a
 #: read-only text box (:data:`MULTILINE_H`) under their widgets.
 TEXT_NODES = {"SoulIDCreate", "SoulIDSave", "SoulIDScore", "SoulIDGenerate", "SoulIDEdit", "SoulIDTrainRemote",
               "SoulIDDoPAnimate", "SoulIDDriftGuard", "SoulIDIDPhotoSheet", "SoulIDCharacterLog", "SoulIDReferences",
-              "SoulIDDriftGuardPickBest", "SoulIDApply", "SoulIDAttachLoRA", "SoulIDCharExport", "SoulIDFromImages"}
+              "SoulIDDriftGuardPickBest", "SoulIDApply", "SoulIDAttachLoRA", "SoulIDCharExport", "SoulIDFromImages",
+              "SoulIDCast"}
 
 
 def computed_height(node: dict, schema: dict | None) -> int:

@@ -53,6 +53,25 @@ def faults(s, *items: dict) -> None:
     httpx.post(s.url + "/_standin/faults", json={"faults": list(items)}).raise_for_status()
 
 
+#: Cast mode's people (distinct shots of each, real fixture photos).
+CAST_PEOPLE = {"obama": ["obama/obama.jpg", "obama/obama2.jpg", "obama/obama3.jpg", "obama/obama4.jpg"],
+               "kit_harington": ["kit_harington/kit1.jpeg", "kit_harington/kit2.jpeg", "kit_harington/kit3.jpg"],
+               "alex_lacamoire": ["alex_lacamoire/alex1.png", "alex_lacamoire/alex2.jpg", "alex_lacamoire/alex3.jpg"]}
+
+
+def enable_cast_mode(url: str, faces) -> None:
+    """Switch the stand-in at ``url`` to cast mode with :data:`CAST_PEOPLE` (see :mod:`.server`)."""
+    cfg = {p: [str(faces / f) for f in fs] for p, fs in CAST_PEOPLE.items()}
+    httpx.post(url + "/_standin/config", json={"cast_people": cfg}).raise_for_status()
+
+
+@pytest.fixture
+def cast_mode(cloud_env, faces):
+    """``cloud_env`` with the stand-in in cast mode."""
+    enable_cast_mode(cloud_env.url, faces)
+    return cloud_env
+
+
 @pytest.fixture(scope="session")
 def _obama_bytes(faces):
     from soulid.soul.create import create_soul_id
@@ -81,4 +100,4 @@ def trained_obama(obama, cloud_env):
 
 
 __all__ = ["standin_server", "standin", "cloud_env", "obama", "_obama_bytes", "trained_obama", "stats", "faults",
-           "cloud_env_vars", "SECRETS", "FAST"]
+           "cloud_env_vars", "SECRETS", "FAST", "cast_mode", "enable_cast_mode", "CAST_PEOPLE"]

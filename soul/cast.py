@@ -415,7 +415,8 @@ def character_lines(soul) -> list[str]:
                     f"request {c['request_ids'][r]}" if (c.get("request_ids") or {}).get(r) else "",
                     f"from {c['sources'][r]}" if (c.get("sources") or {}).get(r) else "",
                     f"{c['attempts'][r]} draws" if (c.get("attempts") or {}).get(r, 1) > 1 else ""]
-            lines.append(f"view {ROLE_LABELS.get(r, r)}: " + (", ".join(b for b in bits if b) or "-"))
+            if any(bits):
+                lines.append(f"view {ROLE_LABELS.get(r, r)}: " + ", ".join(b for b in bits if b))
         roles, sim = c.get("roles") or [], c.get("similarity") or []
         if roles and sim:
             labs = [ROLE_LABELS.get(r, r) for r in roles]

@@ -26,7 +26,8 @@ sys.path.insert(0, str(HERE))
 
 from comfy_host import start_comfy  # noqa: E402
 from render_templates import ORDER, error_of, prepare_inputs, queue  # noqa: E402
-from standin.fixtures import cloud_env_vars  # noqa: E402
+from render_templates import FACES  # noqa: E402
+from standin.fixtures import cloud_env_vars, enable_cast_mode  # noqa: E402
 from standin.server import StandIn  # noqa: E402
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -56,7 +57,7 @@ def overlaps(nodes: list[dict]) -> list[str]:
 #: Templates whose every output depends on a model loader: without weights
 #: ComfyUI refuses the whole prompt at validation (test_native_workflows.py
 #: checks the message); the pass still loads, queues and shoots them.
-STOPS_AT_LOADERS = {"soul_id_apply_lora", "soul_id_train_lora"}
+STOPS_AT_LOADERS = {"soul_id_apply_lora", "soul_id_train_lora", "soul_cast_native"}
 
 
 def main(argv=None) -> int:
@@ -72,6 +73,7 @@ def main(argv=None) -> int:
     bad = 0
     with StandIn(queue_s=0.5, run_s=1.0) as standin, tempfile.TemporaryDirectory(prefix="soulid_browser_") as tmp:
         env = {**cloud_env_vars(standin.url), "SOULID_POLL_INITIAL": "0.1", "SOULID_POLL_MAX": "0.25"}
+        enable_cast_mode(standin.url, FACES)  # Soul Cast: a prompt draws a fixture person
         with start_comfy(Path(tmp), env=env) as host:
             prepare_inputs(host)
             create = json.loads((HERE.parent / "workflows" / "api" / "soul_id_create.json").read_text())

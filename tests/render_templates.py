@@ -48,7 +48,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from comfy_host import REPO, start_comfy  # noqa: E402
-from standin.fixtures import cloud_env_vars  # noqa: E402
+from standin.fixtures import cloud_env_vars, enable_cast_mode  # noqa: E402
 from standin.server import StandIn  # noqa: E402
 
 FACES = REPO.parent / "shared" / "fixtures" / "faces"
@@ -62,7 +62,10 @@ LOADERS = {"CheckpointLoaderSimple", "UNETLoader", "CLIPLoader", "DualCLIPLoader
            "LoraLoader", "LoraLoaderModelOnly"}
 #: Template -> {node class: fixture photos}: a node whose output (an IMAGE batch)
 #: fixture photos stand in for, so the steps after it run for real.
-STAND_INS = {"soul_id_apply_lora": {"VAEDecode": ["obama/obama3.jpg", "biden/biden.jpg", "kit_harington/kit1.jpeg"]}}
+#: A key ``Class#id`` names one node of that class (one view of a cast each).
+STAND_INS = {"soul_id_apply_lora": {"VAEDecode": ["obama/obama3.jpg", "biden/biden.jpg", "kit_harington/kit1.jpeg"]},
+             "soul_cast_native": {"VAEDecode#11": ["obama/obama.jpg"], "VAEDecode#18": ["obama/obama4.jpg"],
+                                  "VAEDecode#20": ["obama/obama2.jpg"], "VAEDecode#22": ["obama/obama3.jpg"]}}
 #: Template -> ``(node class, output slot)`` shown by an added PreviewImage: an IMAGE
 #: the template passes on without showing it (the training set it feeds to the trainer).
 SHOW = {"soul_id_train_lora": [("SoulIDReferences", 0)]}
@@ -76,6 +79,8 @@ NOT_A_GENERATION = {
                             "from a real headless run. Not a generation: no model weights here."],
     "soul_id_train_lora": ["The training set (Soul ID References, all_photos) fed to Train LoRA, from a",
                            "real headless run. Not a training: no base model weights here."],
+    "soul_cast_native": ["Soul ID From Images, real headless run: the QA sheet of the locked views.",
+                         "Not a generation: fixture photos stand in for the front view and its edits."],
     "soul_id_apply_lora": ["Drift Guard (pick best), real headless run: kept (large) of 3 candidates.",
                            "Not a generation: fixture photos stand in for the SDXL batch."],
 }
@@ -190,8 +195,12 @@ def runnable_part(name: str, prompt: dict) -> dict:
     :data:`SHOW` gets a PreviewImage. A template without loaders is returned
     as it is."""
     prompt = json.loads(json.dumps(prompt))
-    for cls, photos in STAND_INS.get(name, {}).items():
-        for nid in [k for k, n in prompt.items() if n["class_type"] == cls]:
+    for key, photos in STAND_INS.get(name, {}).items():
+        cls, _, only = key.partition("#")
+        for nid in [k for k, n in prompt.items() if n["class_type"] == cls and only in ("", k)]:
+            if len(photos) == 1:
+                prompt[nid] = {"class_type": "LoadImage", "inputs": {"image": Path(photos[0]).name}}
+                continue
             loads = []
             for i, photo in enumerate(photos):
                 loads.append(f"{nid}_load{i}")
@@ -229,6 +238,7 @@ def main(argv=None) -> int:
     failed = 0
     with StandIn(queue_s=0.5, run_s=1.0) as standin, tempfile.TemporaryDirectory(prefix="soulid_tpl_") as tmp:
         env = {**cloud_env_vars(standin.url), "SOULID_POLL_INITIAL": "0.1", "SOULID_POLL_MAX": "0.25"}
+        enable_cast_mode(standin.url, FACES)  # Soul Cast: a prompt draws a fixture person (see standin.server)
         with start_comfy(Path(tmp), env=env) as host:
             prepare_inputs(host)
             for name in names:

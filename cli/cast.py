@@ -72,7 +72,8 @@ def _read_views(paths: list[str]):
 
 
 def cmd_cast(args) -> int:
-    from ..soul.cast import CastRecord, NotOnePerson, lock_cast
+    from ..soul.cast import ROLE_LABELS, CastRecord, NotOnePerson, lock_cast
+    from ..soul.imageio import safe_label
     from ..soul.errors import LibraryError
     from ..soul.library import validate_name
 
@@ -110,7 +111,9 @@ def cmd_cast(args) -> int:
                            "threshold": res.report["summary"].get("threshold")},
                "one_person": True, "check": chk.as_dict(), "cast": cast, "warnings": res.warnings,
                "budget": None if run is None else run.budget}
-    text = "\n".join([chk.text(), *(f"warning: {w}" for w in res.warnings),
+    redrawn = [f"redrawn {ROLE_LABELS.get(d['role'], d['role'])} (seed {d['seed']}): {safe_label(str(d['reason']))}"
+               for d in cast.get("redraws", [])]
+    text = "\n".join([chk.text(), *redrawn, *(f"warning: {w}" for w in res.warnings),
                       f"locked cast {name!r}: {len(res.soul.photos)} views ({', '.join(p.source for p in res.soul.photos)})"
                       + (f", ${cast['cost_usd']:.2f}" if run is not None else "") + f" -> {path}"])
     _out(args, payload, text)

@@ -167,9 +167,10 @@ def test_cast_angle_views_through_other_backends(cast_mode, capsys, backend):
 
 def test_inconsistent_view_is_redrawn_once(cast_mode, capsys):
     httpx.post(cast_mode.url + "/_standin/config", json={"cast_swap": 1}).raise_for_status()
-    rc = main(["cast", "hero", "--prompt", PROMPT, "--analyzer", "dlib", "--json"])
+    rc = main(["cast", "hero", "--prompt", PROMPT, "--analyzer", "dlib"])
     cap = capsys.readouterr()
     assert rc == 0, cap.err
+    assert "redrawn 3/4 left" in cap.out and "locked cast 'hero': 4 views" in cap.out
     c = Library().load("hero").cast
     assert c["attempts"]["three_quarter_left"] == 2 and len(c["redraws"]) == 1
     d = c["redraws"][0]

@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("provider", choices=PROVIDERS)
     p.set_defaults(func=cmd_login)
 
-    p = sub.add_parser("train", help="train a Soul ID on a provider from its perfect and good photos, "
+    p = sub.add_parser("train", help="train a Soul ID on a provider from the best of its perfect and good photos "
+                                     "(by QA rank and pose coverage), "
                                      "or a persona LoRA on this machine (--provider local)")
     p.add_argument("name", help="Soul ID name in the library")
     p.add_argument("--provider", default="higgsfield", choices=("higgsfield", "local"))

@@ -70,6 +70,20 @@ def test_old_files_without_cast_fields_still_load(faces):
     assert old.origin == "photos" and old.cast is None and old.notes == []
 
 
+def test_hostile_cast_fields_are_refused_by_name(faces):
+    from soulid.soul.errors import SoulFileError
+    from test_soulfile_library import _rewrite_manifest
+
+    res, _ = lock_cast(_views(faces, ONE), "obcast", analyzer="dlib")
+    data = res.soul.to_bytes()
+    with pytest.raises(SoulFileError, match=r"'cast\.roles\[0\]'"):
+        SoulID.from_bytes(_rewrite_manifest(data, cast={**res.soul.cast, "roles": ["back"]}))
+    with pytest.raises(SoulFileError, match=r"'origin'"):
+        SoulID.from_bytes(_rewrite_manifest(data, origin="stolen"))
+    with pytest.raises(SoulFileError, match=r"'notes\[0\]\.text'"):
+        SoulID.from_bytes(_rewrite_manifest(data, notes=[{"text": "x" * 20_001}]))
+
+
 def test_cli_from_views_locks_one_person_and_names_the_swapped_view(faces, capsys):
     rc = main(["cast", "obcast", "--from-views", *[str(faces / r) for r in ONE], "--analyzer", "dlib", "--json"])
     out = json.loads(capsys.readouterr().out)

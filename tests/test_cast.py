@@ -139,7 +139,7 @@ def _paid(s) -> int:
     return sum(stats(s)["paid"].values())
 
 
-def test_cast_from_words_against_the_standin(cast_mode, capsys):
+def test_cast_from_words_against_the_standin(cast_mode, capsys, tmp_path):
     rc = main(["cast", "hero", "--prompt", PROMPT, "--analyzer", "dlib", "--json"])
     cap = capsys.readouterr()
     assert rc == 0, cap.err
@@ -165,6 +165,10 @@ def test_cast_from_words_against_the_standin(cast_mode, capsys):
     assert main(["show", "hero"]) == 0
     shown = capsys.readouterr().out
     assert f"cast prompt: {PROMPT}" in shown and f"request {c['request_ids']['profile']}" in shown
+    # a file given to someone else keeps the character but not the provider's request ids
+    shared = Library().export("hero", tmp_path / "hero.soulid", share=True)
+    sc = SoulID.load(shared).cast
+    assert sc["prompt"] == PROMPT and sc["request_ids"] == {} and sc["seeds"] == c["seeds"]
 
 
 @pytest.mark.parametrize("backend", ["wavespeed", "aurashot"])

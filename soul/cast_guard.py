@@ -347,9 +347,9 @@ class Cast:
         Analyzers detect on a downscaled copy (dlib: 960 px longest side), which
         misses the smaller faces of a wide group shot. When fewer faces than
         cast members are found, detection runs again on overlapping strips
-        along the longer side (one per member, each half again as wide as its
-        share) and faces not already found (box IoU < 0.3) are added, with
-        boxes in the full image's pixels.
+        along the longer side (at least one per member and about square, each
+        half again as wide as its share) and faces not already found (box
+        IoU < 0.3) are added, with boxes in the full image's pixels.
         """
         faces = list(self.analyzer.detect(rgb))
         n = len(self.members)
@@ -357,9 +357,10 @@ class Cast:
             return faces
         h, w = rgb.shape[:2]
         side = max(h, w)
-        step = side / n
+        count = max(n, int(np.ceil(side / max(1, min(h, w)))))
+        step = side / count
         span = min(side, int(round(step * 1.5)))
-        for k in range(n):
+        for k in range(count):
             a = int(round(min(max(0.0, k * step - (span - step) / 2), side - span)))
             tile = rgb[:, a:a + span] if w >= h else rgb[a:a + span]
             for f in self.analyzer.detect(np.ascontiguousarray(tile)):

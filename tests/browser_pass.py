@@ -56,7 +56,8 @@ def overlaps(nodes: list[dict]) -> list[str]:
 #: Templates whose every output depends on a model loader: without weights
 #: ComfyUI refuses the whole prompt at validation (test_native_workflows.py
 #: checks the message); the pass still loads, queues and shoots them.
-STOPS_AT_LOADERS = {"soul_id_apply_lora", "soul_id_train_lora"}
+STOPS_AT_LOADERS = {"soul_id_apply_lora", "soul_id_train_lora", "soul_id_cast_qwen_edit", "soul_id_cast_reference_latent",
+                    "soul_id_cast_hook_loras"}
 
 
 def main(argv=None) -> int:

@@ -320,7 +320,8 @@ PREVIEW_H = 240
 #: read-only text box (:data:`MULTILINE_H`) under their widgets.
 TEXT_NODES = {"SoulIDCreate", "SoulIDSave", "SoulIDScore", "SoulIDGenerate", "SoulIDEdit", "SoulIDTrainRemote",
               "SoulIDDoPAnimate", "SoulIDDriftGuard", "SoulIDIDPhotoSheet", "SoulIDCharacterLog", "SoulIDReferences",
-              "SoulIDDriftGuardPickBest", "SoulIDApply", "SoulIDAttachLoRA", "SoulIDCharExport"}
+              "SoulIDDriftGuardPickBest", "SoulIDApply", "SoulIDAttachLoRA", "SoulIDCharExport",
+              "SoulIDCastGuard", "SoulIDHook"}
 
 
 def computed_height(node: dict, schema: dict | None) -> int:

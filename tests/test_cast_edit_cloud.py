@@ -74,3 +74,31 @@ def test_budget_and_bad_scenes_are_refused(trained_obama, trained_biden, faces, 
         compose_cast_edits(be, [trained_obama, trained_biden], one_face, "two people", seed=9)
     with pytest.raises(CastGuardError, match="placement"):
         compose_cast_edits(be, [trained_obama, trained_biden], one_face, "x", placement="random")
+
+
+def test_cli_cast_edit_writes_the_image_and_exits_on_the_guard(trained_obama, trained_biden, faces, cloud_env,
+                                                                tmp_path, capsys):
+    import json
+
+    from PIL import Image
+
+    from soulid.cli import main
+    from soulid.soul.library import Library
+
+    lib = Library()
+    lib.save(trained_obama, overwrite=True)
+    lib.save(trained_biden, overwrite=True)
+    scene = tmp_path / "scene.png"
+    Image.fromarray(_scene(faces)).save(scene)
+    out = tmp_path / "cast.png"
+    args = ["cast-edit", str(scene), "--soul", "obama", "--soul", "biden", "--backend", "higgsfield",
+            "--out", str(out), "--seed", "7", "--max-usd", "1", "--json"]
+    assert main(args) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["passed"] and d["path"] == str(out) and d["cost_usd"] == pytest.approx(0.375)
+    assert [f["soul"] for f in d["after"]["faces"] if f["soul"]] == ["obama", "biden"]
+    assert Image.open(out).size == Image.open(scene).size
+    assert main(args) == 2  # --out exists
+    assert "exists" in capsys.readouterr().err
+    assert main(["cast-edit", str(scene), "--soul", "obama", "--soul", "nobody", "--backend", "higgsfield",
+                 "--out", str(tmp_path / "x.png")]) == 2

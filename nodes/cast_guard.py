@@ -69,7 +69,8 @@ class SoulIDCastGuard(io.ComfyNode):
                 io.Int.Output(id="index", display_name="best index", tooltip="The best image's position."),
                 io.String.Output(id="report", display_name="report (JSON)",
                                  tooltip="Per image: faces (box, Soul ID, similarity, runner-up, copy-paste), "
-                                         "missing, unknown faces, confusions."),
+                                         "missing, unknown faces, confusions; per character: its similarity "
+                                         "in each image, the minimum and the worst image."),
             ],
         )
 
@@ -78,7 +79,12 @@ class SoulIDCastGuard(io.ComfyNode):
         souls = [s for s in (soul_id_1, soul_id_2, soul_id_3) if s is not None]
         cast = cast_guard.Cast(souls)
         frames = image_to_uint8_list(images)
-        reps = cast_guard.check_cast_images(cast, frames, [f"image {i}" for i in range(len(frames))])
+        # Frames of a batch (a clip's frames too) are checked like a clip: per character the similarity of
+        # each image, its minimum and the worst image (time = index; connect a video's frames in order).
+        clip = cast_guard.check_cast_frames(cast, frames, list(range(len(frames))), "batch")
+        reps = clip.frames
+        for i, r in enumerate(reps):
+            r.label, r.time = f"image {i}", None
         masks = np.zeros((MEMBERS, len(frames), *frames[0].shape[:2]), np.float32)
         for b, r in enumerate(reps):
             masks[: len(souls), b] = cast_guard.face_masks(r, cast.names, mask_grow)
@@ -90,8 +96,12 @@ class SoulIDCastGuard(io.ComfyNode):
                                                 + "\n".join(r.text() for r in reps))
             best = min(range(len(reps)), key=lambda i: (len(reps[i].missing), len(reps[i].confusions)))
         text = "\n".join(r.text() for r in reps)
+        chars = {k: {"similarities": [None if x is None else round(x, 4) for x in v["similarities"]],
+                     "minimum": None if v["minimum"] is None else round(v["minimum"], 4),
+                     "worst_index": int(v["worst_time"]), "passed": v["passed"]}
+                 for k, v in clip.characters.items()}
         report = json.dumps({"souls": cast.names, "analyzer": cast.analyzer.name, "best": best,
-                             "images": [r.as_dict() for r in reps]})
+                             "characters": chars, "images": [r.as_dict() for r in reps]})
         m = torch.from_numpy(masks)
         return io.NodeOutput(images[best][None], m[0], m[1], m[2], passed, int(best), report,
                              ui=ui.PreviewText(value=text))

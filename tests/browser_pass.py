@@ -25,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from comfy_host import start_comfy  # noqa: E402
-from render_templates import ORDER, error_of, prepare_inputs, queue  # noqa: E402
+from render_templates import ORDER, error_of, make_second_soul, prepare_inputs, queue  # noqa: E402
 from standin.fixtures import cloud_env_vars  # noqa: E402
 from standin.server import StandIn  # noqa: E402
 
@@ -81,6 +81,7 @@ def main(argv=None) -> int:
                     n["inputs"]["name"] = "my_soul"
             entry = queue(host, create)
             assert entry["status"]["status_str"] == "success", error_of(entry)
+            make_second_soul(host)  # my_soul_2, for the two-character templates
             with host.client() as c:  # no first-run template dialog over the canvas
                 c.post("/settings/Comfy.TutorialCompleted", json=True)
             with sync_playwright() as pw:

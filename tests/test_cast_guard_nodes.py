@@ -63,6 +63,10 @@ def test_cast_guard_node_masks_and_pick_best(cui, souls, faces):
     rep = json.loads(report)
     assert rep["souls"] == ["obama", "biden"] and rep["analyzer"] == "dlib"
     first, second = rep["images"]
+    biden_sims = rep["characters"]["biden"]["similarities"]
+    assert rep["characters"]["biden"]["worst_index"] == 0 and biden_sims[0] < biden_sims[1]
+    assert rep["characters"]["biden"]["minimum"] == biden_sims[0] and not rep["characters"]["biden"]["passed"]
+    assert rep["characters"]["obama"]["passed"]
     assert first["missing"] == ["biden"] and first["unknown_faces"] == 1 and not first["passed"]
     assert [f["soul"] for f in second["faces"]] == ["biden", "obama"] and second["passed"]
     # masks sit on each character's face: in image 1 biden is on the left, obama on the right

@@ -25,13 +25,13 @@ estimated and reserved in one shared :class:`~soulid.backends.engine.Budget`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from ..soul.cast_guard import Cast, CastGuardError, CastImageReport
-from ..soul.errors import Interrupted
 from ..soul.imageio import to_float01, to_uint8
+from ..soul.progress import InterruptFn, ProgressFn, check, report
 from ..soul.soulfile import SoulID
 from .base import Backend, EditRequest
 from .engine import Budget
@@ -99,8 +99,8 @@ def _faces_for(cast: Cast, rep: CastImageReport, placement: str) -> dict[str, li
 def compose_cast_edits(backend: Backend, souls: Sequence[SoulID], scene: np.ndarray, prompt: str, *,
                        placement: str = "left_to_right", only_failing: bool = False, strength: float = 0.6,
                        context: float = 1.0, seed: int | None = None, max_usd: float | None = None,
-                       quality: str = "1080p", progress: Callable[[float, str], None] | None = None,
-                       interrupt: Callable[[], bool] | None = None) -> CastEditResult:
+                       quality: str = "1080p", progress: ProgressFn | None = None,
+                       interrupt: InterruptFn | None = None) -> CastEditResult:
     """Put each Soul ID's identity on its own face of ``scene`` through ``backend.edit``.
 
     Args:
@@ -137,12 +137,10 @@ def compose_cast_edits(backend: Backend, souls: Sequence[SoulID], scene: np.ndar
     edits = []
     todo = [(i, s) for i, s in enumerate(souls) if not (only_failing and s.name not in before.missing)]
     for k, (i, soul) in enumerate(todo):
-        if interrupt is not None and interrupt():
-            raise Interrupted("cast edit interrupted")
+        check(interrupt, f"cast edit, character {k + 1} of {len(todo)}")
         x0, y0, x1, y1 = _region(boxes[soul.name], img.shape[:2], context)
         crop = np.ascontiguousarray(img[y0:y1, x0:x1])
-        if progress:
-            progress(k / max(1, len(todo)), f"{backend.name}: identity edit {k + 1}/{len(todo)} ({soul.name})")
+        report(progress, k / max(1, len(todo)), f"{backend.name}: identity edit {k + 1}/{len(todo)} ({soul.name})")
         res = backend.edit(EditRequest(image=crop, prompt=prompt, soul=soul, strength=strength, quality=quality,
                                        seed=None if seed is None else seed + i, options={"budget": budget}),
                            None, interrupt)
@@ -151,8 +149,7 @@ def compose_cast_edits(backend: Backend, souls: Sequence[SoulID], scene: np.ndar
         img[y0:y1, x0:x1] = out * wgt + img[y0:y1, x0:x1] * (1 - wgt)
         edits.append({"soul": soul.name, "box": [x0, y0, x1, y1], "request_id": res.request_id,
                       "cost": dict(res.cost or {})})
-    if progress:
-        progress(1.0, "cast guard on the result")
+    report(progress, 1.0, "cast guard on the result")
     after = cast.check_image(to_uint8(img), "result")
     return CastEditResult(img, before, after, edits, budget.summary())
 

@@ -22,6 +22,7 @@ from comfy_api.latest import io, ui
 
 from ..soul import cast_guard
 from ..soul.soulfile import LORA_ARCHITECTURES
+from .cloud import comfy_hooks
 from .convert import image_to_uint8_list
 from .types import SoulIDType
 
@@ -81,7 +82,8 @@ class SoulIDCastGuard(io.ComfyNode):
         frames = image_to_uint8_list(images)
         # Frames of a batch (a clip's frames too) are checked like a clip: per character the similarity of
         # each image, its minimum and the worst image (time = index; connect a video's frames in order).
-        clip = cast_guard.check_cast_frames(cast, frames, list(range(len(frames))), "batch")
+        progress, interrupt = comfy_hooks()
+        clip = cast_guard.check_cast_frames(cast, frames, list(range(len(frames))), "batch", progress, interrupt)
         reps = clip.frames
         for i, r in enumerate(reps):
             r.label, r.time = f"image {i}", None

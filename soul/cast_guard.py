@@ -47,6 +47,7 @@ import numpy as np
 from .analysis.base import Face, FaceAnalyzer
 from .analysis.registry import get_analyzer
 from .guard import GuardError, _as_uint8, decode_video, sample_frames
+from .progress import InterruptFn, ProgressFn, check, report
 from .soulfile import AnalyzerIdentity, SoulID
 
 #: Copy-paste margin per analyzer (cosine-similarity units): a face whose
@@ -348,8 +349,9 @@ class Cast:
         misses the smaller faces of a wide group shot. When fewer faces than
         cast members are found, detection runs again on overlapping strips
         along the longer side (at least one per member and about square, each
-        half again as wide as its share) and faces not already found (box
-        IoU < 0.3) are added, with boxes in the full image's pixels.
+        half again as wide as its share) and faces not already found (less
+        than half of the smaller box inside another) are added, with boxes in
+        the full image's pixels.
         """
         faces = list(self.analyzer.detect(rgb))
         n = len(self.members)
@@ -369,17 +371,18 @@ class Cast:
                 f.keypoints = f.keypoints + off[:2]
                 if f.landmarks is not None:
                     f.landmarks = f.landmarks + off[:2]
-                if all(_iou(f.box, g.box) < 0.3 for g in faces):
+                if all(_overlap(f.box, g.box) < 0.5 for g in faces):
                     faces.append(f)
         return faces
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
+def _overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection of two ``[x0, y0, x1, y1]`` boxes over the smaller one's area (0..1): a face
+    seen whole in one strip and cut at the edge of another is one face."""
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
+    small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return float(ix * iy / small) if small > 0 else 0.0
 
 
 def _common_analyzer(souls: Sequence[SoulID]) -> str:
@@ -394,27 +397,45 @@ def _common_analyzer(souls: Sequence[SoulID]) -> str:
                          "not comparable: rebuild one Soul ID with the other's analyzer")
 
 
-def check_cast_images(cast: Cast, images: Sequence[np.ndarray] | np.ndarray,
-                      labels: Sequence[str] | None = None) -> list[CastImageReport]:
+def _each(cast: Cast, items, progress: ProgressFn | None, interrupt: InterruptFn | None) -> list[CastImageReport]:
+    """``cast.check_image`` over ``(image, label, time)`` items, with progress and interrupt."""
+    out = []
+    for i, (im, lab, t) in enumerate(items):
+        check(interrupt, f"cast guard, image {i + 1} of {len(items)}")
+        out.append(cast.check_image(im, lab, t))
+        report(progress, (i + 1) / len(items), f"cast guard: {lab} checked")
+    return out
+
+
+def check_cast_images(cast: Cast, images: Sequence[np.ndarray] | np.ndarray, labels: Sequence[str] | None = None,
+                      progress: ProgressFn | None = None, interrupt: InterruptFn | None = None
+                      ) -> list[CastImageReport]:
     """Judge each image (``[H, W, 3]`` uint8 or float 0..1, or a ``[B, H, W, 3]`` batch).
 
     Raises:
         CastGuardError: no images.
         GuardError: an image of the wrong shape.
+        Interrupted: ``interrupt()`` returned True between images.
     """
     imgs = list(images)
     if not imgs:
         raise CastGuardError("no images to check")
     labels = list(labels) if labels else [f"image {i}" for i in range(len(imgs))]
-    return [cast.check_image(im, labels[i]) for i, im in enumerate(imgs)]
+    return _each(cast, [(im, labels[i], None) for i, im in enumerate(imgs)], progress, interrupt)
 
 
-def check_cast_frames(cast: Cast, frames: Sequence[np.ndarray], times: Sequence[float],
-                      label: str = "video") -> CastVideoReport:
-    """Judge a clip's frames (already sampled) with their timestamps in seconds."""
+def check_cast_frames(cast: Cast, frames: Sequence[np.ndarray], times: Sequence[float], label: str = "video",
+                      progress: ProgressFn | None = None, interrupt: InterruptFn | None = None) -> CastVideoReport:
+    """Judge a clip's frames (already sampled) with their timestamps in seconds.
+
+    Raises:
+        CastGuardError: no frames.
+        Interrupted: ``interrupt()`` returned True between frames.
+    """
     if len(frames) == 0:
         raise CastGuardError(f"{label}: no frames to check")
-    reps = [cast.check_image(fr, f"frame {i}", float(t)) for i, (fr, t) in enumerate(zip(frames, times))]
+    reps = _each(cast, [(fr, f"frame {i}", float(t)) for i, (fr, t) in enumerate(zip(frames, times))],
+                 progress, interrupt)
     chars = {}
     for m in cast.members:
         sims = []

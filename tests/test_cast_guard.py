@@ -128,6 +128,19 @@ def test_bad_casts_are_refused(cast_souls):
         check_cast_images(Cast([obama]), [])
 
 
+def test_progress_and_interrupt_between_images(cast_souls, faces):
+    from soulid.soul.errors import Interrupted
+
+    cast = Cast(list(cast_souls))
+    imgs = [composite(faces, ("obama/obama3.jpg", "biden/biden2.jpg"))] * 2
+    seen = []
+    reps = check_cast_images(cast, imgs, progress=lambda f, m: seen.append(f))
+    assert seen == [0.5, 1.0] and all(r.passed for r in reps)
+    calls = []
+    with pytest.raises(Interrupted, match="image 2 of 2"):
+        check_cast_images(cast, imgs, interrupt=lambda: calls.append(1) or len(calls) > 1)
+
+
 def write_clip(path: Path, frames: list[np.ndarray], fps: int = 4) -> None:
     with av.open(str(path), "w") as c:
         s = c.add_stream("libx264", rate=fps)

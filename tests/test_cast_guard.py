@@ -153,7 +153,7 @@ def write_clip(path: Path, frames: list[np.ndarray], fps: int = 4) -> None:
             c.mux(pkt)
 
 
-def test_clip_whose_middle_second_shows_another_person(cast_souls, faces, tmp_path):
+def test_clip_whose_middle_second_shows_another_person(cast_souls, faces, tmp_path, capsys):
     cast = Cast(list(cast_souls))
     good = composite(faces, ("obama/obama3.jpg", "biden/biden2.jpg"), 360, 900)
     bad = composite(faces, ("obama/obama3.jpg", "kit_harington/kit2.jpeg"), 360, 900)
@@ -173,6 +173,19 @@ def test_clip_whose_middle_second_shows_another_person(cast_souls, faces, tmp_pa
     d = rep.as_dict()
     assert d["missing"] == ["biden"] and 1.0 <= d["worst_frame_time"] < 2.0
     assert d["characters"]["biden"]["minimum"] == pytest.approx(b["minimum"], abs=1e-4)
+
+    # the CLI: the clip's JSON carries the per-frame series, exit 1 since biden fails in the middle second
+    lib = Library()
+    for s in cast_souls:
+        lib.save(s, overwrite=True)
+    assert main(["guard", "--soul", "obama", "--soul", "biden", str(clip), "--frames", "12", "--json"]) == 1
+    (out,) = json.loads(capsys.readouterr().out)
+    assert out["path"] == str(clip) and not out["passed"] and out["missing"] == ["biden"]
+    ch = out["characters"]["biden"]
+    assert len(ch["similarities"]) == len(ch["times"]) == 12 and 1.0 <= ch["worst_time"] < 2.0
+    assert out["characters"]["obama"]["passed"] and len(out["frames"]) == 12
+    assert main(["guard", "--soul", "obama", "--soul", "biden", str(clip), "--frames", "12"]) == 1
+    assert "worst frame at 1." in capsys.readouterr().out
 
 
 def test_cli_cast_guard_json_and_exit_status(cast_souls, faces, tmp_path, capsys):

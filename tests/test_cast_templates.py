@@ -7,7 +7,8 @@ graph ends in the Cast Guard on the decoded batch), and its loaders carry
 ComfyUI with two real Soul IDs (Obama, Biden) the graph validates up to the
 model loaders, and with fixture photos standing in for the decoded batch
 (:func:`render_templates.runnable_part`) the Cast Guard runs headless and
-keeps the photo where both faces pass.
+keeps the photo where both faces pass; Soul ID Hook turns a stored persona
+LoRA into HOOKS in the same host.
 """
 from __future__ import annotations
 
@@ -143,3 +144,31 @@ def test_cast_template_runs_headless_up_to_the_models_and_the_guard_on_stand_ins
     # group/obama_and_biden.jpg: both faces found and passing, the small background face unknown
     assert "image 0: PASS" in text and "missing" not in text.split("image 1")[0], text
     assert "my_soul " in text and "my_soul_2 " in text
+
+
+@pytest.mark.comfyui
+def test_soul_id_hook_runs_headless(host_with_cast, faces):
+    """Soul ID Hook in a real ComfyUI: a Soul ID holding an SDXL persona LoRA (made by the training
+    code path) becomes HOOKS; a Soul ID without one is refused with the reason."""
+    from local_tiny_models import persona_lora_bytes
+    from render_templates import error_of, queue
+    from soulid.soul.soulfile import SoulID
+
+    host = host_with_cast
+    lib = host.user_dir / "soulid" / "library"
+    soul = SoulID.load(lib / "my_soul.soulid")
+    soul.name = "hooked"
+    soul.attach_lora("sdxl", persona_lora_bytes()[0], {"source": "test"})
+    soul.save(lib / "hooked.soulid")
+
+    def prompt(name):
+        return {"1": {"class_type": "SoulIDLoad", "inputs": {"name": name}},
+                "2": {"class_type": "SoulIDHook", "inputs": {"soul_id": ["1", 0], "architecture": "auto",
+                                                             "strength_model": 1.0, "strength_clip": 1.0}},
+                "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 0]}}}
+
+    ok = queue(host, prompt("hooked"), timeout=120)
+    assert ok["status"]["status_str"] == "success", error_of(ok)
+    assert "hooked: persona LoRA (sdxl) as hooks" in " ".join(ok["outputs"]["2"]["text"])
+    bad = queue(host, prompt("my_soul"), timeout=120)
+    assert bad["status"]["status_str"] == "error" and "has no persona LoRA" in error_of(bad)

@@ -82,9 +82,12 @@ NOT_A_GENERATION = {
                            "real headless run. Not a training: no base model weights here."],
     "soul_id_apply_lora": ["Drift Guard (pick best), real headless run: kept (large) of 3 candidates.",
                            "Not a generation: fixture photos stand in for the SDXL batch."],
-    **{name: ["Cast Guard, real headless run: best image (large) and character 2's face mask.",
+    **{name: [f"{route} -> Cast Guard, real headless run:",
+              "kept image (large) and character 2's face mask per image.",
               "Not a generation: fixture photos stand in for the decoded batch."]
-       for name in ("soul_id_cast_qwen_edit", "soul_id_cast_reference_latent", "soul_id_cast_hook_loras")},
+       for name, route in (("soul_id_cast_qwen_edit", "Two Soul IDs in Qwen-Image-Edit image1/2"),
+                           ("soul_id_cast_reference_latent", "Two Soul IDs in a ReferenceLatent chain"),
+                           ("soul_id_cast_hook_loras", "Two persona LoRAs as masked hooks"))},
 }
 
 

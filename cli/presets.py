@@ -6,7 +6,8 @@
   lists through the Higgsfield backend (needs its credentials).
 * ``motions [--json] [--refresh]``: local camera moves and Higgsfield motions.
 * ``guard --soul NAME IMAGE_OR_VIDEO... [--json] [--frames N]``: drift guard
-  report; exit status 1 when any image fails.
+  report; exit status 1 when any image fails. Several ``--soul``: the cast
+  guard (:mod:`.cast_guard`).
 * ``log NAME [--json] [--moodboard FILE.png]``: the character library log.
 * ``idphoto NAME --backend B --out FILE.png``: the 4-in-1 ID photo sheet
   (4 paid generations on a cloud backend).
@@ -62,10 +63,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_motions)
 
     p = sub.add_parser("guard", help="drift guard: score images or a video's frames against a Soul ID")
-    p.add_argument("--soul", required=True, metavar="NAME", help="Soul ID in the library")
+    p.add_argument("--soul", required=True, action="append", metavar="NAME",
+                   help="Soul ID in the library; repeat for a cast (every face checked against its own Soul ID)")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_VIDEO")
     p.add_argument("--frames", type=int, default=16, help="frames sampled per video (default 16)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--copy-paste-margin", type=float, default=None,
+                   help="cast guard: flag a face this much closer to one stored photo than to the centroid")
     p.set_defaults(func=cmd_guard)
 
     p = sub.add_parser("log", help="show a Soul ID's generation log")
@@ -143,7 +147,11 @@ def cmd_guard(args) -> int:
     from ..soul.guard import check_images, check_video
     from ..soul.imageio import load_photo
 
-    soul = _library(args).load(args.soul)
+    if len(args.soul) > 1:
+        from .cast_guard import cmd_cast_guard
+
+        return cmd_cast_guard(args, _library(args))
+    soul = _library(args).load(args.soul[0])
     reports = []
     images, labels = [], []
     for item in args.inputs:

@@ -172,21 +172,42 @@ def video_frames(path: str | os.PathLike, max_frames: int = 16) -> tuple[list[np
     Raises:
         GuardError: missing or undecodable file, or no video stream.
     """
+    return sample_frames(decode_video(path)[0], max_frames)
+
+
+def decode_video(path: str | os.PathLike) -> tuple[list[np.ndarray], list[float]]:
+    """Decode every frame of a video with PyAV.
+
+    Returns:
+        ``(frames, times)``: ``[H, W, 3]`` uint8 RGB frames and each frame's
+        presentation time in seconds from the stream's start.
+
+    Raises:
+        GuardError: missing or undecodable file, or no video stream.
+    """
     import av
 
     p = Path(path)
     if not p.is_file():
         raise GuardError(f"{p}: no such video file")
+    frames, times = [], []
     try:
         with av.open(str(p)) as c:
             if not c.streams.video:
                 raise GuardError(f"{p.name}: has no video stream")
-            frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+            s = c.streams.video[0]
+            rate = float(s.average_rate or s.guessed_rate or 0) or None
+            start = None
+            for i, f in enumerate(c.decode(video=0)):
+                frames.append(f.to_ndarray(format="rgb24"))
+                t = f.time if f.time is not None else (i / rate if rate else float(i))
+                start = t if start is None else start
+                times.append(float(t - start))
     except av.error.FFmpegError as e:
         raise GuardError(f"{p.name}: cannot decode video ({e})") from None
     if not frames:
         raise GuardError(f"{p.name}: no frames could be decoded")
-    return sample_frames(frames, max_frames)
+    return frames, times
 
 
 def sample_frames(frames: list[np.ndarray] | np.ndarray, max_frames: int = 16) -> tuple[list[np.ndarray], list[str]]:

@@ -25,8 +25,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from comfy_host import start_comfy  # noqa: E402
-from render_templates import ORDER, error_of, prepare_inputs, queue  # noqa: E402
-from render_templates import FACES  # noqa: E402
+from render_templates import FACES, ORDER, error_of, make_second_soul, prepare_inputs, queue  # noqa: E402
 from standin.fixtures import cloud_env_vars, enable_cast_mode  # noqa: E402
 from standin.server import StandIn  # noqa: E402
 
@@ -57,7 +56,8 @@ def overlaps(nodes: list[dict]) -> list[str]:
 #: Templates whose every output depends on a model loader: without weights
 #: ComfyUI refuses the whole prompt at validation (test_native_workflows.py
 #: checks the message); the pass still loads, queues and shoots them.
-STOPS_AT_LOADERS = {"soul_id_apply_lora", "soul_id_train_lora", "soul_cast_native"}
+STOPS_AT_LOADERS = {"soul_id_apply_lora", "soul_id_train_lora", "soul_cast_native", "soul_id_cast_qwen_edit",
+                    "soul_id_cast_reference_latent", "soul_id_cast_hook_loras"}
 
 
 def main(argv=None) -> int:
@@ -82,6 +82,7 @@ def main(argv=None) -> int:
                     n["inputs"]["name"] = "my_soul"
             entry = queue(host, create)
             assert entry["status"]["status_str"] == "success", error_of(entry)
+            make_second_soul(host)  # my_soul_2, for the two-character templates
             with host.client() as c:  # no first-run template dialog over the canvas
                 c.post("/settings/Comfy.TutorialCompleted", json=True)
             with sync_playwright() as pw:

@@ -62,10 +62,13 @@ LOADERS = {"CheckpointLoaderSimple", "UNETLoader", "CLIPLoader", "DualCLIPLoader
            "LoraLoader", "LoraLoaderModelOnly"}
 #: Template -> {node class: fixture photos}: a node whose output (an IMAGE batch)
 #: fixture photos stand in for, so the steps after it run for real.
-#: A key ``Class#id`` names one node of that class (one view of a cast each).
 STAND_INS = {"soul_id_apply_lora": {"VAEDecode": ["obama/obama3.jpg", "biden/biden.jpg", "kit_harington/kit1.jpeg"]},
              "soul_cast_native": {"VAEDecode#11": ["obama/obama.jpg"], "VAEDecode#18": ["obama/obama4.jpg"],
-                                  "VAEDecode#20": ["obama/obama2.jpg"], "VAEDecode#22": ["obama/obama3.jpg"]}}
+                                  "VAEDecode#20": ["obama/obama2.jpg"], "VAEDecode#22": ["obama/obama3.jpg"]},
+             **{name: {"VAEDecode": ["group/obama_and_biden.jpg", "group/two_people.jpg"]}
+                for name in ("soul_id_cast_qwen_edit", "soul_id_cast_reference_latent", "soul_id_cast_hook_loras")}}
+#: The second Soul ID the two-character (cast) templates load: name, then fixture photos.
+SECOND_SOUL = ("my_soul_2", ["biden/biden.jpg", "biden/biden2.jpg"])
 #: Template -> ``(node class, output slot)`` shown by an added PreviewImage: an IMAGE
 #: the template passes on without showing it (the training set it feeds to the trainer).
 SHOW = {"soul_id_train_lora": [("SoulIDReferences", 0)]}
@@ -83,6 +86,12 @@ NOT_A_GENERATION = {
                          "Not a generation: fixture photos stand in for the front view and its edits."],
     "soul_id_apply_lora": ["Drift Guard (pick best), real headless run: kept (large) of 3 candidates.",
                            "Not a generation: fixture photos stand in for the SDXL batch."],
+    **{name: [f"{route} -> Cast Guard, real headless run:",
+              "kept image (large) and character 2's face mask per image.",
+              "Not a generation: fixture photos stand in for the decoded batch."]
+       for name, route in (("soul_id_cast_qwen_edit", "Two Soul IDs in Qwen-Image-Edit image1/2"),
+                           ("soul_id_cast_reference_latent", "Two Soul IDs in a ReferenceLatent chain"),
+                           ("soul_id_cast_hook_loras", "Two persona LoRAs as masked hooks"))},
 }
 
 
@@ -223,9 +232,28 @@ def prepare_inputs(host) -> None:
     for n in PHOTOS:
         shutil.copy(FACES / "obama" / n, folder / n)
     Image.open(FACES / "obama" / "obama3.jpg").convert("RGB").save(host.input_dir / "example.png")
+    second = host.input_dir / "soul_photos_2"
+    second.mkdir(parents=True, exist_ok=True)
+    for photo in SECOND_SOUL[1]:
+        shutil.copy(FACES / photo, second / Path(photo).name)
     for photos in (p for s in STAND_INS.values() for p in s.values()):
         for photo in photos:
             shutil.copy(FACES / photo, host.input_dir / Path(photo).name)
+
+
+def make_second_soul(host) -> None:
+    """Create the second Soul ID (:data:`SECOND_SOUL`) with the soul_id_create template, once."""
+    if getattr(host, "_second_soul", False):
+        return
+    api = json.loads((REPO / "workflows" / "api" / "soul_id_create.json").read_text())
+    for n in api.values():
+        if n["class_type"] == "SoulIDCreate":
+            n["inputs"].update(name=SECOND_SOUL[0], folder="soul_photos_2")
+        if n["class_type"] == "SoulIDSave":
+            n["inputs"]["overwrite"] = True
+    entry = queue(host, api)
+    print(f"{SECOND_SOUL[0]} (second Soul ID): {entry['status']['status_str']} {error_of(entry)}", flush=True)
+    host._second_soul = True
 
 
 def main(argv=None) -> int:
@@ -249,6 +277,8 @@ def main(argv=None) -> int:
                             n["inputs"]["name"] = "my_soul"
                         if n["class_type"] == "SoulIDSave":
                             n["inputs"]["overwrite"] = True
+                if name in STAND_INS and any(n["class_type"] == "SoulIDCastGuard" for n in api.values()):
+                    make_second_soul(host)
                 api = runnable_part(name, api)
                 paid0 = httpx.get(standin.url + "/_standin/stats").json()["paid"]
                 t0 = time.monotonic()

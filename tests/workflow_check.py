@@ -321,7 +321,7 @@ PREVIEW_H = 240
 TEXT_NODES = {"SoulIDCreate", "SoulIDSave", "SoulIDScore", "SoulIDGenerate", "SoulIDEdit", "SoulIDTrainRemote",
               "SoulIDDoPAnimate", "SoulIDDriftGuard", "SoulIDIDPhotoSheet", "SoulIDCharacterLog", "SoulIDReferences",
               "SoulIDDriftGuardPickBest", "SoulIDApply", "SoulIDAttachLoRA", "SoulIDCharExport", "SoulIDFromImages",
-              "SoulIDCast"}
+              "SoulIDCast", "SoulIDCastGuard", "SoulIDHook"}
 
 
 def computed_height(node: dict, schema: dict | None) -> int:

@@ -124,3 +124,83 @@ def test_trained_lora_attach_roundtrip_apply_equals_core_lora_loader(trained):
     assert torch.equal(a, b), f"Soul ID Apply differs from LoraModelLoader by {(a - b).abs().max():.3g}"
     assert (a - base).abs().max() > 0, "the trained LoRA did not change the output"
     assert set(ours.patches) == set(core.patches)
+
+
+@pytest.fixture(scope="module")
+def models_root(tmp_path_factory):
+    return tiny.build_all(tmp_path_factory.mktemp("tiny") / "models")
+
+
+def test_comfyui_layout_merges_into_diffusers_as_comfyui_patches(trained, models_root):
+    """Every weight delta the diffusers UNet gets equals the one ComfyUI's LoRA loader makes."""
+    import copy
+
+    from comfy_extras.nodes_train import LoraModelLoader
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import load as st_load
+
+    from soulid.backends.local import lora_layout
+
+    stored = st_load(trained.soul.lora("sdxl").data)
+    assert lora_layout.lora_layout(stored) == "comfyui"
+    assert any(k.endswith(".diff_b") for k in stored) and any(k.endswith(".diff") for k in stored)
+    model = trained.model
+    before = {k: v.clone() for k, v in model.model.state_dict().items()}
+    core = LoraModelLoader().load_lora_model(model=model, lora=trained.lora, strength_model=0.7)[0]
+    core.patch_model()
+    try:
+        comfy_delta = {k[len("diffusion_model."):]: v.float() - before[k].float()
+                       for k, v in core.model.state_dict().items() if k.startswith("diffusion_model.")}
+    finally:
+        core.unpatch_model()
+    unet = UNet2DConditionModel.from_pretrained(models_root / "diffusers" / "tiny-sdxl", subfolder="unet")
+    orig = copy.deepcopy(unet.state_dict())
+    changed = lora_layout.merge_comfy_lora(unet, stored, scale=0.7)
+    names = lora_layout.ldm_to_diffusers(unet.config, comfy_delta)
+    after = unet.state_dict()
+    compared = 0
+    for ldm, d in comfy_delta.items():
+        if not d.abs().max() > 0:
+            continue
+        dk = names[ldm]
+        torch.testing.assert_close(after[dk] - orig[dk], d, rtol=1e-4, atol=1e-6, msg=f"{ldm} -> {dk}")
+        compared += 1
+    assert compared == changed > 50
+
+
+def test_stored_comfyui_lora_drives_generate_backend_local(trained, models_root, faces, monkeypatch):
+    from soulid.backends.base import GenerateRequest
+    from soulid.backends.local import LocalBackend, pipelines
+
+    monkeypatch.setenv("SOULID_MODELS_DIR", str(models_root))
+    soul = tiny.soul_with_embeddings(faces)
+
+    def gen(s):
+        req = GenerateRequest("ohwx person, a portrait", soul=s, width=64, height=64, seed=3,
+                              options={"method": "faceid_plusv2", "steps": 2})
+        return LocalBackend(device="cpu").generate(req).images
+
+    plain = gen(soul)
+    stored = trained.soul.lora("sdxl")
+    soul.attach_lora("sdxl", stored.data, stored.metadata)
+    with_lora = gen(soul)
+    pipelines.release()
+    assert with_lora.shape == plain.shape and np.isfinite(with_lora).all()
+    assert np.abs(with_lora - plain).max() > 0, "the ComfyUI-trained LoRA did not change the local image"
+
+
+def test_unconvertible_layout_refused_with_what_to_do(models_root, faces, monkeypatch, tmp_path):
+    from safetensors.torch import save
+
+    from soulid.backends.base import GenerateRequest
+    from soulid.backends.local import LocalBackend
+    from soulid.backends.local.lora_layout import LoRALayoutError
+
+    monkeypatch.setenv("SOULID_MODELS_DIR", str(models_root))
+    soul = tiny.soul_with_embeddings(faces)
+    # A ComfyUI-layout LoKr LoRA: not a LoRA/diff key the diffusers backend can apply.
+    soul.attach_lora("sdxl", save({"diffusion_model.input_blocks.0.0.lokr_w1": torch.ones(2, 2)}), {})
+    req = GenerateRequest("a portrait", soul=soul, width=64, height=64, seed=3,
+                          options={"method": "faceid_plusv2", "steps": 1})
+    with pytest.raises(LoRALayoutError, match=r"lokr_w1.*Soul ID Apply.*soulid train"):
+        LocalBackend(device="cpu").generate(req)

@@ -5,8 +5,10 @@
   for that model's architecture, through ComfyUI's own
   ``comfy.sd.load_lora_for_models`` (which patches a clone: the input MODEL
   is left as it was, and LoRAs applied before or after stack as usual). The
-  share of LoRA tensors that ComfyUI's key map matched is reported; below
-  ``min_match`` the node refuses, since the LoRA belongs to another base.
+  share of LoRA tensors that ComfyUI's key map matched, by name and by the
+  shape of the weight each patches, is reported; below ``min_match`` the node
+  refuses, since the LoRA belongs to another base (a same-named LoRA of a
+  model of another width is named with both shapes).
 * ``SoulIDAttachLoRA``: a LoRA trained in the graph (core ``TrainLoraNode``'s
   LORA_MODEL, a dict of tensors) stored in the Soul ID under the MODEL's
   architecture, with its trigger, steps and loss curve.

@@ -15,21 +15,7 @@ from soulid.backends.base import EditRequest, GenerateRequest  # noqa: E402
 from soulid.backends.local import LocalBackend, pipelines  # noqa: E402
 from soulid.backends.local.embeddings import EmbeddingError, identity_embedding  # noqa: E402
 from soulid.soul.errors import ModelFilesMissing  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def models_root(tmp_path_factory):
-    return tiny.build_all(tmp_path_factory.mktemp("tiny") / "models")
-
-
-@pytest.fixture(scope="module")
-def soul(faces):
-    return tiny.soul_with_embeddings(faces)
-
-
-@pytest.fixture(autouse=True)
-def _models_env(models_root, monkeypatch):
-    monkeypatch.setenv("SOULID_MODELS_DIR", str(models_root))
+from tiny_fixtures import _models_env, models_root, soul  # noqa: E402,F401  (fixtures)
 
 
 def _gen(soul, method, seed=1, **opts):

@@ -20,29 +20,13 @@ import pytest
 pytest.importorskip("diffusers")
 torch = pytest.importorskip("torch")
 
-import local_tiny_models as tiny  # noqa: E402
 
 from soulid.backends.base import EditRequest, GenerateRequest  # noqa: E402
 from soulid.backends.local import LocalBackend, pipelines  # noqa: E402
 from soulid.backends.local.embeddings import EmbeddingError  # noqa: E402
 from soulid.backends.local.instantid import IdentityTokens, draw_keypoints  # noqa: E402
 from soulid.soul.errors import ModelFilesMissing  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def models_root(tmp_path_factory):
-    return tiny.build_all(tmp_path_factory.mktemp("tiny") / "models")
-
-
-@pytest.fixture(scope="module")
-def soul(faces):
-    return tiny.soul_with_embeddings(faces)
-
-
-@pytest.fixture(autouse=True)
-def _models_env(models_root, monkeypatch):
-    monkeypatch.setenv("SOULID_MODELS_DIR", str(models_root))
-    monkeypatch.delenv("SOULID_REQUIRE_FACEID_LORA", raising=False)
+from tiny_fixtures import _models_env, models_root, soul  # noqa: E402,F401  (fixtures)
 
 
 @pytest.fixture

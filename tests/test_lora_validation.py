@@ -177,8 +177,10 @@ def test_hostile_lora_inside_a_soulid_file_refused_on_load(base_soul, tmp_path, 
     f.write_bytes(_soul_with_raw_lora(base_soul, make()).to_bytes())
     with pytest.raises(SoulFileError, match=reason):
         SoulID.load(f)
-    rc, text = _cli(["lora", "list", str(f)], capsys)
-    assert rc == 2 and reason in text and "loras/sdxl.safetensors" in text, text
+    for args in (["lora", "list", str(f)], ["import", str(f)]):
+        rc, text = _cli(args, capsys)
+        assert rc == 2 and reason in text and "loras/sdxl.safetensors" in text, (args, text)
+    assert Library().list() == []
 
 
 def test_hostile_lora_inside_a_char_refused_on_import(base_soul, tmp_path, capsys):

@@ -24,6 +24,8 @@ def add_local_train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--class-word", default="person", help="class word in the captions (person, man, woman...)")
     g.add_argument("--captions", default=None, metavar="FILE",
                    help="text file, one caption per accepted photo (see `soulid show`), replacing the defaults")
+    g.add_argument("--flip", action="store_true",
+                   help="also train on mirrored photos (off by default: mirroring blurs an asymmetric face)")
     g.add_argument("--resume", action="store_true", help="continue from the last checkpoint of this training")
     g.add_argument("--checkpoint-every", type=int, default=100, help="steps between resumable checkpoints")
     g.add_argument("--mixed-precision", default="auto", choices=("auto", "bf16", "fp16", "no"))
@@ -44,7 +46,7 @@ def cmd_train_local(args) -> int:
     settings = TrainSettings(
         rank=args.rank, steps=args.steps, batch_size=args.batch, learning_rate=args.lr, resolution=args.resolution, seed=args.seed,
         mixed_precision=args.mixed_precision, gradient_checkpointing=not args.no_gradient_checkpointing,
-        use_8bit_adam=args.adam8, checkpoint_every=args.checkpoint_every, device=args.device,
+        use_8bit_adam=args.adam8, checkpoint_every=args.checkpoint_every, device=args.device, flip=args.flip,
         log_every=max(1, min(10, args.checkpoint_every or 10)),
     )
     stop, restore = interrupt_flag()

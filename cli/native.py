@@ -88,18 +88,11 @@ def _save(args, soul) -> Path:
 
 
 def cmd_lora_attach(args) -> int:
-    from ..soul.charfile import MAX_LORA_BYTES
-    from ..soul.errors import SoulFileError
+    from ..soul.lorafile import read_lora_file
 
     soul = _library(args).load(args.name)
     p = Path(args.file)
-    try:
-        size = p.stat().st_size
-        if size > MAX_LORA_BYTES:
-            raise SoulFileError(f"{p}: {size} bytes, over the {MAX_LORA_BYTES}-byte limit for a LoRA")
-        data = p.read_bytes()
-    except OSError as e:
-        raise SoulFileError(f"{p}: cannot read ({e.strerror or e})") from None
+    data = read_lora_file(p)
     meta = {"source": "attached", "file": p.name, "trigger": args.trigger, "base_model": args.base}
     lora = soul.attach_lora(args.arch, data, meta)
     path = _save(args, soul)

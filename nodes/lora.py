@@ -5,8 +5,10 @@
   for that model's architecture, through ComfyUI's own
   ``comfy.sd.load_lora_for_models`` (which patches a clone: the input MODEL
   is left as it was, and LoRAs applied before or after stack as usual). The
-  share of LoRA tensors that ComfyUI's key map matched is reported; below
-  ``min_match`` the node refuses, since the LoRA belongs to another base.
+  share of LoRA tensors that ComfyUI's key map matched, by name and by the
+  shape of the weight each patches, is reported; below ``min_match`` the node
+  refuses, since the LoRA belongs to another base (a same-named LoRA of a
+  model of another width is named with both shapes).
 * ``SoulIDAttachLoRA``: a LoRA trained in the graph (core ``TrainLoraNode``'s
   LORA_MODEL, a dict of tensors) stored in the Soul ID under the MODEL's
   architecture, with its trigger, steps and loss curve.
@@ -89,35 +91,103 @@ class _UseRecorder(dict):
         return super().get(key, default)
 
 
+def _shape(t) -> list[int]:
+    return [int(d) for d in t.shape]
+
+
+def _patch_shapes(patch) -> tuple[list[int] | None, object]:
+    """``(shape the patch needs the weight to have, or None when unchecked; tensors it came from)``.
+
+    A LoRA (``up @ down``) needs ``[up rows, down columns...]`` with the same element count
+    per output row (ComfyUI reshapes to the weight's shape); a ``diff``/``set`` patch needs
+    exactly its own shape. Other adapters (LoHa, LoKr, GLoRA, OFT, BOFT, Tucker LoRA) are
+    counted by name only."""
+    if isinstance(patch, tuple) and len(patch) == 2 and patch[0] in ("diff", "set"):
+        return _shape(patch[1][0]), patch[1][0]
+    name = getattr(patch, "name", None)
+    w = getattr(patch, "weights", None)
+    if name == "lora" and w is not None and w[3] is None:
+        up, down, reshape = w[0], w[1], w[5]
+        if reshape is not None:
+            return [int(d) for d in reshape], up
+        return [int(up.shape[0]), *_shape(down)[1:]], up
+    return None, None
+
+
+def _fits(need: list[int], have: list[int], lora_patch: bool) -> bool:
+    if need == have:
+        return True
+    if not lora_patch or not have or need[0] != have[0]:
+        return False
+    per_row = 1
+    for d in need[1:]:
+        per_row *= d
+    have_row = 1
+    for d in have[1:]:
+        have_row *= d
+    return per_row == have_row  # a conv LoRA stored flat ([out, in*k*k]) reshapes to the weight
+
+
 def lora_key_match(model, clip, lora_sd: dict) -> dict:
-    """How many of a LoRA's tensors ComfyUI's key map applies to ``model`` (and ``clip``).
+    """How many of a LoRA's tensors ComfyUI's key map applies to ``model`` (and ``clip``),
+    by name and by shape.
 
     Uses ``comfy.lora.model_lora_keys_unet`` / ``model_lora_keys_clip`` and
     ``comfy.lora.load_lora`` exactly as ``comfy.sd.load_lora_for_models`` does,
-    recording which tensors were read. Without ``clip``, text-encoder tensors
-    are left out of the count.
+    recording which tensors were read; then checks each patch against the
+    shape of the weight it targets (ComfyUI itself only logs a shape mismatch
+    and skips the patch, so a LoRA of a wider model with the same key names
+    would otherwise count as matched and change nothing). Without ``clip``,
+    text-encoder tensors are left out of the count.
 
     Returns:
-        ``{"matched", "total", "fraction" (0..1), "text_encoder_skipped", "unmatched" (up to 5 keys)}``.
+        ``{"matched" (names and shapes fit), "total", "fraction" (0..1),
+        "text_encoder_skipped", "unmatched" (up to 5 keys), "shape_mismatch"
+        (count), "shape_examples" (up to 3 ``{"lora_key", "lora_shape",
+        "model_key", "model_shape"}``)}``.
     """
     import comfy.lora
     import comfy.lora_convert
 
     key_map = comfy.lora.model_lora_keys_unet(model.model, {})
+    shapes = {k: _shape(v) for k, v in model.model.state_dict().items()}
     if clip is not None:
         key_map = comfy.lora.model_lora_keys_clip(clip.cond_stage_model, key_map)
+        shapes.update({k: _shape(v) for k, v in clip.cond_stage_model.state_dict().items()})
     rec = _UseRecorder(comfy.lora_convert.convert_lora(dict(lora_sd)))
-    comfy.lora.load_lora(rec, key_map, log_missing=False)
+    patches = comfy.lora.load_lora(rec, key_map, log_missing=False)
+    by_tensor = {id(v): k for k, v in rec.items()}
+    wrong: set[str] = set()
+    examples = []
+    for target, patch in patches.items():
+        key, offset = (target[0], target[1]) if isinstance(target, tuple) else (target, None)
+        have = shapes.get(key)
+        need, src = _patch_shapes(patch)
+        if have is None or need is None:
+            continue
+        if offset is not None:  # a slice of a fused weight (dim, start, length)
+            have = list(have)
+            have[offset[0]] = int(offset[2])
+        if _fits(need, have, lora_patch=not isinstance(patch, tuple)):
+            continue
+        keys = set(getattr(patch, "loaded_keys", None) or ()) or {by_tensor.get(id(src), key)}
+        wrong |= {k for k in keys if k in rec}
+        wrong |= {k.rsplit(".lora", 1)[0] + ".alpha" for k in keys if ".lora" in k} & set(rec)
+        if len(examples) < 3:
+            examples.append({"lora_key": by_tensor.get(id(src), sorted(keys)[0]), "lora_shape": need,
+                             "model_key": key, "model_shape": have})
     keys = list(rec.keys())
     te = [k for k in keys if clip is None and k.startswith(_TEXT_ENCODER_PREFIXES)]
     counted = [k for k in keys if k not in te]
-    matched = [k for k in counted if k in rec.used]
+    matched = [k for k in counted if k in rec.used and k not in wrong]
     return {
         "matched": len(matched),
         "total": len(counted),
         "fraction": len(matched) / len(counted) if counted else 0.0,
         "text_encoder_skipped": len(te),
         "unmatched": [k for k in counted if k not in rec.used][:5],
+        "shape_mismatch": len([k for k in counted if k in wrong]),
+        "shape_examples": examples,
     }
 
 
@@ -131,24 +201,36 @@ def apply_persona_lora(model, clip, soul, strength_model: float = 1.0, strength_
     Raises:
         SoulFileError: the Soul ID has no LoRA for this architecture (names the ones it has
             and how to train one).
-        PersonaLoRAError: unknown architecture, or fewer than ``min_match`` of the
-            LoRA's tensors match this model.
+        PersonaLoRAError: unknown architecture; the LoRA has only text-encoder tensors and
+            no CLIP is connected; or fewer than ``min_match`` of the LoRA's tensors match
+            this model by name and shape (the message names both shapes of a mismatch).
     """
     import comfy.sd
     from safetensors.torch import load as st_load
 
     arch, config = model_architecture(model)
     lora = soul.lora(arch)
-    sd = st_load(lora.data)
+    sd = st_load(lora.data)  # checked by soulid.soul.lorafile when it was stored or read
     match = lora_key_match(model, clip, sd)
     report = {"soul": soul.name, "arch": arch, "comfy_config": config, "lora_sha256": lora.sha256,
               "strength_model": strength_model, "strength_clip": strength_clip if clip is not None else None,
               **match}
+    if match["total"] == 0:
+        raise PersonaLoRAError(
+            f"Soul ID {soul.name!r}: its {arch} persona LoRA holds only text-encoder tensors "
+            f"({match['text_encoder_skipped']}); connect the CLIP input of Soul ID Apply")
     if match["fraction"] < min_match:
+        why = f"Unmatched, e.g.: {', '.join(match['unmatched'])}" if match["unmatched"] else ""
+        if match["shape_examples"]:
+            e = match["shape_examples"][0]
+            why = (f"{match['shape_mismatch']} tensors have the right names but the wrong shapes, e.g. "
+                   f"{e['lora_key']!r} is for a weight of shape {e['lora_shape']}, but this model's "
+                   f"{e['model_key']!r} is {e['model_shape']} (a LoRA of a model of another size)"
+                   + (f". {why}" if why else ""))
         raise PersonaLoRAError(
             f"Soul ID {soul.name!r}: only {match['matched']} of {match['total']} LoRA tensors "
             f"({match['fraction']:.0%}) match this {config} model (need {min_match:.0%}): the LoRA stored "
-            f"as {arch!r} belongs to another base model. Unmatched, e.g.: {', '.join(match['unmatched'])}")
+            f"as {arch!r} belongs to another base model. {why}")
     new_model, new_clip = comfy.sd.load_lora_for_models(model, clip, sd, strength_model, strength_clip)
     return new_model, new_clip, report
 

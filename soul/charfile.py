@@ -37,6 +37,7 @@ import numpy as np
 
 from .errors import SoulIDError
 from .progress import InterruptFn, ProgressFn
+from .lorafile import MAX_LORA_BYTES
 from .safezip import GiB, MiB, ZipLimits, open_bounded
 from .soulfile import LORA_ARCHITECTURES, SoulID
 
@@ -44,8 +45,6 @@ from .soulfile import LORA_ARCHITECTURES, SoulID
 MAX_CHAR_BYTES = 4 * GiB
 #: Largest reference image member, bytes (a 64 MP PNG stays under it).
 MAX_REFERENCE_BYTES = 256 * MiB
-#: Largest LoRA member, bytes.
-MAX_LORA_BYTES = 2 * GiB
 #: Largest description, bytes.
 MAX_TEXT_BYTES = 1 * MiB
 #: Largest manifest, bytes (the SDK's own cap).

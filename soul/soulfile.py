@@ -36,6 +36,7 @@ from safetensors.numpy import save as st_save
 
 from .errors import SoulFileError
 from .imageio import safe_label
+from .lorafile import check_lora_bytes
 from .manifest import EMBEDDING_DIMS, MAX_MANIFEST_BYTES, parse_manifest
 from .paths import atomic_write_bytes
 from .safezip import MiB, GiB, BoundedZip, ZipLimits, open_bounded
@@ -268,17 +269,16 @@ class SoulID:
 
         Args:
             arch: architecture id (:data:`LORA_ARCHITECTURES`).
-            data: ``.safetensors`` bytes (checked to parse as safetensors).
+            data: ``.safetensors`` bytes, F32/F16/BF16.
             metadata: see :class:`PersonaLoRA`.
 
         Raises:
-            SoulFileError: unknown ``arch``, or ``data`` is not a safetensors file.
+            SoulFileError: unknown ``arch``, or ``data`` is not a usable LoRA
+                (:func:`soulid.soul.lorafile.check_lora_bytes`: the safetensors
+                layout, float tensors of any width, finite values).
         """
         a = validate_lora_arch(arch)
-        try:
-            st_load(bytes(data))
-        except Exception as e:  # safetensors raises its own SafetensorError
-            raise SoulFileError(f"LoRA for {a!r}: not a safetensors file ({e})") from None
+        check_lora_bytes(data, f"LoRA for {a!r}")
         lora = PersonaLoRA(arch=a, data=bytes(data), metadata=dict(metadata or {}))
         self.loras[a] = lora
         return lora
@@ -447,7 +447,7 @@ class SoulID:
             blob = z.read(f)
             if lm.sha256 and hashlib.sha256(blob).hexdigest() != lm.sha256:
                 raise SoulFileError(f"{label}: member {f!r} does not match its sha256 in the manifest (corrupt)")
-            _check_safetensors_header(blob, f"{label}: member {f!r}")
+            check_lora_bytes(blob, f"{label}: member {f!r}")
             meta = {k: v for k, v in raw["loras"][arch].items() if k not in ("file", "bytes", "sha256")}
             loras[a] = PersonaLoRA(arch=a, data=blob, metadata=meta)
 
@@ -536,15 +536,6 @@ def _analyzer_from(k: str, am, tensors: dict, n_photos: int, label: str) -> "Ana
         photo_indices=[int(i) for i in idx], threshold=float(am.threshold),
         baseline={kk: v for kk, v in am.baseline.items()},
     )
-
-
-def _check_safetensors_header(blob: bytes, where: str) -> None:
-    """Cheap check that ``blob`` starts like a safetensors file (8-byte header length + JSON)."""
-    if len(blob) < 10:
-        raise SoulFileError(f"{where} is not a safetensors file (too short)")
-    n = int.from_bytes(blob[:8], "little")
-    if n <= 0 or 8 + n > len(blob) or blob[8:9] != b"{":
-        raise SoulFileError(f"{where} is not a safetensors file (bad header)")
 
 
 def _private_keyref(ref: dict | None) -> dict | None:

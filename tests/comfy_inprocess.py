@@ -107,14 +107,15 @@ _ARCH_UNET = {
 }
 
 
-def tiny_model(arch: str = "sdxl", seed: int = 0):
-    """A ModelPatcher around a tiny random ComfyUI ``sdxl`` or ``sd15`` model, on the CPU."""
+def tiny_model(arch: str = "sdxl", seed: int = 0, width: int = 32):
+    """A ModelPatcher around a tiny random ComfyUI ``sdxl`` or ``sd15`` model, on the CPU;
+    ``width`` is the UNet's base channel count (``model_channels``)."""
     import comfy.model_patcher
     import comfy.supported_models
     import torch
 
     name, extra = _ARCH_UNET[arch]
-    config = getattr(comfy.supported_models, name)({**_TINY_UNET, **extra})
+    config = getattr(comfy.supported_models, name)({**_TINY_UNET, **extra, "model_channels": width})
     model = config.get_model({}, device="cpu")
     # ComfyUI's ops skip weight initialisation (weights come from a file): fill them.
     g = torch.Generator().manual_seed(seed)

@@ -7,6 +7,7 @@ are ComfyUI's own SDXL / SD1.5 classes with a tiny random UNet
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -154,3 +155,25 @@ def test_attach_lora_stores_the_trained_lora_under_the_model_architecture(cui, m
     rep = json.loads(cui.nodes.SoulIDApply.execute(model=model, soul_id=back, strength_model=1.0,
                                                    strength_clip=1.0, min_match=1.0).args[2])
     assert rep["fraction"] == 1.0
+
+
+def test_same_named_lora_of_a_twice_as_wide_model_is_refused_with_both_shapes(cui, make_soul):
+    narrow, wide = tiny_model("sdxl"), tiny_model("sdxl", width=64)
+    lora = kohya_lora(wide)
+    assert set(lora) == set(kohya_lora(narrow)), "the test needs the same key names"
+    soul = make_soul(sdxl=lora)
+    with pytest.raises(cui.nodes.PersonaLoRAError) as e:
+        cui.nodes.SoulIDApply.execute(model=narrow, soul_id=soul, strength_model=1.0, strength_clip=1.0,
+                                      min_match=0.9)
+    msg = str(e.value)
+    assert "only 0 of" in msg and "wrong shapes" in msg, msg
+    m = re.search(r"for a weight of shape \[(\d+), (\d+)\], but this model's '([^']+)' is \[(\d+), (\d+)\]", msg)
+    assert m, msg
+    lora_shape, model_shape = [int(m[1]), int(m[2])], [int(m[4]), int(m[5])]
+    assert lora_shape == list(wide.model.state_dict()[m[3]].shape)
+    assert model_shape == list(narrow.model.state_dict()[m[3]].shape) and lora_shape != model_shape
+    assert narrow.patches == {}
+    # The wide model itself takes it.
+    rep = json.loads(cui.nodes.SoulIDApply.execute(model=wide, soul_id=soul, strength_model=1.0, strength_clip=1.0,
+                                                   min_match=1.0).args[2])
+    assert rep["fraction"] == 1.0 and rep["shape_mismatch"] == 0

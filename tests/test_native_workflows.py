@@ -110,7 +110,8 @@ def test_wan_phantom_takes_the_references_and_checks_every_frame():
     p = _api("soul_id_wan_phantom")
     (refs_id, _), = _by_type(p, "SoulIDReferences")
     (ph_id, ph), = _by_type(p, "WanPhantomSubjectToVideo")
-    assert _src(ph, "images") == (refs_id, 0)
+    pad_id, _ = _src(ph, "images")  # padded to the video aspect (ResizeAndPadImage), then Phantom
+    assert _src(p[pad_id], "image") == (refs_id, 0)
     (_, ks), = _by_type(p, "KSampler")
     assert _src(ks, "positive") == (ph_id, 0) and _src(ks, "latent_image") == (ph_id, 3)
     (dec_id, _), = _by_type(p, "VAEDecode")
@@ -276,3 +277,112 @@ def test_no_two_nodes_overlap_on_the_canvas(name):
         for b in boxes[i + 1:]:
             apart = a[3] <= b[1] or b[3] <= a[1] or a[4] <= b[2] or b[4] <= a[2]
             assert apart, f"{name}: nodes {a[0]} and {b[0]} overlap"
+
+
+# ------------------------------------------------------------ as ComfyUI ships them
+#: ComfyUI models folder of each core loader's files (folder_paths names).
+LOADER_DIRECTORY = {"CheckpointLoaderSimple": "checkpoints", "UNETLoader": "diffusion_models",
+                    "CLIPLoader": "text_encoders", "DualCLIPLoader": "text_encoders", "VAELoader": "vae",
+                    "LoraLoader": "loras", "LoraLoaderModelOnly": "loras", "CLIPVisionLoader": "clip_vision",
+                    "ControlNetLoader": "controlnet", "UpscaleModelLoader": "upscale_models"}
+
+
+def _all_loaders():
+    out = []
+    for path in sorted(WF.glob("*.json")):
+        wf = json.loads(path.read_text())
+        for n in wf["nodes"]:
+            if n["type"] in LOADER_DIRECTORY or n["type"].endswith("Loader"):
+                out.append(pytest.param(path.name, n, id=f"{path.stem}-{n['id']}-{n['type']}"))
+    return out
+
+
+@pytest.mark.parametrize("wf_name,node", _all_loaders())
+def test_every_loader_carries_its_download_entries(wf_name, node):
+    """As ComfyUI's official templates: ``properties.models`` names each file of the loader
+    (name == widget value) with an https URL ending in that file and the models folder it
+    goes in, so the frontend's Missing Models dialog can offer the download."""
+    from urllib.parse import urlparse
+
+    files = [v for v in node.get("widgets_values") or [] if isinstance(v, str) and v.endswith(".safetensors")]
+    models = (node.get("properties") or {}).get("models")
+    assert files and models, f"{wf_name} node {node['id']} ({node['type']}): no properties.models"
+    assert [m["name"] for m in models] == files, (wf_name, node["id"])
+    for m in models:
+        u = urlparse(m["url"])
+        assert u.scheme == "https" and u.netloc == "huggingface.co", m
+        assert u.path.endswith("/" + m["name"]) and "/resolve/" in u.path, m
+        assert m["directory"] == LOADER_DIRECTORY[node["type"]], m
+
+
+def test_qwen_edit_samples_through_cfgnorm_as_the_official_template():
+    """ComfyUI's image_qwen_image_edit_2509 template: ModelSamplingAuraFlow -> CFGNorm -> KSampler."""
+    p = _api("soul_id_qwen_edit_refs")
+    (_, ks), = _by_type(p, "KSampler")
+    norm_id, _ = _src(ks, "model")
+    assert p[norm_id]["class_type"] == "CFGNorm" and p[norm_id]["inputs"]["strength"] == 1.0
+    ms_id, _ = _src(p[norm_id], "model")
+    assert p[ms_id]["class_type"] == "ModelSamplingAuraFlow" and p[_src(p[ms_id], "model")[0]]["class_type"] == "UNETLoader"
+
+
+def test_phantom_references_are_padded_to_the_video_aspect_in_the_graph():
+    p = _api("soul_id_wan_phantom")
+    (_, ph), = _by_type(p, "WanPhantomSubjectToVideo")
+    pad_id, _ = _src(ph, "images")
+    pad = p[pad_id]
+    assert pad["class_type"] == "ResizeAndPadImage" and pad["inputs"]["padding_color"] == "white"
+    assert (pad["inputs"]["target_width"], pad["inputs"]["target_height"]) == (ph["inputs"]["width"], ph["inputs"]["height"])
+    assert p[_src(pad, "image")[0]]["class_type"] == "SoulIDReferences"
+
+
+def test_phantom_sees_the_whole_head_not_a_crop_through_it(faces, monkeypatch):
+    """The template's pad node and WanPhantomSubjectToVideo's own resize (comfy.utils.common_upscale,
+    centre crop), in ComfyUI, on a real Soul ID's square head reference: every row of the head
+    reaches Phantom, and the sides are white, as Phantom's own reference loader pads."""
+    from comfy_inprocess import comfy_modules, need_comfy
+
+    need_comfy()
+    torch = pytest.importorskip("torch")
+    from soulid.soul.create import create_soul_id
+    from soulid.soul.references import reference_images
+
+    p = _api("soul_id_wan_phantom")
+    (_, ph), = _by_type(p, "WanPhantomSubjectToVideo")
+    (_, refs_node), = _by_type(p, "SoulIDReferences")
+    (pad_id, pad), = _by_type(p, "ResizeAndPadImage")
+    W, H = ph["inputs"]["width"], ph["inputs"]["height"]
+    soul = create_soul_id([faces / "obama"], "obama", analyzer="dlib", workers=1).soul
+    ri = refs_node["inputs"]
+    ref = reference_images(soul, k=1, size=ri["size"], crop=ri["crop"]).images[0]
+    img = torch.from_numpy(np.asarray(ref, np.float32) / 255.0)[None]
+    with comfy_modules():
+        import sys
+
+        import comfy.utils
+
+        # Something in ComfyUI puts its comfy/ folder first on sys.path, where comfy/utils.py
+        # would shadow ComfyUI's utils package that nodes_images (via server) imports.
+        monkeypatch.setattr(sys, "path", [d for d in sys.path if Path(d).name != "comfy"])
+        from comfy_extras.nodes_images import ResizeAndPadImage
+
+        def phantom_view(x):  # what WanPhantomSubjectToVideo.execute does to its images
+            return comfy.utils.common_upscale(x.movedim(-1, 1), W, H, "bilinear", "center").movedim(1, -1)[0]
+
+        kw = {k: pad["inputs"][k] for k in ("target_width", "target_height", "padding_color", "interpolation")}
+        padded = ResizeAndPadImage().resize_and_pad(img, **kw)[0]
+        seen = phantom_view(padded)
+        cropped = phantom_view(img)
+    h, w = img.shape[1:3]
+    inner = round(w * H / h)  # the reference's width once fitted to the video height
+    left = (W - inner) // 2
+    assert torch.all(seen[:, : left - 1] == 1.0) and torch.all(seen[:, left + inner + 1:] == 1.0), "sides not white"
+    # Every row of the reference is there: the fitted reference's top and bottom rows match the original's.
+    fitted = torch.nn.functional.interpolate(img.movedim(-1, 1), size=(H, inner), mode="area").movedim(1, -1)[0]
+    body = seen[:, left + 2: left + inner - 2]
+    assert (body - fitted[:, 2:-2]).abs().mean() < 0.02
+    # Without the pad, Phantom's centre crop keeps only the middle band of the square head shot:
+    # the top of the head and the chin are gone (what the pad avoids).
+    band = round(w * H / W)
+    top = (h - band) // 2
+    assert w == W and band < 0.6 * h
+    assert (cropped - img[0, top:top + band]).abs().max() < 1e-3

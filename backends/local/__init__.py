@@ -27,7 +27,12 @@ first generation. ``request.options`` keys (all optional):
 ``focus``          animate: ``(x, y)`` subject point, fractions; default: the
                    largest face found by dlib, else the centre
 ``pose_image``     instantid: ``[H, W, 3]`` image whose face keypoints to use
-                   (generate also takes ``request.image_reference``)
+                   (generate also takes ``request.image_reference``; edit
+                   defaults to the face in the source image, as the reference)
+``require_faceid_lora``  faceid_plusv2: refuse to run without its paired LoRA
+                   (``ip-adapter-faceid-plusv2_sdxl_lora.safetensors``); by
+                   default a missing one is a warning on every run. Also
+                   ``$SOULID_REQUIRE_FACEID_LORA=1``.
 ``soul_path``      a ``.soulid`` file to cache a computed embedding into
 ``persona_lora``   apply the Soul ID's SDXL persona LoRA when it has one (True);
                    ``persona_lora_scale`` (1.0); its trigger words are put in
@@ -36,13 +41,14 @@ first generation. ``request.options`` keys (all optional):
 """
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from ...soul.errors import SoulIDError
+from ...soul.errors import ModelFilesMissing, SoulIDError
 from ...soul.imageio import to_float01, to_uint8
 from ..base import AnimateRequest, EditRequest, GenerateRequest, ImageResult, VideoResult
 from . import camera
@@ -63,7 +69,14 @@ DEFAULTS = {
     "engine": "camera",
     "persona_lora": True,
     "persona_lora_scale": 1.0,
+    "require_faceid_lora": False,
 }
+#: The paired LoRA the reference FaceID Plus v2 always applies (h94/IP-Adapter-FaceID, rank 128).
+FACEID_LORA_NOTE = (
+    "faceid_plusv2 runs WITHOUT its paired LoRA ip-adapter-faceid-plusv2_sdxl_lora.safetensors (models/loras): "
+    "the reference always applies it, and identity is weaker without it. Download it from "
+    "https://huggingface.co/h94/IP-Adapter-FaceID; option require_faceid_lora (or "
+    "$SOULID_REQUIRE_FACEID_LORA=1) makes this an error.")
 
 
 class LocalBackend:
@@ -99,6 +112,15 @@ class LocalBackend:
         from .pipelines import PipelineKey, device_and_dtype
 
         r = resolve(o["method"], o["model"], o["lora"], float(o["lora_scale"]), float(o["faceid_lora_scale"]))
+        if r.method == "faceid_plusv2" and not any(role == "faceid_lora" for role, _ in r.files):
+            if o["require_faceid_lora"] or os.environ.get("SOULID_REQUIRE_FACEID_LORA", "") not in ("", "0"):
+                from .models import FILES, _where
+
+                kind, names = FILES["faceid_lora"]
+                raise ModelFilesMissing("local faceid_plusv2", [f"{_where(kind)}/{names[0]} (faceid lora)"],
+                                        "require_faceid_lora is on; download it from "
+                                        "https://huggingface.co/h94/IP-Adapter-FaceID")
+            logging.getLogger("soulid").warning("WARNING: " + FACEID_LORA_NOTE)
         dev, dt = device_and_dtype(o.get("device") or self.device, o.get("dtype") or self.dtype)
         return PipelineKey(r, dev, dt, o["offload"], bool(o.get("optimise", False)))
 
@@ -117,8 +139,13 @@ class LocalBackend:
         resolved = dataclasses.replace(key.resolved, loras=key.resolved.loras + (lora,))
         return dataclasses.replace(key, resolved=resolved), persona_prompt(soul, prompt)
 
-    def _identity(self, soul, o: dict, width: int, height: int, pose: np.ndarray | None):
-        """Embedding plus the method's second input (face crop or keypoint image)."""
+    def _identity(self, soul, o: dict, width: int, height: int, pose: np.ndarray | None,
+                  pose_label: str = "options.pose_image"):
+        """Embedding plus the method's second input (face crop or keypoint image).
+
+        InstantID's keypoints come from the face found in ``pose`` (named
+        ``pose_label`` in errors), else from the Soul ID's keypoint reference
+        mapped onto the frame."""
         if soul is None:
             raise SoulIDError("the local backend needs a Soul ID (request.soul is None)")
         method = o["method"]
@@ -135,7 +162,9 @@ class LocalBackend:
             pimg = _uint8(pose)
             face = (az or get_analyzer("insightface")).largest_face(pimg)
             if face is None:
-                raise EmbeddingError("options.pose_image: no face found for the keypoints")
+                raise EmbeddingError(f"{pose_label}: no face found for the InstantID keypoints"
+                                     + ("; give options.pose_image with a face" if pose_label != "options.pose_image"
+                                        else ""))
             kps, hw = face.keypoints, pimg.shape[:2]
         else:
             ref = reference_keypoints(soul)
@@ -202,7 +231,10 @@ class LocalBackend:
         prompt, negative = _apply_preset(req.prompt, req.negative_prompt, req.preset, req.preset_strength)
         key, prompt = self._with_persona(key, o, req.soul, prompt)
         h, w = src.shape[:2]
-        emb, extra = self._identity(req.soul, o, w, h, o.get("pose_image"))
+        # As the reference: an edit's keypoints are those of the face in the image being edited.
+        pose, label = ((o["pose_image"], "options.pose_image") if o.get("pose_image") is not None
+                       else (src, "the edit's source image"))
+        emb, extra = self._identity(req.soul, o, w, h, pose, label)
         params = RunParams(
             prompt=prompt, negative_prompt=negative, steps=int(o["steps"]), guidance=float(o["guidance"]),
             seed=req.seed, ip_scale=float(o.get("ip_scale", 0.8)), controlnet_scale=float(o["controlnet_scale"]),

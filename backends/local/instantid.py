@@ -33,18 +33,20 @@ KPS_LIMBS = ((0, 2), (1, 2), (3, 2), (4, 2))
 
 
 def draw_keypoints(width: int, height: int, keypoints: np.ndarray, stick_width: int = 4,
-                   radius: int | None = None) -> np.ndarray:
+                   radius: int = 10) -> np.ndarray:
     """IdentityNet's condition image: ``[height, width, 3]`` uint8, black with
     the 5 keypoints (``[5, 2]`` px, ArcFace order) as ellipse limbs to the nose
-    at 60 % intensity and filled dots on top, exactly as the reference
-    ``draw_kps`` (InstantID ``pipeline_stable_diffusion_xl_instantid.py``).
-    The dot radius defaults to 10 px at 1024 px and scales with the size."""
+    (``stick_width`` 4 px) at 60 % intensity and filled dots of ``radius`` 10 px
+    on top, at any image size: the parameters of the reference ``draw_kps``
+    (InstantID ``pipeline_stable_diffusion_xl_instantid.py``, cubiq
+    ComfyUI_InstantID). ``tests/test_local_reference_parity.py`` checks them
+    at 512, 1024 and 2048 px: each dot is exactly a filled OpenCV circle of
+    radius 10, limbs are at 60 % (153)."""
     import cv2
 
     kps = np.asarray(keypoints, np.float64)
     if kps.shape != (5, 2):
         raise ValueError(f"keypoints must be [5, 2], got {kps.shape}")
-    radius = radius if radius is not None else max(1, round(10 * max(width, height) / 1024))
     out = np.zeros((height, width, 3), np.uint8)
     limbs = np.zeros_like(out)
     for a, b in KPS_LIMBS:
@@ -86,14 +88,23 @@ class IdentityTokens:
 
     def set(self, embedding: np.ndarray, device, dtype) -> None:
         """Project ``embedding`` (``[512]`` float32, antelopev2 raw) and a zero
-        embedding through the loaded Resampler: tokens ``[2, 16, 2048]``."""
+        embedding through the loaded Resampler: tokens ``[2, 16, 2048]`` on ``device``.
+
+        The Resampler is called directly here (not inside the UNet's forward),
+        so it runs where its weights are: with ``offload: model`` they stay
+        on the CPU until the UNet's own offload hook moves them, so the
+        projection runs on the CPU and the tokens move to ``device``; with
+        ``offload: sequential`` (weights on the meta device behind
+        accelerate hooks) the hooks run it on ``device``."""
         import torch
 
         proj = self.pipe.unet.encoder_hid_proj.image_projection_layers[0]
+        w = next(proj.parameters())
+        run_on = torch.device(device) if w.device.type == "meta" else w.device
         e = torch.as_tensor(np.asarray(embedding, np.float32)).reshape(1, 1, -1)
-        e = torch.cat([torch.zeros_like(e), e]).to(device=device, dtype=dtype)
+        e = torch.cat([torch.zeros_like(e), e]).to(device=run_on, dtype=dtype)
         with torch.no_grad():
-            self.tokens = proj(e)
+            self.tokens = proj(e).to(device)
 
     def _hook(self, module, args, kwargs):
         if self.tokens is None:

@@ -115,6 +115,8 @@ def _load(key: PipelineKey):
     import diffusers
     import torch
 
+    from .lora_layout import load_persona_lora
+
     global LOAD_COUNT
     mm = _comfy_mm()
     if mm is not None:  # make room: ComfyUI's own models leave VRAM
@@ -139,10 +141,11 @@ def _load(key: PipelineKey):
     pipe.load_ip_adapter(str(adapter.parent), subfolder="", weight_name=adapter.name, image_encoder_folder=None)
     names, weights = [], []
     for i, (path, scale) in enumerate(r.loras):
-        p = Path(path)
-        pipe.load_lora_weights(str(p.parent), weight_name=p.name, adapter_name=f"soulid_{i}")
-        names.append(f"soulid_{i}")
-        weights.append(scale)
+        # kohya / diffusers layouts become PEFT adapters; ComfyUI's TrainLoraNode layout is merged.
+        name = load_persona_lora(pipe, path, scale, adapter_name=f"soulid_{i}")
+        if name is not None:
+            names.append(name)
+            weights.append(scale)
     if names:
         pipe.set_adapters(names, adapter_weights=weights)
     if key.offload == "model":

@@ -27,7 +27,7 @@ from . import lora_file
 from .base import base_hash, load_pipeline, resolve_base
 from .captions import DEFAULT_CLASS_WORD, DEFAULT_TRIGGER, build_captions
 from .dataset import DatasetError, accepted_photos, build_samples
-from .trainer import TrainSettings, default_steps, encode, fingerprint, fit
+from .trainer import TrainSettings, base_schedule, default_steps, encode, fingerprint, fit
 
 ARCH = "sdxl"
 #: Fewer accepted photos than this trains with a "weak persona" warning.
@@ -101,14 +101,18 @@ def train_persona(soul: SoulID, base: str, settings: TrainSettings | None = None
     ck = checkpoint_path(soul.name)
     prog.report(progress, 0.0, f"loading base {Path(bm.ref).name}")
     samples = build_samples(soul, caps, s.resolution, flip=s.flip)
-    pipe = load_pipeline(bm, dtype=dtype)
+    # As the recipe: everything loads in float32, the VAE stays float32 (latents), the rest runs in ``dtype``.
+    pipe = load_pipeline(bm, dtype=torch.float32)
+    for m in (pipe.unet, pipe.text_encoder, pipe.text_encoder_2):
+        m.to(dtype)
+    schedule, prediction_type = base_schedule(pipe.scheduler.config)
     data = encode(pipe, samples, device, dtype, interrupt=interrupt)
     unet = pipe.unet.to(device)
     del pipe, samples  # free the VAE and both text encoders: the loop needs the UNet only
     gc.collect()
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
-    res = fit(unet, data, s, steps, checkpoint_path=ck, resume=resume, fingerprint_=fp,
+    res = fit(unet, data, s, steps, schedule=schedule, prediction_type=prediction_type, checkpoint_path=ck, resume=resume, fingerprint_=fp,
               progress=progress, interrupt=interrupt)
     alpha = s.alpha or s.rank
     header = {"arch": ARCH, "rank": s.rank, "alpha": alpha, "trigger": trigger, "base_model_hash": bhash}
@@ -119,7 +123,7 @@ def train_persona(soul: SoulID, base: str, settings: TrainSettings | None = None
         "rank": s.rank, "alpha": alpha, "steps": res.steps, "batch_size": s.resolved_batch_size(), "resolution": s.resolution,
         "learning_rate": s.learning_rate, "seed": s.seed, "mixed_precision": str(dtype).replace("torch.", ""),
         "trigger": trigger, "class_word": class_word, "captions": caps, "photos": len(photos),
-        "samples": len(data), "flip": s.flip, "target_modules": ["to_q", "to_k", "to_v", "to_out.0"],
+        "samples": len(data), "flip": s.flip, "prediction_type": prediction_type, "target_modules": ["to_q", "to_k", "to_v", "to_out.0"],
         "training_seconds": round(time.time() - t_start, 2), "seconds_per_step": round(res.seconds_per_step, 4),
         "final_loss": res.final_loss, "loss_curve": res.loss_curve, "loss_every": s.log_every,
         "resumed_from_step": res.resumed_from, "device": device, "created": time.time(),

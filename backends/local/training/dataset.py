@@ -4,8 +4,16 @@ Each photo is assigned the aspect bucket (a ``(width, height)`` of about
 ``resolution**2`` pixels, sides multiples of 64) nearest to its own aspect
 ratio; the largest window of that aspect that fits in the photo is placed
 with the stored face box at its centre (clamped to the photo), then resized
-to the bucket. With ``flip`` each crop is also used mirrored. Photos are the
-stored JPEGs (longest side <= 1024 px), decoded with the pack's one image loader.
+to the bucket. With ``flip`` (off by default, as the reference's
+``--random_flip``: mirroring teaches an asymmetric face both ways) each crop
+is also used mirrored. Photos are the stored JPEGs (longest side <= 1024 px),
+decoded with the pack's one image loader.
+
+Each sample keeps what SDXL's size conditioning needs, as diffusers'
+``train_dreambooth_lora_sdxl.py`` computes it: the photo's true size
+(``original_size``, before any resize, so an upscaled 700 px photo does not
+claim 1024 px) and the top-left corner of the crop in the resized photo
+(``crop_top_left``; of the mirrored photo for a flipped sample).
 """
 from __future__ import annotations
 
@@ -35,12 +43,16 @@ class Sample:
         rgb: ``[H, W, 3]`` uint8 RGB at the bucket size.
         caption: the text it is trained with.
         photo: index into the Soul ID's photos; flipped: mirrored copy.
+        original_size: ``(height, width)`` px of the photo the crop came from.
+        crop_top_left: ``(top, left)`` px of the crop in the photo resized by the crop's scale.
     """
 
     rgb: np.ndarray
     caption: str
     photo: int
     flipped: bool = False
+    original_size: tuple[int, int] | None = None
+    crop_top_left: tuple[int, int] = (0, 0)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -65,16 +77,23 @@ def nearest_bucket(width: int, height: int, resolution: int) -> tuple[int, int]:
 def face_crop(rgb: np.ndarray, face_box: list[float] | None, bucket: tuple[int, int]) -> np.ndarray:
     """The largest window of the bucket's aspect in ``rgb``, centred on the
     face box (``[x1, y1, x2, y2]`` px; the image centre when None), resized to
-    ``bucket`` (Lanczos). Returns ``[bh, bw, 3]`` uint8."""
-    h, w = rgb.shape[:2]
+    ``bucket`` (Lanczos). Returns ``[bh, bw, 3]`` uint8 (see :func:`crop_window`)."""
+    x0, y0, cw, ch = crop_window(rgb.shape[:2], face_box, bucket)
+    bw, bh = bucket
+    im = Image.fromarray(rgb).resize((bw, bh), Image.LANCZOS, box=(x0, y0, x0 + cw, y0 + ch))
+    return np.asarray(im, dtype=np.uint8)
+
+
+def crop_window(hw: tuple[int, int], face_box: list[float] | None, bucket: tuple[int, int]):
+    """``(x0, y0, width, height)`` px (floats) of :func:`face_crop`'s window in a photo of size ``hw``."""
+    h, w = hw
     bw, bh = bucket
     scale = min(w / bw, h / bh)
     cw, ch = bw * scale, bh * scale
     cx, cy = ((face_box[0] + face_box[2]) / 2, (face_box[1] + face_box[3]) / 2) if face_box else (w / 2, h / 2)
     x0 = min(max(cx - cw / 2, 0.0), w - cw)
     y0 = min(max(cy - ch / 2, 0.0), h - ch)
-    im = Image.fromarray(rgb).resize((bw, bh), Image.LANCZOS, box=(x0, y0, x0 + cw, y0 + ch))
-    return np.asarray(im, dtype=np.uint8)
+    return x0, y0, cw, ch
 
 
 def accepted_photos(soul: SoulID) -> list[tuple[int, StoredPhoto]]:
@@ -82,7 +101,7 @@ def accepted_photos(soul: SoulID) -> list[tuple[int, StoredPhoto]]:
     return [(i, p) for i, p in enumerate(soul.photos) if p.rating in ACCEPTED]
 
 
-def build_samples(soul: SoulID, captions: list[str], resolution: int, flip: bool = True) -> list[Sample]:
+def build_samples(soul: SoulID, captions: list[str], resolution: int, flip: bool = False) -> list[Sample]:
     """The training samples of ``soul`` (one per accepted photo, two with ``flip``).
 
     Args:
@@ -100,8 +119,17 @@ def build_samples(soul: SoulID, captions: list[str], resolution: int, flip: bool
     out = []
     for (i, p), cap in zip(photos, captions):
         rgb = p.rgb()
-        crop = face_crop(rgb, p.face_box, nearest_bucket(rgb.shape[1], rgb.shape[0], resolution))
-        out.append(Sample(crop, cap, i))
+        h, w = rgb.shape[:2]
+        bucket = nearest_bucket(w, h, resolution)
+        crop = face_crop(rgb, p.face_box, bucket)
+        x0, y0, cw, _ = crop_window((h, w), p.face_box, bucket)
+        k = bucket[0] / cw  # the resize factor of the photo; the resized photo is rw x rh px
+        rw, rh = max(bucket[0], int(round(w * k))), max(bucket[1], int(round(h * k)))
+        top = min(int(round(y0 * k)), rh - bucket[1])
+        left = min(int(round(x0 * k)), rw - bucket[0])
+        out.append(Sample(crop, cap, i, original_size=(h, w), crop_top_left=(top, left)))
         if flip:
-            out.append(Sample(np.ascontiguousarray(crop[:, ::-1]), cap, i, flipped=True))
+            mirrored_left = rw - left - bucket[0]
+            out.append(Sample(np.ascontiguousarray(crop[:, ::-1]), cap, i, flipped=True, original_size=(h, w),
+                              crop_top_left=(top, mirrored_left)))
     return out

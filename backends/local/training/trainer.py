@@ -4,14 +4,20 @@ Recipe (DreamBooth-LoRA, Ruiz et al. arXiv:2208.12242 + Hu et al.
 arXiv:2106.09685; diffusers' ``train_dreambooth_lora_sdxl.py`` is the
 reference implementation):
 
-* the latents (VAE mean x scaling factor) and the text embeddings of every
-  sample are computed once (:func:`encode`), after which the VAE and both text
+* the latents (VAE mean x scaling factor, the VAE in float32 "to avoid NaN
+  losses" as the reference keeps it) and the text embeddings of every sample
+  are computed once (:func:`encode`), after which the VAE and both text
   encoders are freed: the loop runs the UNet only;
+* SDXL time ids ``[original h, original w, crop top, crop left, target h,
+  target w]`` from each sample's true photo size and crop (:mod:`.dataset`);
 * PEFT LoRA (rank ``r``, ``lora_alpha``) on ``to_q``/``to_k``/``to_v``/``to_out.0``
   of every attention block; the UNet is frozen in the compute dtype (bf16 on
   CUDA), the LoRA parameters are float32 and the forward runs under autocast;
-* epsilon-prediction MSE at a uniformly drawn timestep of the base's noise
-  schedule (scaled-linear betas 0.00085..0.012, 1000 steps for SDXL);
+* MSE at a uniformly drawn timestep of the base's noise schedule (its
+  ``scheduler/scheduler_config.json``: scaled-linear betas 0.00085..0.012,
+  1000 steps for SDXL) against the base's ``prediction_type`` target: the
+  noise (``epsilon``) or the velocity ``sqrt(a) * noise - sqrt(1 - a) * x0``
+  (``v_prediction``, = ``DDPMScheduler.get_velocity``);
 * AdamW (fused on CUDA; bitsandbytes' 8-bit AdamW when asked and installed),
   gradient-norm clipping at 1.0;
 * determinism: the LoRA init uses ``seed``; the sample order of epoch ``e`` is a
@@ -74,7 +80,7 @@ class TrainSettings:
             ``bf16``, ``fp16`` or ``no``.
         gradient_checkpointing: recompute activations in the backward (less memory, ~25 % slower).
         use_8bit_adam: bitsandbytes AdamW8bit (CUDA, when installed).
-        flip: also train on mirrored crops.
+        flip: also train on mirrored crops (off, as the reference's ``--random_flip``).
         checkpoint_every: write a resumable checkpoint every N steps (0: never).
         log_every: read the loss (a host sync) and report every N steps.
         device: ``cuda``, ``cpu``... (default: CUDA when available).
@@ -91,7 +97,7 @@ class TrainSettings:
     mixed_precision: str = "auto"
     gradient_checkpointing: bool = True
     use_8bit_adam: bool = False
-    flip: bool = True
+    flip: bool = False
     checkpoint_every: int = 100
     log_every: int = 10
     device: str | None = None
@@ -175,10 +181,10 @@ def encode(pipe, samples, device: str, dtype, progress=None, interrupt=None) -> 
     """
     import torch
 
-    vae = pipe.vae.to(device)
+    vae = pipe.vae.to(device=device, dtype=torch.float32)  # float32 whatever the compute dtype (the recipe's)
     for m in (pipe.text_encoder, pipe.text_encoder_2):
         m.to(device)
-    vae_dtype = next(vae.parameters()).dtype
+    vae_dtype = torch.float32
     texts: dict[str, tuple] = {}
     out = Encoded([], [], [], [])
     with torch.no_grad():
@@ -192,10 +198,12 @@ def encode(pipe, samples, device: str, dtype, progress=None, interrupt=None) -> 
                 texts[s.caption] = (pe.to(dtype), pooled.to(dtype))
             pe, pooled = texts[s.caption]
             w, h = s.size
+            oh, ow = s.original_size or (h, w)
+            top, left = s.crop_top_left
             out.latents.append(lat.to(dtype))
             out.prompt_embeds.append(pe)
             out.pooled.append(pooled)
-            out.time_ids.append(torch.tensor([[h, w, 0, 0, h, w]], device=device, dtype=dtype))
+            out.time_ids.append(torch.tensor([[oh, ow, top, left, h, w]], device=device, dtype=dtype))
             out.buckets.append((w, h))
             prog.report(progress, (i + 1) / len(samples), f"encoded sample {i + 1}/{len(samples)}")
     return out
@@ -207,6 +215,38 @@ def alphas_cumprod(beta_start: float = 0.00085, beta_end: float = 0.012, num_tra
 
     betas = torch.linspace(beta_start ** 0.5, beta_end ** 0.5, num_train_timesteps, dtype=torch.float64) ** 2
     return torch.cumprod(1.0 - betas, 0).float()
+
+
+#: Prediction types :func:`fit` trains (``scheduler_config.json`` ``prediction_type``).
+PREDICTION_TYPES = ("epsilon", "v_prediction")
+
+
+def base_schedule(scheduler_config) -> tuple["object", str]:
+    """``([T] alphas_cumprod, prediction_type)`` of a base's scheduler config
+    (``pipe.scheduler.config``), through diffusers' ``DDPMScheduler`` as the
+    reference builds its noise scheduler.
+
+    Raises:
+        ValueError: a prediction type other than :data:`PREDICTION_TYPES`.
+    """
+    from diffusers import DDPMScheduler
+
+    sched = DDPMScheduler.from_config(dict(scheduler_config))
+    pt = sched.config.prediction_type
+    if pt not in PREDICTION_TYPES:
+        raise ValueError(f"the base's scheduler predicts {pt!r}; training supports {', '.join(PREDICTION_TYPES)}")
+    return sched.alphas_cumprod.float(), pt
+
+
+def training_target(latents, noise, alphas: "object", prediction_type: str):
+    """What the UNet is trained to output: ``noise`` (epsilon) or the velocity
+    ``sqrt(a) * noise - sqrt(1 - a) * latents`` (v_prediction); ``alphas`` are
+    the ``[B, 1, 1, 1]`` alphas_cumprod of the drawn timesteps."""
+    if prediction_type == "epsilon":
+        return noise
+    if prediction_type == "v_prediction":
+        return alphas.sqrt() * noise - (1 - alphas).sqrt() * latents
+    raise ValueError(f"unknown prediction type {prediction_type!r}")
 
 
 def _order(n: int, batch: int, seed: int, step: int, buckets: list) -> list[int]:
@@ -259,14 +299,15 @@ def add_lora(unet, settings: TrainSettings) -> list:
 
 
 def fit(unet, data: Encoded, settings: TrainSettings, steps: int, *, schedule=None,
-        checkpoint_path: str | Path | None = None, resume: bool = False, fingerprint_: str = "",
+        prediction_type: str = "epsilon", checkpoint_path: str | Path | None = None, resume: bool = False, fingerprint_: str = "",
         progress=None, interrupt=None, on_step: Callable[[int], None] | None = None) -> FitResult:
     """Train the LoRA on ``unet`` for ``steps`` optimizer steps.
 
     Args:
         unet: a diffusers ``UNet2DConditionModel`` in the compute dtype on the device.
         data: the cached set (:func:`encode`).
-        schedule: ``[T]`` alphas_cumprod (default :data:`SDXL_SCHEDULE`).
+        schedule: ``[T]`` alphas_cumprod (default :data:`SDXL_SCHEDULE`; :func:`base_schedule`).
+        prediction_type: ``epsilon`` or ``v_prediction`` (the base's; :func:`training_target`).
         checkpoint_path: where checkpoints go (every ``settings.checkpoint_every`` steps).
         resume: continue from the checkpoint at ``checkpoint_path`` when there is one.
         fingerprint_: identity of the run, checked on resume (:func:`fingerprint`).
@@ -324,7 +365,7 @@ def fit(unet, data: Encoded, settings: TrainSettings, steps: int, *, schedule=No
             noisy = noisy.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device_type="cuda" if cuda else "cpu", dtype=dtype, enabled=dtype != torch.float32):
             pred = unet(noisy, t, pe, added_cond_kwargs={"text_embeds": pooled, "time_ids": tids}).sample
-        loss = F.mse_loss(pred.float(), noise)
+        loss = F.mse_loss(pred.float(), training_target(lat.float(), noise, a, prediction_type))
         if scaler is not None:
             scaler.scale(loss).backward()
             scaler.unscale_(opt)

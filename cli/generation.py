@@ -361,7 +361,7 @@ def list_motion_names(backend: str) -> list[str]:
     for higgsfield, the provider's motions."""
     names = []
     try:
-        from ..backends.local.camera import MOTIONS
+        from ..backends.camera import MOTIONS
 
         names += [f"{n}  (local)" for n in MOTIONS]
     except ImportError:

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from soulid.backends.local import camera
+from soulid.backends import camera
 from soulid.soul.errors import Interrupted
 from soulid.soul.imageio import load_photo
 

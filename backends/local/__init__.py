@@ -45,7 +45,7 @@ import numpy as np
 from ...soul.errors import SoulIDError
 from ...soul.imageio import to_float01, to_uint8
 from ..base import AnimateRequest, EditRequest, GenerateRequest, ImageResult, VideoResult
-from . import camera
+from .. import camera
 from .embeddings import EmbeddingError, face_crop_for_clip, identity_embedding, reference_keypoints
 from .models import METHODS, check_local, resolve
 

@@ -24,7 +24,7 @@ from ...soul.errors import ModelFilesMissing, SoulIDError
 from ...soul.imageio import to_uint8
 from ...soul.paths import models_dirs
 from ..base import AnimateRequest, VideoResult
-from . import camera
+from .. import camera
 
 DEFAULT_I2V = "Wan2.2-TI2V-5B-Diffusers"
 #: Native frame rate of each Wan family (frames are generated at this rate).

@@ -36,9 +36,9 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from ...soul.errors import Interrupted, SoulIDError
-from ...soul.imageio import to_uint8
-from ...soul.motions import LOCAL_MOVES, move_aliases
+from ..soul.errors import Interrupted, SoulIDError
+from ..soul.imageio import to_uint8
+from ..soul.motions import LOCAL_MOVES, move_aliases
 
 DEFAULT_SECONDS = 5.0
 DEFAULT_FPS = 24

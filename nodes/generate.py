@@ -25,7 +25,8 @@ import json
 from comfy_api.latest import io, ui
 
 from ..backends.base import EditRequest, GenerateRequest
-from .cloud import CLOUD_BACKENDS, Budget, call_backend, comfy_hooks, cost_text, raise_if_interrupted
+from .cloud import CLOUD_BACKENDS, Budget, call_backend, cost_text
+from .comfy_progress import comfy_hooks, raise_if_interrupted
 from .convert import copy_soul, image_to_float_np, np_to_image
 from .types import SoulIDType, StylePresetType
 

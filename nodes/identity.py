@@ -30,7 +30,7 @@ from ..soul.imageio import iter_photo_paths
 from ..soul.library import Library, validate_name
 from ..soul.report import render_png, sheet_from_result
 from ..soul.score import score_images
-from .cloud import comfy_hooks
+from .comfy_progress import comfy_hooks
 from .convert import image_to_uint8_list, np_to_image
 from .types import SoulIDType
 

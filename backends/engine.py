@@ -72,8 +72,7 @@ import pydantic
 from filelock import FileLock
 from filelock import Timeout as LockTimeout
 
-from ..soul import errors as _errors
-from ..soul.errors import SoulIDError
+from ..soul.errors import Interrupted, SoulIDError
 from ..soul.progress import InterruptFn, ProgressFn  # noqa: F401  (re-exported: the one signature)
 from ..soul.paths import cache_dir
 from . import media
@@ -129,13 +128,6 @@ class JobFailed(CloudError):
 
 class Canceled(CloudError):
     """The job was canceled."""
-
-
-class Interrupted(CloudError, _errors.Interrupted):
-    """The user interrupted; queued jobs were canceled, running ones stay
-    resumable. Also a :class:`soulid.soul.errors.Interrupted` (the one
-    interrupt exception of the pack), so ``except Interrupted`` from
-    ``soul.errors`` catches it."""
 
 
 class CloudTimeout(CloudError):
@@ -770,9 +762,8 @@ class JobEngine:
                     self.ledger.update(row.idem_key, state="canceled", error="interrupted while queued")
                     raise Interrupted(f"{self.api.provider}: interrupted; queued request {row.request_id} canceled",
                                       row.request_id)
-            except (CloudError, media.UnsafeURL) as e:
-                if isinstance(e, Interrupted):
-                    raise
+            except (CloudError, media.UnsafeURL):
+                pass
         raise Interrupted(f"{self.api.provider}: interrupted; request {row.request_id or row.idem_key} is "
                           f"{state or 'pending'} and will be resumed when queued again (or `soulid jobs resume`)",
                           row.request_id)

@@ -193,7 +193,7 @@ def cmd_jobs(args) -> int:
         print(json.dumps({"request_id": row.request_id, "state": row.state}) if args.json
               else f"{row.request_id}: {row.state}")
         return 0
-    from ..backends.engine import Interrupted
+    from ..soul.errors import Interrupted
 
     stop, restore = interrupt_flag()
     try:

@@ -212,8 +212,8 @@ def _announce_cost(args, be, call, req) -> None:
 def _run(args, call, req=None):
     """Run ``call(backend, progress, interrupt)`` after printing the estimate;
     map job failures to exit 1 and an interrupt to 130."""
-    from ..backends.engine import Canceled, Interrupted, JobFailed, Moderated
-    from ..soul.errors import Interrupted as Stop
+    from ..backends.engine import Canceled, JobFailed, Moderated
+    from ..soul.errors import Interrupted
 
     be = _backend(args.backend)
     if req is not None:
@@ -221,7 +221,7 @@ def _run(args, call, req=None):
     stop, restore = interrupt_flag()
     try:
         return call(be, progress_printer(args.json), stop), 0
-    except (Interrupted, Stop, InterruptedError) as e:
+    except Interrupted as e:
         print(f"soulid: {e}", file=sys.stderr)
         return None, 130
     except (JobFailed, Moderated, Canceled) as e:

@@ -37,10 +37,6 @@ class BudgetExhausted(SoulIDError):
     """The node's ``max_usd`` does not cover another attempt."""
 
 
-def _is_interrupt(e: BaseException) -> bool:
-    return isinstance(e, Interrupted) or type(e).__name__ == "Interrupted"
-
-
 class Budget(SharedBudget):
     """A node run's ``max_usd``: the engine's shared
     :class:`soulid.backends.engine.Budget` (the one budget of the pack, which
@@ -165,7 +161,7 @@ def run_with_backend(name: str, work, **backend_kw):
     try:
         return work(be, progress, interrupt)
     except Exception as e:
-        if _is_interrupt(e):
+        if isinstance(e, Interrupted):
             raise_if_interrupted()
         from . import tidy_error_names
 

@@ -25,6 +25,7 @@ import json
 from comfy_api.latest import io, ui
 
 from ..backends.base import EditRequest, GenerateRequest
+from ..soul.errors import Interrupted
 from .cloud import CLOUD_BACKENDS, Budget, call_backend, cost_text
 from .comfy_progress import comfy_hooks, raise_if_interrupted
 from .convert import copy_soul, image_to_float_np, np_to_image
@@ -175,7 +176,7 @@ def _train(soul, provider: str, model_version: str, save_to_library: bool):
         try:
             existing = train_remote(soul, provider, model_version, progress=progress, interrupt=interrupt)
         except Exception as e:
-            if type(e).__name__ == "Interrupted":
+            if isinstance(e, Interrupted):
                 raise_if_interrupted()
             raise
         if save_to_library:

@@ -292,7 +292,7 @@ class IDPhotoSheetNode(io.ComfyNode):
 
         try:
             sheet = await asyncio.to_thread(run_with_backend, backend, work)
-        except (InterruptedError, Interrupted):
+        except Interrupted:
             raise_if_interrupted()
             raise
         tiles = np.stack(idsheet.split_sheet(sheet.image))

@@ -25,7 +25,7 @@ from typing import Iterable
 import numpy as np
 
 from .analysis.registry import get_analyzer, resolve_name
-from .errors import Interrupted, PhotoError  # noqa: F401  (Interrupted: re-exported for callers)
+from .errors import PhotoError
 from .identity import baseline_and_threshold, find_outliers
 from .imageio import MAX_DECODE_BYTES, safe_label, scan_photo_inputs
 from .paths import inside_comfy

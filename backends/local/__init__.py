@@ -157,7 +157,7 @@ class LocalBackend:
             LocalSetupMissing: one error naming every missing package and
                 model file (:func:`.models.check_local`).
             EmbeddingError: the Soul ID's embedding does not fit the method.
-            InterruptedError: interrupted between denoising steps.
+            Interrupted: interrupted between denoising steps.
         """
         o = self._opts(req.options)
         check_local("generate", o["method"], o["model"], o["lora"], req.soul)

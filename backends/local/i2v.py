@@ -77,7 +77,7 @@ def animate_i2v(req: AnimateRequest, out: Path, motions: list[tuple[str, float]]
 
     Raises:
         ModelFilesMissing: no Wan pipeline folder.
-        InterruptedError: interrupted between denoising steps.
+        Interrupted: interrupted between denoising steps.
     """
     import diffusers
     import torch
@@ -100,17 +100,12 @@ def animate_i2v(req: AnimateRequest, out: Path, motions: list[tuple[str, float]]
     n = frame_count(req.seconds, native)
     steps = int(o.get("steps", 30))
     gen, seed = _generator(req.seed)
-    try:
-        frames = pipe(
-            image=Image.fromarray(to_uint8(img)).resize((w, h)),
-            prompt=motion_prompt(req.prompt, motions), height=h, width=w, num_frames=n,
-            num_inference_steps=steps, guidance_scale=float(o.get("guidance", 5.0)), generator=gen,
-            output_type="np", callback_on_step_end=_step_callback(steps, progress, interrupt),
-        ).frames[0]
-    except Exception as e:
-        if type(e).__name__ == "_Stop":
-            raise InterruptedError(f"i2v: interrupted after step {e.args[0]} of {steps}") from None
-        raise
+    frames = pipe(
+        image=Image.fromarray(to_uint8(img)).resize((w, h)),
+        prompt=motion_prompt(req.prompt, motions), height=h, width=w, num_frames=n,
+        num_inference_steps=steps, guidance_scale=float(o.get("guidance", 5.0)), generator=gen,
+        output_type="np", callback_on_step_end=_step_callback(steps, progress, interrupt, "i2v"),
+    ).frames[0]
     frames_u8 = [to_uint8(f) for f in np.asarray(frames)]
     if not frames_u8:
         raise SoulIDError("i2v: the pipeline returned no frames")

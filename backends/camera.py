@@ -39,6 +39,7 @@ import numpy as np
 from ..soul.errors import Interrupted, SoulIDError
 from ..soul.imageio import to_uint8
 from ..soul.motions import LOCAL_MOVES, move_aliases
+from ..soul.progress import InterruptFn, ProgressFn, report
 
 DEFAULT_SECONDS = 5.0
 DEFAULT_FPS = 24
@@ -399,7 +400,7 @@ class CameraRenderer:
 def render_frames(image: np.ndarray, motions: list[tuple[str, float]] | None = None, seconds: float = DEFAULT_SECONDS,
                   fps: float = DEFAULT_FPS, size: tuple[int, int] | None = None, focus: tuple[float, float] | None = None,
                   seed: int = 0, interpolation: str = "linear",
-                  interrupt: Callable[[], bool] | None = None) -> Iterator[np.ndarray]:
+                  interrupt: InterruptFn | None = None) -> Iterator[np.ndarray]:
     """Yield the clip's frames, each ``[H, W, 3]`` uint8 RGB.
 
     Args:
@@ -483,7 +484,7 @@ def _prefetch(frames: Iterator[np.ndarray], depth: int = 6) -> Iterator[np.ndarr
 
 
 def write_mp4(frames: Iterator[np.ndarray], path: str | os.PathLike, fps: float, crf: int = 18,
-              preset: str = "superfast", progress: Callable[[int], None] | None = None) -> ClipInfo:
+              preset: str = "superfast", progress: ProgressFn | None = None, total: int | None = None) -> ClipInfo:
     """Encode ``[H, W, 3]`` uint8 RGB frames to an H.264 / yuv420p MP4 with
     PyAV, atomically (temp file in the same folder, then rename).
 
@@ -496,7 +497,10 @@ def write_mp4(frames: Iterator[np.ndarray], path: str | os.PathLike, fps: float,
         fps: frame rate (integer or fraction).
         crf: x264 constant rate factor (lower = better; 18 is visually lossless).
         preset: x264 speed preset.
-        progress: called with the number of frames written so far.
+        progress: ``progress(fraction, message)`` (:mod:`soulid.soul.progress`)
+            about every 5 % of ``total`` frames (every 10 frames, fraction
+            None, when ``total`` is not given).
+        total: the number of frames expected, for ``progress``.
 
     Raises:
         CameraError: no frames, odd or changing size.
@@ -526,8 +530,9 @@ def write_mp4(frames: Iterator[np.ndarray], path: str | os.PathLike, fps: float,
                 yuv = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2YUV_I420)
                 container.mux(stream.encode(av.VideoFrame.from_ndarray(yuv, format="yuv420p")))
                 count += 1
-                if progress is not None:
-                    progress(count)
+                if count % max(1, (total or 200) // 20) == 0 or count == total:
+                    report(progress, count / total if total else None,
+                           f"camera: frame {count}/{total}" if total else f"camera: frame {count}")
             if stream is None:
                 raise CameraError(f"{path.name}: no frames to write")
             container.mux(stream.encode(None))
@@ -541,18 +546,13 @@ def write_mp4(frames: Iterator[np.ndarray], path: str | os.PathLike, fps: float,
 def render_clip(image: np.ndarray, out: str | os.PathLike, motions: list[tuple[str, float]] | None = None,
                 seconds: float = DEFAULT_SECONDS, fps: float = DEFAULT_FPS, size: tuple[int, int] | None = None,
                 focus: tuple[float, float] | None = None, seed: int = 0, interpolation: str = "linear",
-                crf: int = 18, progress: Callable[[float | None, str], None] | None = None,
-                interrupt: Callable[[], bool] | None = None) -> ClipInfo:
+                crf: int = 18, progress: ProgressFn | None = None,
+                interrupt: InterruptFn | None = None) -> ClipInfo:
     """Render a still into an MP4 at ``out``; see :func:`render_frames` for the
     arguments and errors, :func:`write_mp4` for the encoding."""
     n = max(1, int(round(seconds * fps)))
     frames = render_frames(image, motions, seconds, fps, size, focus, seed, interpolation, interrupt)
-    report = None
-    if progress is not None:
-        def report(i: int) -> None:
-            if i % max(1, n // 20) == 0 or i == n:
-                progress(i / n, f"camera: frame {i}/{n}")
-    return write_mp4(frames, out, fps, crf=crf, progress=report)
+    return write_mp4(frames, out, fps, crf=crf, progress=progress, total=n)
 
 
 def motion_table() -> list[dict]:

@@ -29,11 +29,10 @@ import numpy as np
 from .analysis.base import FaceAnalyzer
 from .errors import SoulIDError
 from .imageio import to_uint8
+from .progress import InterruptFn, ProgressFn
 from .score import ScoreResult, analyzer_for, score_images
 from .soulfile import SoulID
 
-#: Progress callback ``(fraction 0..1, message)``.
-ProgressFn = Callable[[float, str], None]
 
 
 class GuardError(SoulIDError):
@@ -231,7 +230,7 @@ class BestOfN:
 
 def best_of_n(soul: SoulID, generate_candidate: Callable[[int], np.ndarray], n: int,
               stop_at_first_pass: bool = True, analyzer: FaceAnalyzer | None = None,
-              progress: ProgressFn | None = None, interrupt: Callable[[], bool] | None = None) -> BestOfN:
+              progress: ProgressFn | None = None, interrupt: InterruptFn | None = None) -> BestOfN:
     """Generate up to ``n`` candidates and keep the best that passes.
 
     Args:

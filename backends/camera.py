@@ -39,6 +39,7 @@ import numpy as np
 from ..soul.errors import Interrupted, SoulIDError
 from ..soul.imageio import to_uint8
 from ..soul.motions import LOCAL_MOVES, move_aliases
+from ..soul.paths import atomic_path
 from ..soul.progress import InterruptFn, ProgressFn, report
 
 DEFAULT_SECONDS = 5.0
@@ -509,11 +510,9 @@ def write_mp4(frames: Iterator[np.ndarray], path: str | os.PathLike, fps: float,
     import cv2
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     rate = Fraction(fps).limit_denominator(1001)
     count, width, height = 0, 0, 0
-    try:
+    with atomic_path(path) as tmp:
         with av.open(str(tmp), mode="w", format="mp4") as container:
             stream = None
             for frame in _prefetch(iter(frames)):
@@ -536,10 +535,6 @@ def write_mp4(frames: Iterator[np.ndarray], path: str | os.PathLike, fps: float,
             if stream is None:
                 raise CameraError(f"{path.name}: no frames to write")
             container.mux(stream.encode(None))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return ClipInfo(path, float(rate), count, width, height)
 
 

@@ -20,9 +20,7 @@ import math
 import os
 import re
 import socket
-import threading
 import time
-import uuid
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
@@ -31,6 +29,7 @@ import numpy as np
 
 from ..soul.errors import SoulIDError
 from ..soul.imageio import sniff, to_float01, to_uint8  # noqa: F401  (sniff: the one magic-byte sniffer)
+from ..soul.paths import publish, temp_path
 
 #: Largest accepted result, bytes (images 64 MiB, videos 512 MiB).
 MAX_BYTES = {"image": 64 << 20, "video": 512 << 20}
@@ -252,8 +251,7 @@ def _download_once(client, url, dest, kind, cap, allow_loopback, deadline, deadl
             length = r.headers.get("content-length")
             if length and int(length) > cap:
                 raise MediaError(f"{kind} result is {int(length)} bytes, over the {cap} byte limit")
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = temp_name(dest, ".part")
+            tmp = temp_path(dest)
             n, head = 0, b""
             try:
                 with open(tmp, "wb") as f:
@@ -268,15 +266,13 @@ def _download_once(client, url, dest, kind, cap, allow_loopback, deadline, deadl
                             f.write(chunk)
                     except httpx.RemoteProtocolError as e:
                         raise _Truncated(f"truncated download ({n} bytes received): {e}") from None
-                    f.flush()
-                    os.fsync(f.fileno())
                 if length and n != int(length):
                     raise _Truncated(f"truncated download: {n} of {length} bytes")
                 found = sniff(head)
                 if found is None or not found.startswith(kind):
                     raise MediaError(f"{kind} download: content is not a {kind} (magic bytes {head[:8]!r})")
                 final = dest.with_suffix(_EXT[found])
-                os.replace(tmp, final)
+                publish(tmp, final)
                 return final
             finally:
                 if tmp.exists():
@@ -305,12 +301,6 @@ def number(value, name: str, *, positive: bool = False, allow_none: bool = False
     return v
 
 
-def temp_name(final: Path, suffix: str = ".tmp") -> Path:
-    """A temp path next to ``final``, unique per process, thread and call
-    (``.NAME.PID.TID.RANDOM.tmp``), for an atomic write-then-rename."""
-    return final.with_name(f".{final.name}.{os.getpid()}.{threading.get_ident()}.{uuid.uuid4().hex[:8]}{suffix}")
-
-
 #: Characters never kept in a file name made from outside text (server ids, names).
 UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -329,7 +319,7 @@ def new_output_path(folder: str | os.PathLike, stem: str, suffix: str) -> Path:
     by :func:`safe_stem`): ``stem.suffix``, else ``stem-1.suffix``,
     ``stem-2.suffix``... The file is created empty with ``O_EXCL``, so two
     processes or threads never get the same name and an earlier output is
-    never overwritten; write to :func:`temp_name` then ``os.replace`` onto it.
+    never overwritten; write it with :func:`soulid.soul.paths.atomic_path`.
 
     Raises:
         OSError: ``folder`` cannot be created or written.

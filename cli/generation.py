@@ -262,7 +262,8 @@ def save_images(res, out_dir: Path, stem: str, meta: dict) -> list[Path]:
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
 
-    from ..backends.media import new_output_path, temp_name
+    from ..backends.media import new_output_path
+    from ..soul.paths import atomic_path
 
     out_dir.mkdir(parents=True, exist_ok=True)
     info = PngInfo()
@@ -272,9 +273,8 @@ def save_images(res, out_dir: Path, stem: str, meta: dict) -> list[Path]:
     paths = []
     for i, img in enumerate(res.images):
         p = new_output_path(out_dir, f"{stem}_{i:02d}", ".png")  # never overwrites an earlier output
-        tmp = temp_name(p)
-        Image.fromarray(to_uint8(img)).save(tmp, format="PNG", pnginfo=info)
-        tmp.replace(p)
+        with atomic_path(p) as tmp:
+            Image.fromarray(to_uint8(img)).save(tmp, format="PNG", pnginfo=info)
         paths.append(p)
     return paths
 
@@ -401,27 +401,21 @@ def clip_path(args) -> Path:
 def write_clip(src: Path, out: Path) -> None:
     """Copy or convert the MP4 ``src`` to ``out`` atomically: ``.mp4`` as is,
     ``.gif`` decoded with PyAV and written by Pillow (looping, the clip's frame rate)."""
-    from ..backends.media import temp_name
+    from ..soul.paths import atomic_path
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_name(out)
-    try:
-        if out.suffix.lower() == ".gif":
-            import av
+    if out.suffix.lower() == ".gif":
+        import av
 
-            with av.open(str(src)) as c:
-                stream = c.streams.video[0]
-                rate = float(stream.average_rate or 24)
-                frames = [f.to_image() for f in c.decode(stream)]
+        with av.open(str(src)) as c:
+            stream = c.streams.video[0]
+            rate = float(stream.average_rate or 24)
+            frames = [f.to_image() for f in c.decode(stream)]
+        with atomic_path(out) as tmp:
             frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], loop=0,
                            duration=max(20, round(1000 / rate)))
-        elif src.resolve() != out.resolve():
+    elif src.resolve() != out.resolve():
+        with atomic_path(out) as tmp:
             shutil.copyfile(src, tmp)
-        if tmp.exists():
-            tmp.replace(out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def cmd_animate(args) -> int:

@@ -37,7 +37,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..soul.errors import Interrupted, SoulIDError
-from ..soul.imageio import to_uint8
+from ..soul.imageio import to_rgb
 from ..soul.motions import LOCAL_MOVES, move_aliases
 from ..soul.paths import atomic_path
 from ..soul.progress import InterruptFn, ProgressFn, report
@@ -262,15 +262,10 @@ def output_size(src_hw: tuple[int, int], size: tuple[int, int] | None) -> tuple[
 
 
 def _as_uint8(image: np.ndarray) -> np.ndarray:
-    a = np.asarray(image)
-    if a.ndim == 4 and a.shape[0] == 1:
-        a = a[0]
-    if a.ndim != 3 or a.shape[2] < 3 or a.shape[0] < 2 or a.shape[1] < 2:
-        raise CameraError(f"image must be [H, W, 3] (or [1, H, W, 3]), got shape {a.shape}")
-    a = a[..., :3]
-    if a.dtype != np.uint8:
-        a = to_uint8(a)
-    return np.ascontiguousarray(a)
+    a = to_rgb(image, error=CameraError)
+    if a.shape[0] < 2 or a.shape[1] < 2:
+        raise CameraError(f"image: at least 2x2 pixels, got shape {a.shape}")
+    return a
 
 
 class CameraRenderer:

@@ -28,7 +28,7 @@ import httpx
 import numpy as np
 
 from ..soul.errors import SoulIDError
-from ..soul.imageio import sniff, to_float01, to_uint8  # noqa: F401  (sniff: the one magic-byte sniffer)
+from ..soul.imageio import sniff, to_float01, to_rgb  # noqa: F401  (sniff: the one magic-byte sniffer)
 from ..soul.paths import publish, temp_path
 
 #: Largest accepted result, bytes (images 64 MiB, videos 512 MiB).
@@ -388,12 +388,7 @@ def to_upload_bytes(image: np.ndarray, fmt: str = "png") -> tuple[bytes, str]:
     """``[H, W, 3]`` float32 0..1 (or uint8) -> ``(encoded bytes, content type)``."""
     from ..soul.imageio import encode_jpeg, encode_png
 
-    a = np.asarray(image)
-    if a.ndim == 4:
-        a = a[0]
-    if a.dtype != np.uint8:
-        a = to_uint8(a)
-    a = np.ascontiguousarray(a[..., :3])
+    a = to_rgb(image)
     if fmt == "jpeg":
         return encode_jpeg(a, quality=95), "image/jpeg"
     return encode_png(a), "image/png"

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from ...soul.errors import SoulIDError
-from ...soul.imageio import to_float01, to_uint8
+from ...soul.imageio import to_rgb
 from ..base import AnimateRequest, EditRequest, GenerateRequest, ImageResult, VideoResult
 from .. import camera
 from .embeddings import EmbeddingError, face_crop_for_clip, identity_embedding, reference_keypoints
@@ -132,7 +132,7 @@ class LocalBackend:
         if pose is not None:
             from ...soul.analysis import get_analyzer
 
-            pimg = _uint8(pose)
+            pimg = to_rgb(pose, what="pose", error=SoulIDError)
             face = (az or get_analyzer("insightface")).largest_face(pimg)
             if face is None:
                 raise EmbeddingError("options.pose_image: no face found for the keypoints")
@@ -188,7 +188,7 @@ class LocalBackend:
             (and as :meth:`generate`)
         """
         o = self._opts(req.options)
-        src = _float(req.image)
+        src = to_rgb(req.image, np.float32, error=SoulIDError)
         if not 0.0 <= float(req.strength) <= 1.0:
             raise SoulIDError(f"edit strength must be in 0..1, got {req.strength}")
         if req.mask is not None and np.asarray(req.mask).shape[:2] != src.shape[:2]:
@@ -233,7 +233,7 @@ class LocalBackend:
         motions = [camera.parse_motion(f"{n}:{s}") if ":" not in str(n) else camera.parse_motion(n)
                    for n, s in req.motions]
         if o["engine"] == "camera":
-            img = _uint8(req.image)
+            img = to_rgb(req.image, error=SoulIDError)
             focus = o.get("focus") or _face_focus(img)
             info = camera.render_clip(img, out, motions, req.seconds, req.fps, req.size, focus,
                                       seed=req.seed or 0, progress=progress, interrupt=interrupt)
@@ -261,20 +261,6 @@ class LocalBackend:
 
 
 # ---------------------------------------------------------------- helpers
-def _float(image) -> np.ndarray:
-    a = np.asarray(image)
-    if a.ndim == 4 and a.shape[0] == 1:
-        a = a[0]
-    if a.ndim != 3 or a.shape[2] < 3:
-        raise SoulIDError(f"image must be [H, W, 3], got shape {a.shape}")
-    a = a[..., :3]
-    return to_float01(a)
-
-
-def _uint8(image) -> np.ndarray:
-    return to_uint8(_float(image))
-
-
 def _size(width, height, aspect, preset) -> tuple[int, int]:
     """Output size: explicit, else ~1 MP at ``aspect`` (or the preset's), multiples of 64."""
     if width and height:

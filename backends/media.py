@@ -21,6 +21,7 @@ import os
 import re
 import socket
 import time
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
@@ -30,6 +31,7 @@ import numpy as np
 from ..soul.errors import SoulIDError
 from ..soul.imageio import sniff, to_float01, to_rgb  # noqa: F401  (sniff: the one magic-byte sniffer)
 from ..soul.paths import publish, temp_path
+from .http import RETRY
 
 #: Largest accepted result, bytes (images 64 MiB, videos 512 MiB).
 MAX_BYTES = {"image": 64 << 20, "video": 512 << 20}
@@ -187,7 +189,8 @@ def download(client: httpx.Client, url: str, dest: Path, kind: str = "image", *,
     """Stream ``url`` to ``dest`` (extension set from the sniffed type).
 
     No auth header is sent (``client`` must be a bare client). Network errors
-    and truncated bodies are retried ``retries`` times. The body streams to a
+    and truncated bodies are retried ``retries`` times (waits of
+    :data:`.http.RETRY`). The body streams to a
     uniquely named temp file in ``dest``'s folder (memory stays at one 64 KiB
     chunk), under three bounds: the client's per-read timeout, the size cap
     and a total deadline for the whole download, retries and redirects
@@ -212,14 +215,16 @@ def download(client: httpx.Client, url: str, dest: Path, kind: str = "image", *,
         deadline_s = number(os.environ.get("SOULID_DOWNLOAD_TIMEOUT", DOWNLOAD_DEADLINE_S),
                             "SOULID_DOWNLOAD_TIMEOUT", positive=True)
     deadline = time.monotonic() + number(deadline_s, "download deadline_s", positive=True)
-    last: Exception | None = None
-    for _ in range(retries + 1):
+    waits = replace(RETRY, max_retries=retries).waits(0.2, 2.0)
+    while True:
         try:
             return _download_once(client, url, dest, kind, cap, allow_loopback, deadline, deadline_s)
         except (httpx.TransportError, _Truncated) as e:
             last = e
-            if time.monotonic() >= deadline:
-                break
+        wait = next(waits, None)
+        if wait is None or time.monotonic() + wait >= deadline:
+            break
+        time.sleep(wait)
     raise MediaError(f"download of {kind} result failed after {retries + 1} tries: {last}")
 
 

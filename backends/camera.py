@@ -545,6 +545,47 @@ def render_clip(image: np.ndarray, out: str | os.PathLike, motions: list[tuple[s
     return write_mp4(frames, out, fps, crf=crf, progress=progress, total=n)
 
 
+def animate_still(req, out: str | os.PathLike, progress: ProgressFn | None = None,
+                  interrupt: InterruptFn | None = None, focus: tuple[float, float] | None = None):
+    """DoP Animate on the camera engine: ``req`` (an
+    :class:`~soulid.backends.base.AnimateRequest`: image, motions, seconds,
+    fps, size, seed) into an MP4 at ``out``, centred on ``focus`` (fractions
+    of width and height) or on the largest face. No model weights; nodes and
+    the local backend both call this.
+
+    Returns:
+        :class:`~soulid.backends.base.VideoResult` (``info``: engine, motions).
+
+    Raises:
+        CameraError: unknown motion, bad image, size or length.
+        Interrupted: ``interrupt()`` returned True.
+    """
+    from .base import VideoResult
+
+    motions = [parse_motion(f"{n}:{s}") if ":" not in str(n) else parse_motion(n) for n, s in req.motions]
+    img = to_rgb(req.image, error=CameraError)
+    info = render_clip(img, out, motions, req.seconds, req.fps, req.size, focus or face_focus(img),
+                       seed=req.seed or 0, progress=progress, interrupt=interrupt)
+    return VideoResult(info.path, info.fps, info.frames, info.width, info.height,
+                       info={"engine": "camera", "motions": motions})
+
+
+def face_focus(img: np.ndarray) -> tuple[float, float] | None:
+    """Centre of the largest face (dlib, on a <= 512 px copy) as fractions, or None."""
+    try:
+        from ..soul.analysis import get_analyzer
+        from ..soul.imageio import downscale
+
+        small = downscale(img, 512)
+        face = get_analyzer("dlib").largest_face(small)
+    except SoulIDError:
+        return None
+    if face is None:
+        return None
+    h, w = small.shape[:2]
+    return (float((face.box[0] + face.box[2]) / 2 / w), float((face.box[1] + face.box[3]) / 2 / h))
+
+
 def motion_table() -> list[dict]:
     """``[{"name", "description", "prompt"}]`` for listings (CLI ``--list-motions``)."""
     return [{"name": m.name, "description": m.description, "prompt": m.prompt} for m in MOTIONS.values()]
@@ -553,5 +594,5 @@ def motion_table() -> list[dict]:
 __all__ = [
     "MOTIONS", "ALIASES", "MotionSpec", "CameraPath", "CameraRenderer", "CameraError", "ClipInfo",
     "camera_path", "motion_spec", "parse_motion", "render_frames", "render_clip", "write_mp4",
-    "output_size", "motion_table", "ease_in_out", "ease_out_expo",
+    "output_size", "motion_table", "ease_in_out", "ease_out_expo", "animate_still", "face_focus",
 ]

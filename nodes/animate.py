@@ -10,6 +10,7 @@ when the node returns: no file or descriptor is left behind).
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import tempfile
 from io import BytesIO
@@ -17,8 +18,11 @@ from pathlib import Path
 
 from comfy_api.latest import InputImpl, io, ui
 
+from ..backends import camera
 from ..backends.base import AnimateRequest
+from ..soul.errors import Interrupted
 from .cloud import Budget, call_backend, cost_text
+from .comfy_progress import comfy_hooks, raise_if_interrupted
 from .convert import image_to_float_np
 from .generate import SEED_MAX, budget_inputs, cost_options
 from .types import MotionPresetType, SoulIDType
@@ -40,12 +44,17 @@ def motion_pairs(motions, motion_1: str, strength_1: float, motion_2: str, stren
 
 
 async def animate_local(req: AnimateRequest):
-    """The camera engine into a temporary folder; returns ``(VIDEO, VideoResult)``
-    with the MP4 held in memory and the folder removed."""
+    """The camera engine (:func:`soulid.backends.camera.animate_still`, no
+    model) into a temporary folder, off the event loop; returns
+    ``(VIDEO, VideoResult)`` with the MP4 held in memory and the folder removed."""
+    progress, interrupt = comfy_hooks()
     with tempfile.TemporaryDirectory(prefix="soulid_clip_") as tmp:
         out = Path(tmp) / "clip.mp4"
-        req.options = {**req.options, "engine": "camera", "out": str(out)}
-        res = await call_backend("local", "animate", req)
+        try:
+            res = await asyncio.to_thread(camera.animate_still, req, out, progress, interrupt)
+        except Interrupted:
+            raise_if_interrupted()
+            raise
         data = out.read_bytes()
     return InputImpl.VideoFromFile(BytesIO(data)), res
 

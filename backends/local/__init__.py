@@ -230,19 +230,14 @@ class LocalBackend:
             fd, name = tempfile.mkstemp(prefix="soulid_", suffix=".mp4")
             os.close(fd)
             out = Path(name)
-        motions = [camera.parse_motion(f"{n}:{s}") if ":" not in str(n) else camera.parse_motion(n)
-                   for n, s in req.motions]
         if o["engine"] == "camera":
-            img = to_rgb(req.image, error=SoulIDError)
-            focus = o.get("focus") or _face_focus(img)
-            info = camera.render_clip(img, out, motions, req.seconds, req.fps, req.size, focus,
-                                      seed=req.seed or 0, progress=progress, interrupt=interrupt)
-            result = VideoResult(info.path, info.fps, info.frames, info.width, info.height,
-                                 info={"engine": "camera", "motions": motions})
+            result = camera.animate_still(req, out, progress, interrupt, focus=o.get("focus"))
         elif o["engine"] == "i2v":
             check_local("i2v", i2v_model=o.get("i2v_model", ""))
             from .i2v import animate_i2v
 
+            motions = [camera.parse_motion(f"{n}:{s}") if ":" not in str(n) else camera.parse_motion(n)
+                       for n, s in req.motions]
             result = animate_i2v(req, out, motions, o, progress=progress, interrupt=interrupt)
         else:
             raise SoulIDError(f"options.engine must be camera or i2v, not {o['engine']!r}")
@@ -286,22 +281,6 @@ def _apply_preset(prompt: str, negative: str, preset, strength: float) -> tuple[
 
         preset = get_preset(preset)
     return preset.prompt(prompt, strength), preset.negative_prompt(negative)
-
-
-def _face_focus(img: np.ndarray) -> tuple[float, float] | None:
-    """Centre of the largest face (dlib, on a <= 512 px copy) as fractions, or None."""
-    try:
-        from ...soul.analysis import get_analyzer
-        from ...soul.imageio import downscale
-
-        small = downscale(img, 512)
-        face = get_analyzer("dlib").largest_face(small)
-    except SoulIDError:
-        return None
-    if face is None:
-        return None
-    h, w = small.shape[:2]
-    return (float((face.box[0] + face.box[2]) / 2 / w), float((face.box[1] + face.box[3]) / 2 / h))
 
 
 __all__ = ["LocalBackend", "DEFAULTS", "camera"]

@@ -115,39 +115,6 @@ def comfy_library_dir(root: str | os.PathLike) -> Path:
     return Path(root) / "user" / APP / "library"
 
 
-def library_location(override: str | os.PathLike | None = None) -> tuple[Path, str]:
-    """The Soul ID library folder and where that choice came from.
-
-    Order: ``override`` (``--library``) > ``$SOULID_LIBRARY`` > ComfyUI's user
-    directory handed in by the nodes > ``soulid config set library`` >
-    ComfyUI's library under ``$COMFYUI_PATH`` > the per-user data folder.
-
-    Returns:
-        ``(folder, source)``, ``source`` in words (``"--library"``,
-        ``"$SOULID_LIBRARY"``, ``"ComfyUI"``, ``"soulid config"``,
-        ``"$COMFYUI_PATH"``, ``"default"``). The folder is not created.
-    """
-    from .settings import get_setting
-
-    if override:
-        return Path(override), "--library"
-    if os.environ.get("SOULID_LIBRARY"):
-        return Path(os.environ["SOULID_LIBRARY"]), "$SOULID_LIBRARY"
-    if _comfy is not None and _comfy.user_dir is not None:
-        return _comfy.user_dir / APP / "library", "ComfyUI"
-    configured = get_setting("library")
-    if configured:
-        return Path(configured).expanduser(), "soulid config"
-    if os.environ.get("COMFYUI_PATH"):
-        return comfy_library_dir(os.environ["COMFYUI_PATH"]), "$COMFYUI_PATH"
-    return data_dir() / "library", "default"
-
-
-def library_dir(override: str | os.PathLike | None = None) -> Path:
-    """The Soul ID library folder (see :func:`library_location`), created 0700."""
-    return private_mkdir(library_location(override)[0])
-
-
 def config_dir() -> Path:
     """Per-user configuration directory (credentials file). Created on demand."""
     env = os.environ.get("SOULID_CONFIG_DIR")
@@ -317,7 +284,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int | None = 
         OSError: the write failed (the destination is unchanged).
     """
     with atomic_path(path, mode, exclusive) as tmp:
-        with open(tmp, "wb") as f:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_TRUNC), "wb") as f:
             f.write(data)
 
 

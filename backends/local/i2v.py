@@ -20,13 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ...soul.errors import ModelFilesMissing, SoulIDError
+from ...soul.errors import SoulIDError
 from ...soul.imageio import to_uint8
-from ...soul.paths import models_dirs
 from ..base import AnimateRequest, VideoResult
 from .. import camera
+from .models import find_i2v
 
-DEFAULT_I2V = "Wan2.2-TI2V-5B-Diffusers"
 #: Native frame rate of each Wan family (frames are generated at this rate).
 NATIVE_FPS = {"2.2": 24, "2.1": 16}
 
@@ -44,25 +43,6 @@ def motion_prompt(prompt: str, motions: list[tuple[str, float]]) -> str:
         parts.append(words)
     parts.append("the person's face stays consistent, natural motion")
     return ", ".join(parts)
-
-
-def find_i2v(model: str = "") -> str:
-    """Folder (or hub id) of the Wan I2V pipeline.
-
-    Raises:
-        ModelFilesMissing: naming the expected model_index.json.
-    """
-    name = model or DEFAULT_I2V
-    p = Path(name).expanduser()
-    cands = [p] if p.is_absolute() else [d / name for d in models_dirs("diffusers")]
-    for c in cands:
-        if (c / "model_index.json").is_file():
-            return str(c)
-    if model and not p.is_absolute() and model.count("/") == 1:
-        return model  # a Hugging Face repo id, downloaded by diffusers
-    where = str(models_dirs("diffusers")[0]) if models_dirs("diffusers") else "<ComfyUI>/models/diffusers"
-    raise ModelFilesMissing("local i2v (Wan image-to-video)", [f"{where}/{name}/model_index.json"],
-                           "Download the Wan-AI/Wan2.2-TI2V-5B-Diffusers repository into that folder (README, section 'Local models').")
 
 
 def frame_count(seconds: float, fps: float) -> int:

@@ -9,6 +9,7 @@ import sys
 import time
 
 from ..backends.credentials import PROVIDERS
+from .common import budget, interrupt_flag, library, progress_printer
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,38 +48,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_jobs)
 
 
-def _library(args):
-    from ..soul.library import Library
-
-    return Library(getattr(args, "library", None))
-
-
-def progress_printer(quiet: bool = False):
-    """A progress callback printing changed messages to stderr."""
-    last = [""]
-
-    def cb(_frac, msg):
-        if msg != last[0] and not quiet:
-            print(f"  {msg}", file=sys.stderr, flush=True)
-        last[0] = msg
-
-    return cb
-
-
-def interrupt_flag():
-    """``(interrupt callable, restore)``: Ctrl-C sets a flag the job engine sees
-    (so a queued job is canceled at the provider) instead of killing the process."""
-    import signal
-    import threading
-
-    ev = threading.Event()
-    try:
-        old = signal.signal(signal.SIGINT, lambda *_: ev.set())
-    except ValueError:  # not the main thread
-        return ev.is_set, lambda: None
-    return ev.is_set, lambda: signal.signal(signal.SIGINT, old)
-
-
 def cmd_login(args) -> int:
     from ..backends.credentials import mask, save_key
 
@@ -103,9 +72,8 @@ def cmd_train(args) -> int:
         return cmd_train_local(args)
     from ..backends.training import train_remote
 
-    from .generation import budget
 
-    lib = _library(args)
+    lib = library(args)
     soul = lib.load(args.name)
     cap = budget(args)
     n = len(soul.photos_rated(("perfect", "good")))
@@ -145,10 +113,10 @@ def cmd_remote(args) -> int:
     if not args.id:
         print("soulid: remote delete needs the remote id", file=sys.stderr)
         return 2
-    soul = _library(args).load(args.soul) if args.soul else None
+    soul = library(args).load(args.soul) if args.soul else None
     deleted = delete_remote(args.id, args.provider, soul=soul)
     if soul is not None:
-        _library(args).save(soul, overwrite=True)
+        library(args).save(soul, overwrite=True)
     print(json.dumps({"id": args.id, "deleted": deleted}) if args.json else
           (f"deleted {args.id}" if deleted else f"{args.id} was already gone"))
     return 0

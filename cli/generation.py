@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy as np
 
 from ..backends.base import BACKENDS
 from ..soul.imageio import to_uint8
-from .cloud import interrupt_flag, progress_printer
+from .common import budget, configured, interrupt_flag, library, load_soul, progress_printer
 
 
 #: Backends that charge per request.
@@ -97,7 +96,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _soul(args):
     if not args.soul:
         return None
-    from .identity import load_soul
 
     return load_soul(args, args.soul)
 
@@ -106,24 +104,6 @@ def _image(path: str) -> np.ndarray:
     from ..soul.imageio import load_photo, to_float01
 
     return to_float01(load_photo(path).rgb)
-
-
-def configured(name: str) -> str | None:
-    """A user default: ``$SOULID_<NAME>``, else the configuration file's
-    value when :mod:`soulid.cli.config` offers one (``get(name)``)."""
-    v = os.environ.get(f"SOULID_{name.upper()}")
-    if v:
-        return v
-    try:
-        from . import config  # written by the configuration work; optional here
-    except ImportError:
-        return None
-    get = getattr(config, "get", None)
-    try:
-        v = get(name) if get is not None else None
-    except Exception:  # a broken config file must not stop a command that names everything itself
-        return None
-    return None if v in (None, "") else str(v)
 
 
 def choose_backend(args) -> str:
@@ -144,23 +124,6 @@ def choose_backend(args) -> str:
         raise SoulIDError(f"backend must be one of {', '.join(BACKENDS)}, not {name!r} (from $SOULID_BACKEND)")
     args.backend = name
     return name
-
-
-def budget(args) -> float | None:
-    """The cost cap in US dollars for this command: ``--max-usd``, else the
-    configured default budget (``$SOULID_MAX_USD``), else None. The one place
-    the CLI reads a budget, so that the engine's budget type can replace it."""
-    from ..soul.errors import SoulIDError
-
-    if args.max_usd is not None:
-        return float(args.max_usd)
-    v = configured("max_usd")
-    if v is None:
-        return None
-    try:
-        return float(v)
-    except ValueError:
-        raise SoulIDError(f"$SOULID_MAX_USD must be a number of US dollars, not {v!r}") from None
 
 
 def _options(args) -> dict:
@@ -241,9 +204,8 @@ def log_to_soul(args, res, images: list | None, files: list[Path]) -> None:
     if not args.soul or args.soul.endswith(".soulid") or res.info.get("estimate_only"):
         return
     from ..soul.charlog import append_entry
-    from .identity import _library
 
-    lib = _library(args)
+    lib = library(args)
     soul = lib.load(args.soul)
     extra = {"request_id": res.request_id, "files": [str(f) for f in files], "command": args.command}
     if res.cost:

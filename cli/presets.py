@@ -21,14 +21,14 @@ from pathlib import Path
 VIDEO_SUFFIXES = {".mp4", ".mov", ".webm", ".mkv", ".avi", ".gif"}
 
 
-def _library(args):
+def library(args):
     from ..soul.library import Library
 
     return Library(getattr(args, "library", None))
 
 
 def _interrupt_flag():
-    from .cloud import interrupt_flag
+    from .common import interrupt_flag
 
     return interrupt_flag()
 
@@ -143,7 +143,7 @@ def cmd_guard(args) -> int:
     from ..soul.guard import check_images, check_video
     from ..soul.imageio import load_photo
 
-    soul = _library(args).load(args.soul)
+    soul = library(args).load(args.soul)
     reports = []
     images, labels = [], []
     for item in args.inputs:
@@ -171,7 +171,7 @@ def cmd_log(args) -> int:
     from ..soul.paths import atomic_write_bytes
     from ..soul.imageio import encode_png
 
-    soul = _library(args).load(args.name)
+    soul = library(args).load(args.name)
     if args.json:
         print(json.dumps(entries(soul), indent=1, ensure_ascii=False))
     else:
@@ -191,14 +191,15 @@ def cmd_idphoto(args) -> int:
     from ..soul.imageio import encode_png
     from ..soul.paths import atomic_write_bytes
 
-    lib = _library(args)
+    lib = library(args)
     soul = lib.load(args.name)
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise LibraryError(f"{out}: exists (use --overwrite)")
     if args.create and lib.exists(args.create) and not args.overwrite:
         raise LibraryError(f"Soul ID {args.create!r} exists (use --overwrite)")
-    from .generation import PAID, budget
+    from .common import budget
+    from .generation import PAID
 
     backend = get_backend(args.backend)
     cap = budget(args) if args.backend in PAID else None

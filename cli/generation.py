@@ -144,7 +144,7 @@ def _backend(name: str):
         raise SystemExit(f"soulid: the {name} backend is not available ({e})") from None
 
 
-def cost_text(cost: dict | None) -> str:
+def estimate_text(cost: dict | None) -> str:
     if not cost:
         return "no estimate"
     usd = cost.get("usd")
@@ -162,7 +162,7 @@ def _announce_cost(args, be, call, req) -> None:
     req.options = {**opts, "estimate_only": True}
     try:
         res = call(be, None, None)
-        est = cost_text(res.cost)
+        est = estimate_text(res.cost)
     except NotImplementedError:
         est = "no estimate"
     finally:

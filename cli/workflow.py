@@ -81,12 +81,12 @@ def run_workflow(prompt: dict, servers: str | list[str], out_dir: Path, timeout:
             field is named).
     """
     from ..backends.comfyui.dispatch import connect
-    from ..backends.comfyui.jobs import JobSpec, execute
+    from ..backends.comfyui.jobs import GraphJob, execute
     from ..backends.comfyui.journal import Journal
     from ..backends.comfyui.transfer import MAX_OUTPUT_BYTES
 
     deadline = Deadline(check_seconds(timeout, "--timeout"))
-    spec = JobSpec(prompt, list(uploads or []), salt=salt)
+    spec = GraphJob(prompt, list(uploads or []), salt=salt)
     journal = Journal(Path(out_dir) / JOURNAL_NAME)
     errors = []
     for entry in [servers] if isinstance(servers, str) else servers:

@@ -20,6 +20,7 @@ from comfy_api.latest import InputImpl, io, ui
 
 from ..backends import camera
 from ..backends.base import AnimateRequest
+from ..backends.higgsfield import DOP_MODELS
 from ..soul.errors import Interrupted
 from .cloud import Budget, call_backend, cost_text
 from .comfy_progress import comfy_hooks, raise_if_interrupted
@@ -28,7 +29,6 @@ from .generate import SEED_MAX, budget_inputs, cost_options
 from .types import MotionPresetType, SoulIDType
 
 ANIMATE_BACKENDS = ["higgsfield", "wavespeed", "local"]
-DOP_MODELS = ["dop-turbo", "dop-lite", "dop-preview"]
 
 
 def motion_pairs(motions, motion_1: str, strength_1: float, motion_2: str, strength_2: float) -> list:
@@ -76,7 +76,7 @@ class DoPAnimate(io.ComfyNode):
                 io.Float.Input(id="motion_1_strength", default=0.5, min=0.0, max=1.0, step=0.05),
                 io.String.Input(id="motion_2", default=""),
                 io.Float.Input(id="motion_2_strength", default=0.5, min=0.0, max=1.0, step=0.05),
-                io.Combo.Input(id="model", options=DOP_MODELS, default="dop-turbo"),
+                io.Combo.Input(id="model", options=list(DOP_MODELS), default="dop-turbo"),
                 io.Int.Input(id="seed", default=0, min=0, max=SEED_MAX, control_after_generate=True,
                              tooltip="Same seed + same widgets = the same paid request (reused, not paid again)."),
                 io.Float.Input(id="seconds", default=5.0, min=1.0, max=10.0, step=0.5, tooltip="Local only."),

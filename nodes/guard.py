@@ -24,7 +24,7 @@ from ..backends.base import GenerateRequest
 from ..backends.idsheet import generate_request, view_generator
 from ..soul.errors import Interrupted
 from ..soul import charlog, guard, idsheet
-from ..soul.moodboard import moodboard
+from ..soul.grid import moodboard
 from .cloud import CLOUD_BACKENDS, Budget, BudgetedBackend, BudgetExhausted, preflight, run_with_backend
 from .comfy_progress import comfy_hooks, raise_if_interrupted
 from .convert import copy_soul, image_to_uint8_list, np_to_image

@@ -168,7 +168,7 @@ def log_moodboard(soul: SoulID, last: int | None = None, tile: int = 256) -> np.
     Raises:
         LogError: no entry has a thumbnail.
     """
-    from .moodboard import moodboard
+    from .grid import moodboard
 
     es = [e for e in soul.log if thumbnail(soul, e) is not None]
     if last:

@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 
 from .imageio import to_rgb
-from .moodboard import NEUTRAL, GridLayout, label_grid
+from .grid import NEUTRAL, GridLayout, label_grid
 from .progress import InterruptFn, ProgressFn, check, report
 
 

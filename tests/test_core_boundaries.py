@@ -73,7 +73,7 @@ def _violations(folder: str, forbidden) -> list[str]:
 
 def test_scan_resolves_relative_imports():
     mods = {m for _, m in _imports(SOUL / "idsheet.py")}
-    assert "soulid.soul.moodboard" in mods  # `from .moodboard import ...`
+    assert "soulid.soul.grid" in mods  # `from .grid import ...`
     assert "soulid.backends.comfyui.graph" in {m for _, m in _imports(ROOT / "backends/comfyui/campaign.py")}
 
 

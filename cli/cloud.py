@@ -70,7 +70,7 @@ def cmd_train(args) -> int:
         from .local_training import cmd_train_local
 
         return cmd_train_local(args)
-    from ..backends.training import train_remote
+    from ..backends.remote_training import train_remote
 
 
     lib = library(args)
@@ -98,7 +98,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_remote(args) -> int:
-    from ..backends.training import delete_remote, list_remote
+    from ..backends.remote_training import delete_remote, list_remote
 
     if args.action == "list":
         items = list_remote(args.provider)

@@ -167,7 +167,7 @@ class SoulEdit(io.ComfyNode):
 
 
 def _train(soul, provider: str, model_version: str, save_to_library: bool):
-    from ..backends.training import train_remote
+    from ..backends.remote_training import train_remote
 
     soul = copy_soul(soul)  # never mutate an upstream output
     existing = soul.remote(provider, model_version)

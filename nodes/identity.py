@@ -181,7 +181,7 @@ class SoulIDCreate(io.ComfyNode):
         if result.soul is None:
             raise NoUsablePhotos(_no_usable_message(result))
         if train_remote != "none":
-            from ..backends.training import train_remote as train
+            from ..backends.remote_training import train_remote as train
 
             # The job engine's ledger makes a re-queued graph resume this
             # training instead of paying for it again.

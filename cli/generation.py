@@ -319,7 +319,7 @@ def parse_motion(text: str) -> tuple[str, float]:
 
 
 def list_motion_names(backend: str) -> list[str]:
-    """Local camera moves (when ``backends.local.camera`` is importable) and,
+    """Local camera moves (when ``backends.camera`` is importable) and,
     for higgsfield, the provider's motions."""
     names = []
     try:

@@ -9,7 +9,8 @@ second copy of a pack-wide protocol appears (CONTRIBUTING, "One way").
   no ``on_step``-style integer callbacks;
 * ComfyUI's progress bar and interrupt flag are touched only by
   nodes/comfy_progress.py;
-* atomic writes: ``os.replace``/``os.rename`` only in soul/paths.py;
+* atomic writes: ``os.replace``/``os.rename`` and whole-file ``os.fsync``
+  only in soul/paths.py;
 * HTTP: httpx clients are made only in backends/http.py, the retryable
   status set (408, 429) is written only there; no second HTTP library;
 * images: ``to_uint8``/``to_float01``/``to_rgb`` are defined only in
@@ -97,6 +98,9 @@ def test_one_comfyui_progress_adaptor():
 def test_one_atomic_write():
     hits = _where(lambda n: _attr(n, "os", ("replace", "rename", "renames")) or _attr(n, "shutil", ("move",)))
     assert not _only_in(hits, {"soul/paths.py"}), f"write through soul.paths.atomic_path: {hits}"
+    fsync = _where(lambda n: _attr(n, "os", ("fsync",)))
+    # the journal appends lines; every whole-file write is fsynced by soul.paths.publish
+    assert not _only_in(fsync, {"soul/paths.py", "backends/comfyui/journal.py"}), fsync
 
 
 def test_one_http_client_factory_and_retry_policy():

@@ -62,7 +62,7 @@ import random
 import threading
 import time
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -72,11 +72,10 @@ import pydantic
 from filelock import FileLock
 from filelock import Timeout as LockTimeout
 
-from ..soul import errors as _errors
-from ..soul.errors import SoulIDError
+from ..soul.errors import Interrupted, SoulIDError
 from ..soul.progress import InterruptFn, ProgressFn  # noqa: F401  (re-exported: the one signature)
 from ..soul.paths import cache_dir
-from . import media
+from . import http, media
 from .credentials import install_log_redaction, redact
 from .ledger import BAD_RESPONSE, RESUMABLE, JobRow, Ledger
 from .media import InvalidNumber, number
@@ -129,13 +128,6 @@ class JobFailed(CloudError):
 
 class Canceled(CloudError):
     """The job was canceled."""
-
-
-class Interrupted(CloudError, _errors.Interrupted):
-    """The user interrupted; queued jobs were canceled, running ones stay
-    resumable. Also a :class:`soulid.soul.errors.Interrupted` (the one
-    interrupt exception of the pack), so ``except Interrupted`` from
-    ``soul.errors`` catches it."""
 
 
 class CloudTimeout(CloudError):
@@ -506,12 +498,13 @@ class JobEngine:
         t = opt(request_timeout_s, "SOULID_HTTP_TIMEOUT", 60.0, "request_timeout_s")
         self.download_deadline_s = _env_float("SOULID_DOWNLOAD_TIMEOUT", media.DOWNLOAD_DEADLINE_S)
         self.max_retries = max_retries
+        self.retry = replace(http.RETRY, max_retries=max_retries)
         self.allow_loopback = media.is_loopback_url(api.base_url)
         if not self.allow_loopback:
             media.check_url(api.base_url, what=f"{api.provider} API URL")
-        self.client = httpx.Client(timeout=httpx.Timeout(t, connect=min(t, 10.0)), follow_redirects=False)
+        self.client = http.client(timeout=t)
         #: A bare client: no auth header ever, for uploads and media.
-        self.media_client = httpx.Client(timeout=httpx.Timeout(t, connect=min(t, 10.0)), follow_redirects=False)
+        self.media_client = http.client(timeout=t)
         self._local = threading.local()
         self._finalizer = weakref.finalize(self, _close_clients, self.client, self.media_client)
 
@@ -547,20 +540,20 @@ class JobEngine:
         """
         media.check_url(url, allow_loopback=self.allow_loopback, host=self.api.host, what=f"{self.api.provider} URL")
         headers = {**self.api.headers(), **kw.pop("headers", {})}
-        delay = min(self.poll_initial, 1.0)
-        for attempt in range(self.max_retries + 1):
+        waits = self.retry.waits(min(self.poll_initial, 1.0), self.poll_max) if retry else iter(())
+        while True:
             try:
                 self._count()
                 r = self.client.request(method, url, headers=headers, **kw)
             except httpx.TransportError as e:
-                if not retry or attempt == self.max_retries:
+                wait = next(waits, None)
+                if wait is None:
                     raise CloudError(f"{self.api.provider}: {method} {urlsplit(url).path} failed: {type(e).__name__}") from None
             else:
-                if not (retry and (r.status_code in (408, 429) or r.status_code >= 500)) or attempt == self.max_retries:
+                wait = next(waits, None) if self.retry.retryable(r.status_code) else None
+                if wait is None:
                     return r
-            time.sleep(delay * random.uniform(0.8, 1.2))
-            delay = min(delay * 2, self.poll_max)
-        raise AssertionError("unreachable")
+            time.sleep(wait)
 
     def raise_for(self, r: httpx.Response, what: str, request_id: str | None = None) -> None:
         """Map an error response to the :class:`CloudError` subclass; no-op on 2xx."""
@@ -770,9 +763,8 @@ class JobEngine:
                     self.ledger.update(row.idem_key, state="canceled", error="interrupted while queued")
                     raise Interrupted(f"{self.api.provider}: interrupted; queued request {row.request_id} canceled",
                                       row.request_id)
-            except (CloudError, media.UnsafeURL) as e:
-                if isinstance(e, Interrupted):
-                    raise
+            except (CloudError, media.UnsafeURL):
+                pass
         raise Interrupted(f"{self.api.provider}: interrupted; request {row.request_id or row.idem_key} is "
                           f"{state or 'pending'} and will be resumed when queued again (or `soulid jobs resume`)",
                           row.request_id)
@@ -836,7 +828,7 @@ class JobEngine:
                 self._sleep(delay * random.uniform(0.8, 1.2), interrupt, row, "submitting")
                 delay = min(delay * 1.5, self.poll_max)
                 continue
-            if (r.status_code in (408, 429) or r.status_code >= 500) and tries < self.max_retries:
+            if self.retry.retryable(r.status_code) and tries < self.max_retries:
                 tries += 1
                 self._sleep(delay * random.uniform(0.8, 1.2), interrupt, row, "submitting")
                 delay = min(delay * 2, self.poll_max)

@@ -20,9 +20,8 @@ import math
 import os
 import re
 import socket
-import threading
 import time
-import uuid
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
@@ -30,7 +29,9 @@ import httpx
 import numpy as np
 
 from ..soul.errors import SoulIDError
-from ..soul.imageio import sniff, to_float01, to_uint8  # noqa: F401  (sniff: the one magic-byte sniffer)
+from ..soul.imageio import sniff, to_float01, to_rgb  # noqa: F401  (sniff: the one magic-byte sniffer)
+from ..soul.paths import publish, temp_path
+from .http import RETRY
 
 #: Largest accepted result, bytes (images 64 MiB, videos 512 MiB).
 MAX_BYTES = {"image": 64 << 20, "video": 512 << 20}
@@ -188,7 +189,8 @@ def download(client: httpx.Client, url: str, dest: Path, kind: str = "image", *,
     """Stream ``url`` to ``dest`` (extension set from the sniffed type).
 
     No auth header is sent (``client`` must be a bare client). Network errors
-    and truncated bodies are retried ``retries`` times. The body streams to a
+    and truncated bodies are retried ``retries`` times (waits of
+    :data:`.http.RETRY`). The body streams to a
     uniquely named temp file in ``dest``'s folder (memory stays at one 64 KiB
     chunk), under three bounds: the client's per-read timeout, the size cap
     and a total deadline for the whole download, retries and redirects
@@ -213,14 +215,16 @@ def download(client: httpx.Client, url: str, dest: Path, kind: str = "image", *,
         deadline_s = number(os.environ.get("SOULID_DOWNLOAD_TIMEOUT", DOWNLOAD_DEADLINE_S),
                             "SOULID_DOWNLOAD_TIMEOUT", positive=True)
     deadline = time.monotonic() + number(deadline_s, "download deadline_s", positive=True)
-    last: Exception | None = None
-    for _ in range(retries + 1):
+    waits = replace(RETRY, max_retries=retries).waits(0.2, 2.0)
+    while True:
         try:
             return _download_once(client, url, dest, kind, cap, allow_loopback, deadline, deadline_s)
         except (httpx.TransportError, _Truncated) as e:
             last = e
-            if time.monotonic() >= deadline:
-                break
+        wait = next(waits, None)
+        if wait is None or time.monotonic() + wait >= deadline:
+            break
+        time.sleep(wait)
     raise MediaError(f"download of {kind} result failed after {retries + 1} tries: {last}")
 
 
@@ -252,8 +256,7 @@ def _download_once(client, url, dest, kind, cap, allow_loopback, deadline, deadl
             length = r.headers.get("content-length")
             if length and int(length) > cap:
                 raise MediaError(f"{kind} result is {int(length)} bytes, over the {cap} byte limit")
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = temp_name(dest, ".part")
+            tmp = temp_path(dest)
             n, head = 0, b""
             try:
                 with open(tmp, "wb") as f:
@@ -268,15 +271,13 @@ def _download_once(client, url, dest, kind, cap, allow_loopback, deadline, deadl
                             f.write(chunk)
                     except httpx.RemoteProtocolError as e:
                         raise _Truncated(f"truncated download ({n} bytes received): {e}") from None
-                    f.flush()
-                    os.fsync(f.fileno())
                 if length and n != int(length):
                     raise _Truncated(f"truncated download: {n} of {length} bytes")
                 found = sniff(head)
                 if found is None or not found.startswith(kind):
                     raise MediaError(f"{kind} download: content is not a {kind} (magic bytes {head[:8]!r})")
                 final = dest.with_suffix(_EXT[found])
-                os.replace(tmp, final)
+                publish(tmp, final)
                 return final
             finally:
                 if tmp.exists():
@@ -305,12 +306,6 @@ def number(value, name: str, *, positive: bool = False, allow_none: bool = False
     return v
 
 
-def temp_name(final: Path, suffix: str = ".tmp") -> Path:
-    """A temp path next to ``final``, unique per process, thread and call
-    (``.NAME.PID.TID.RANDOM.tmp``), for an atomic write-then-rename."""
-    return final.with_name(f".{final.name}.{os.getpid()}.{threading.get_ident()}.{uuid.uuid4().hex[:8]}{suffix}")
-
-
 #: Characters never kept in a file name made from outside text (server ids, names).
 UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -329,7 +324,7 @@ def new_output_path(folder: str | os.PathLike, stem: str, suffix: str) -> Path:
     by :func:`safe_stem`): ``stem.suffix``, else ``stem-1.suffix``,
     ``stem-2.suffix``... The file is created empty with ``O_EXCL``, so two
     processes or threads never get the same name and an earlier output is
-    never overwritten; write to :func:`temp_name` then ``os.replace`` onto it.
+    never overwritten; write it with :func:`soulid.soul.paths.atomic_path`.
 
     Raises:
         OSError: ``folder`` cannot be created or written.
@@ -398,12 +393,7 @@ def to_upload_bytes(image: np.ndarray, fmt: str = "png") -> tuple[bytes, str]:
     """``[H, W, 3]`` float32 0..1 (or uint8) -> ``(encoded bytes, content type)``."""
     from ..soul.imageio import encode_jpeg, encode_png
 
-    a = np.asarray(image)
-    if a.ndim == 4:
-        a = a[0]
-    if a.dtype != np.uint8:
-        a = to_uint8(a)
-    a = np.ascontiguousarray(a[..., :3])
+    a = to_rgb(image)
     if fmt == "jpeg":
         return encode_jpeg(a, quality=95), "image/jpeg"
     return encode_png(a), "image/png"

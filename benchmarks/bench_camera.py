@@ -30,7 +30,7 @@ def main() -> int:
 
     import cv2
 
-    from soulid.backends.local import camera
+    from soulid.backends import camera
     from soulid.soul.imageio import load_photo
 
     if args.threads:

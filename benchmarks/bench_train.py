@@ -160,12 +160,12 @@ def main(argv=None) -> int:
                       checkpoint_every=0, log_every=10)
     marks = {}
 
-    def on_step(done):
-        if done == a.warmup:
+    def progress(fraction, message):  # soul.progress signature: called after every step
+        if round(fraction * (a.warmup + steps)) == a.warmup:
             _sync(a.device)
             marks["t"] = time.perf_counter()
 
-    r = fit(unet, data, s, a.warmup + steps, on_step=on_step)
+    r = fit(unet, data, s, a.warmup + steps, progress=progress)
     sps = (time.perf_counter() - marks["t"]) / steps
     out = {
         "device": torch.cuda.get_device_name() if cuda else "cpu",

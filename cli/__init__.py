@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         _quiet_stdout()
         return 0
-    except (KeyboardInterrupt, Interrupted, InterruptedError):
+    except (KeyboardInterrupt, Interrupted):
         print("soulid: interrupted", file=sys.stderr)
         return 130
     except ModuleNotFoundError as e:
@@ -108,19 +108,7 @@ def main(argv: list[str] | None = None) -> int:
               f"install it with: {LOCAL_EXTRA}", file=sys.stderr)
         return 2
     except SoulIDError as e:
-        if _is_interrupt(e):
-            print(f"soulid: {e}", file=sys.stderr)
-            return 130
         print(f"soulid: {e}", file=sys.stderr)
         return 2
 
 
-def _is_interrupt(e: BaseException) -> bool:
-    """The pack's interrupt, or the cloud engine's (raised after it cancels a queued job)."""
-    if isinstance(e, Interrupted):
-        return True
-    try:
-        from ..backends.engine import Interrupted as CloudInterrupted
-    except ImportError:
-        return False
-    return isinstance(e, CloudInterrupted)

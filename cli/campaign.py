@@ -46,7 +46,7 @@ def cmd_campaign(args) -> int:
     from ..backends.comfyui.base import Deadline
     from ..backends.comfyui.campaign import (JOURNAL_NAME, Scheduler, build_rows, create_locally, load_plan)
     from ..backends.comfyui.dispatch import connect
-    from ..backends.comfyui.jobs import JobSpec
+    from ..backends.comfyui.jobs import GraphJob
     from ..backends.comfyui.journal import Journal
     from ..backends.comfyui.transfer import MAX_OUTPUT_BYTES
 
@@ -63,7 +63,7 @@ def cmd_campaign(args) -> int:
             n = 0
             while journal.get(row.spec.key).get("event") == "failed":
                 n += 1
-                row.spec = JobSpec(row.spec.graph, row.spec.uploads, row.spec.label, salt=f"retry-{n}")
+                row.spec = GraphJob(row.spec.graph, row.spec.uploads, row.spec.label, salt=f"retry-{n}")
     if args.local:
         if plan.kind != "create":
             raise SoulIDError("--local: only a create plan runs on this machine; generate plans need --server")

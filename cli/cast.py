@@ -8,7 +8,7 @@ import json
 import sys
 
 from ..soul.analysis.registry import ANALYZER_NAMES
-from .identity import _library
+from .common import library
 
 #: Backends whose reference-conditioned route draws the angle views.
 CAST_BACKENDS = ("higgsfield", "wavespeed", "aurashot")
@@ -77,7 +77,7 @@ def cmd_cast(args) -> int:
     from ..soul.errors import LibraryError
     from ..soul.library import validate_name
 
-    lib = _library(args)
+    lib = library(args)
     name = validate_name(args.name)
     if lib.exists(name) and not args.overwrite:
         raise LibraryError(f"a Soul ID named {name!r} already exists in {lib.dir}; pass --overwrite to replace it")
@@ -126,7 +126,7 @@ def _draw(args):
     from ..backends.cast import cast_views
     from ..backends.engine import Budget, CloudError
     from ..soul.cast import ROLES
-    from .cloud import interrupt_flag, progress_printer
+    from .common import interrupt_flag, progress_printer
     from .generation import budget
 
     cap = budget(args)
@@ -152,7 +152,7 @@ def cmd_note(args) -> int:
     from ..soul.cast import add_note
     from ..soul.errors import SoulIDError
 
-    lib = _library(args)
+    lib = library(args)
     soul = lib.load(args.name)
     if not add_note(soul, args.text):
         raise SoulIDError("note: the text is empty")

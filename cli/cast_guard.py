@@ -47,14 +47,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_cast_guard(args, library) -> int:
     from ..soul.cast_guard import Cast, check_cast_video
     from ..soul.imageio import load_photo
-    from .presets import VIDEO_SUFFIXES
+    from ..soul.guard import VIDEO_EXTENSIONS
 
     souls = [library.load(n) for n in args.soul]
     cast = Cast(souls, copy_paste_margin=args.copy_paste_margin)
     reports = []
     for item in args.inputs:
         p = Path(item)
-        if p.suffix.lower() in VIDEO_SUFFIXES:
+        if p.suffix.lower() in VIDEO_EXTENSIONS:
             reports.append(check_cast_video(cast, p, max_frames=args.frames, label=str(item)))
         else:
             reports.append(cast.check_image(load_photo(p).rgb, str(item)))
@@ -74,7 +74,7 @@ def cmd_cast_edit(args) -> int:
     from ..soul.imageio import encode_png, load_photo, to_uint8
     from ..soul.library import Library
     from ..soul.paths import atomic_write_bytes
-    from .cloud import interrupt_flag
+    from .common import interrupt_flag
     from .generation import budget
 
     out = Path(args.out)

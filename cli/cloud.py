@@ -9,6 +9,7 @@ import sys
 import time
 
 from ..backends.credentials import PROVIDERS
+from .common import budget, interrupt_flag, library, progress_printer
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,38 +52,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_jobs)
 
 
-def _library(args):
-    from ..soul.library import Library
-
-    return Library(getattr(args, "library", None))
-
-
-def progress_printer(quiet: bool = False):
-    """A progress callback printing changed messages to stderr."""
-    last = [""]
-
-    def cb(_frac, msg):
-        if msg != last[0] and not quiet:
-            print(f"  {msg}", file=sys.stderr, flush=True)
-        last[0] = msg
-
-    return cb
-
-
-def interrupt_flag():
-    """``(interrupt callable, restore)``: Ctrl-C sets a flag the job engine sees
-    (so a queued job is canceled at the provider) instead of killing the process."""
-    import signal
-    import threading
-
-    ev = threading.Event()
-    try:
-        old = signal.signal(signal.SIGINT, lambda *_: ev.set())
-    except ValueError:  # not the main thread
-        return ev.is_set, lambda: None
-    return ev.is_set, lambda: signal.signal(signal.SIGINT, old)
-
-
 def cmd_login(args) -> int:
     from ..backends.credentials import mask, save_key
 
@@ -105,11 +74,10 @@ def cmd_train(args) -> int:
         from .local_training import cmd_train_local
 
         return cmd_train_local(args)
-    from ..backends.training import choose_training_photos, train_remote
+    from ..backends.remote_training import choose_training_photos, train_remote
 
-    from .generation import budget
 
-    lib = _library(args)
+    lib = library(args)
     soul = lib.load(args.name)
     cap = budget(args)
     sel = choose_training_photos(soul, args.model_version, args.max_photos)
@@ -139,7 +107,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_remote(args) -> int:
-    from ..backends.training import delete_remote, list_remote
+    from ..backends.remote_training import delete_remote, list_remote
 
     if args.action == "list":
         items = list_remote(args.provider)
@@ -154,10 +122,10 @@ def cmd_remote(args) -> int:
     if not args.id:
         print("soulid: remote delete needs the remote id", file=sys.stderr)
         return 2
-    soul = _library(args).load(args.soul) if args.soul else None
+    soul = library(args).load(args.soul) if args.soul else None
     deleted = delete_remote(args.id, args.provider, soul=soul)
     if soul is not None:
-        _library(args).save(soul, overwrite=True)
+        library(args).save(soul, overwrite=True)
     print(json.dumps({"id": args.id, "deleted": deleted}) if args.json else
           (f"deleted {args.id}" if deleted else f"{args.id} was already gone"))
     return 0
@@ -202,7 +170,7 @@ def cmd_jobs(args) -> int:
         print(json.dumps({"request_id": row.request_id, "state": row.state}) if args.json
               else f"{row.request_id}: {row.state}")
         return 0
-    from ..backends.engine import Interrupted
+    from ..soul.errors import Interrupted
 
     stop, restore = interrupt_flag()
     try:

@@ -28,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_show(args) -> int:
-    from ..soul.paths import config_dir, data_dir, library_location
+    from ..soul.library import library_location
+    from ..soul.paths import config_dir, data_dir
     from ..soul.settings import load_settings, settings_path
 
     lib, source = library_location(getattr(args, "library", None))

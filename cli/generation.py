@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy as np
 
 from ..backends.base import BACKENDS
 from ..soul.imageio import to_uint8
-from .cloud import interrupt_flag, progress_printer
+from .common import budget, configured, interrupt_flag, library, load_soul, progress_printer
 
 
 #: Backends that charge per request.
@@ -97,7 +96,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _soul(args):
     if not args.soul:
         return None
-    from .identity import load_soul
 
     return load_soul(args, args.soul)
 
@@ -106,24 +104,6 @@ def _image(path: str) -> np.ndarray:
     from ..soul.imageio import load_photo, to_float01
 
     return to_float01(load_photo(path).rgb)
-
-
-def configured(name: str) -> str | None:
-    """A user default: ``$SOULID_<NAME>``, else the configuration file's
-    value when :mod:`soulid.cli.config` offers one (``get(name)``)."""
-    v = os.environ.get(f"SOULID_{name.upper()}")
-    if v:
-        return v
-    try:
-        from . import config  # written by the configuration work; optional here
-    except ImportError:
-        return None
-    get = getattr(config, "get", None)
-    try:
-        v = get(name) if get is not None else None
-    except Exception:  # a broken config file must not stop a command that names everything itself
-        return None
-    return None if v in (None, "") else str(v)
 
 
 def choose_backend(args) -> str:
@@ -146,23 +126,6 @@ def choose_backend(args) -> str:
     return name
 
 
-def budget(args) -> float | None:
-    """The cost cap in US dollars for this command: ``--max-usd``, else the
-    configured default budget (``$SOULID_MAX_USD``), else None. The one place
-    the CLI reads a budget, so that the engine's budget type can replace it."""
-    from ..soul.errors import SoulIDError
-
-    if args.max_usd is not None:
-        return float(args.max_usd)
-    v = configured("max_usd")
-    if v is None:
-        return None
-    try:
-        return float(v)
-    except ValueError:
-        raise SoulIDError(f"$SOULID_MAX_USD must be a number of US dollars, not {v!r}") from None
-
-
 def _options(args) -> dict:
     o = {"max_usd": budget(args), "estimate_only": args.estimate, "new": args.new}
     for k in ("method", "steps", "guidance", "model", "lora", "engine", "model_version", "mode"):
@@ -181,7 +144,7 @@ def _backend(name: str):
         raise SystemExit(f"soulid: the {name} backend is not available ({e})") from None
 
 
-def cost_text(cost: dict | None) -> str:
+def estimate_text(cost: dict | None) -> str:
     if not cost:
         return "no estimate"
     usd = cost.get("usd")
@@ -199,7 +162,7 @@ def _announce_cost(args, be, call, req) -> None:
     req.options = {**opts, "estimate_only": True}
     try:
         res = call(be, None, None)
-        est = cost_text(res.cost)
+        est = estimate_text(res.cost)
     except NotImplementedError:
         est = "no estimate"
     finally:
@@ -212,8 +175,8 @@ def _announce_cost(args, be, call, req) -> None:
 def _run(args, call, req=None):
     """Run ``call(backend, progress, interrupt)`` after printing the estimate;
     map job failures to exit 1 and an interrupt to 130."""
-    from ..backends.engine import Canceled, Interrupted, JobFailed, Moderated
-    from ..soul.errors import Interrupted as Stop
+    from ..backends.engine import Canceled, JobFailed, Moderated
+    from ..soul.errors import Interrupted
 
     be = _backend(args.backend)
     if req is not None:
@@ -221,7 +184,7 @@ def _run(args, call, req=None):
     stop, restore = interrupt_flag()
     try:
         return call(be, progress_printer(args.json), stop), 0
-    except (Interrupted, Stop, InterruptedError) as e:
+    except Interrupted as e:
         print(f"soulid: {e}", file=sys.stderr)
         return None, 130
     except (JobFailed, Moderated, Canceled) as e:
@@ -241,9 +204,8 @@ def log_to_soul(args, res, images: list | None, files: list[Path]) -> None:
     if not args.soul or args.soul.endswith(".soulid") or res.info.get("estimate_only"):
         return
     from ..soul.charlog import append_entry
-    from .identity import _library
 
-    lib = _library(args)
+    lib = library(args)
     soul = lib.load(args.soul)
     extra = {"request_id": res.request_id, "files": [str(f) for f in files], "command": args.command}
     if res.cost:
@@ -262,7 +224,8 @@ def save_images(res, out_dir: Path, stem: str, meta: dict) -> list[Path]:
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
 
-    from ..backends.media import new_output_path, temp_name
+    from ..backends.media import new_output_path
+    from ..soul.paths import atomic_path
 
     out_dir.mkdir(parents=True, exist_ok=True)
     info = PngInfo()
@@ -272,9 +235,8 @@ def save_images(res, out_dir: Path, stem: str, meta: dict) -> list[Path]:
     paths = []
     for i, img in enumerate(res.images):
         p = new_output_path(out_dir, f"{stem}_{i:02d}", ".png")  # never overwrites an earlier output
-        tmp = temp_name(p)
-        Image.fromarray(to_uint8(img)).save(tmp, format="PNG", pnginfo=info)
-        tmp.replace(p)
+        with atomic_path(p) as tmp:
+            Image.fromarray(to_uint8(img)).save(tmp, format="PNG", pnginfo=info)
         paths.append(p)
     return paths
 
@@ -357,11 +319,11 @@ def parse_motion(text: str) -> tuple[str, float]:
 
 
 def list_motion_names(backend: str) -> list[str]:
-    """Local camera moves (when ``backends.local.camera`` is importable) and,
+    """Local camera moves (when ``backends.camera`` is importable) and,
     for higgsfield, the provider's motions."""
     names = []
     try:
-        from ..backends.local.camera import MOTIONS
+        from ..backends.camera import MOTIONS
 
         names += [f"{n}  (local)" for n in MOTIONS]
     except ImportError:
@@ -401,27 +363,21 @@ def clip_path(args) -> Path:
 def write_clip(src: Path, out: Path) -> None:
     """Copy or convert the MP4 ``src`` to ``out`` atomically: ``.mp4`` as is,
     ``.gif`` decoded with PyAV and written by Pillow (looping, the clip's frame rate)."""
-    from ..backends.media import temp_name
+    from ..soul.paths import atomic_path
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_name(out)
-    try:
-        if out.suffix.lower() == ".gif":
-            import av
+    if out.suffix.lower() == ".gif":
+        import av
 
-            with av.open(str(src)) as c:
-                stream = c.streams.video[0]
-                rate = float(stream.average_rate or 24)
-                frames = [f.to_image() for f in c.decode(stream)]
+        with av.open(str(src)) as c:
+            stream = c.streams.video[0]
+            rate = float(stream.average_rate or 24)
+            frames = [f.to_image() for f in c.decode(stream)]
+        with atomic_path(out) as tmp:
             frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], loop=0,
                            duration=max(20, round(1000 / rate)))
-        elif src.resolve() != out.resolve():
+    elif src.resolve() != out.resolve():
+        with atomic_path(out) as tmp:
             shutil.copyfile(src, tmp)
-        if tmp.exists():
-            tmp.replace(out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def cmd_animate(args) -> int:

@@ -9,12 +9,7 @@ from pathlib import Path
 
 from ..soul.analysis.registry import ANALYZER_NAMES
 from ..soul.imageio import safe_label
-
-
-def _library(args):
-    from ..soul.library import Library
-
-    return Library(getattr(args, "library", None))
+from .common import library, load_soul
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -77,7 +72,7 @@ def _simple(args, fn, message):
     from ..soul.errors import LibraryError
 
     try:
-        res = fn(_library(args))
+        res = fn(library(args))
     except LibraryError as e:
         # the library speaks to the nodes' `overwrite` input; here it is a flag
         raise LibraryError(str(e).replace("pass overwrite", "pass --overwrite")) from None
@@ -88,7 +83,7 @@ def _simple(args, fn, message):
 def cmd_delete(args) -> int:
     from ..soul.errors import LibraryError
 
-    lib = _library(args)
+    lib = library(args)
     if not lib.exists(args.name):
         return _simple(args, lambda L: L.delete(args.name), None)
     if not args.yes:
@@ -99,16 +94,6 @@ def cmd_delete(args) -> int:
             print("not deleted")
             return 1
     return _simple(args, lambda L: L.delete(args.name), f"deleted {args.name}")
-
-
-def load_soul(args, ref: str):
-    """A Soul ID by library name, or from a ``.soulid`` file path."""
-    from ..soul.soulfile import SUFFIX, SoulID
-
-    p = Path(ref)
-    if ref.endswith(SUFFIX) and p.is_file():
-        return SoulID.load(p)
-    return _library(args).load(ref)
 
 
 class _Progress:
@@ -158,7 +143,7 @@ def cmd_create(args) -> int:
     from ..soul.library import validate_name
 
     # Cheap refusals first: name, clash, output format, empty input.
-    lib = _library(args)
+    lib = library(args)
     name = validate_name(args.name)
     if lib.exists(name) and not args.overwrite:
         raise LibraryError(f"a Soul ID named {name!r} already exists in {lib.dir}; pass --overwrite to replace it")
@@ -218,7 +203,7 @@ def cmd_create(args) -> int:
 def cmd_list(args) -> int:
     from ..soul.errors import SoulIDError
 
-    lib = _library(args)
+    lib = library(args)
     names = lib.list()
     rows = []
     for n in names:

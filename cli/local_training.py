@@ -39,9 +39,9 @@ def add_local_train_arguments(p: argparse.ArgumentParser) -> None:
 def cmd_train_local(args) -> int:
     from ..backends.local.training import TrainSettings, checkpoint_path, train_persona
     from ..soul.errors import Interrupted
-    from .cloud import _library, interrupt_flag, progress_printer
+    from .common import interrupt_flag, library, progress_printer
 
-    lib = _library(args)
+    lib = library(args)
     soul = lib.load(args.name)
     settings = TrainSettings(
         rank=args.rank, steps=args.steps, batch_size=args.batch, learning_rate=args.lr, resolution=args.resolution, seed=args.seed,

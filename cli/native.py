@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .identity import _library, load_soul
+from .common import library, load_soul
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -84,13 +84,13 @@ def cmd_refs(args) -> int:
 
 
 def _save(args, soul) -> Path:
-    return _library(args).save(soul, overwrite=True)
+    return library(args).save(soul, overwrite=True)
 
 
 def cmd_lora_attach(args) -> int:
     from ..soul.lorafile import read_lora_file
 
-    soul = _library(args).load(args.name)
+    soul = library(args).load(args.name)
     p = Path(args.file)
     data = read_lora_file(p)
     meta = {"source": "attached", "file": p.name, "trigger": args.trigger, "base_model": args.base}
@@ -117,7 +117,7 @@ def cmd_lora_list(args) -> int:
 def cmd_lora_remove(args) -> int:
     from ..soul.errors import SoulFileError
 
-    soul = _library(args).load(args.name)
+    soul = library(args).load(args.name)
     if args.arch not in soul.loras:
         raise SoulFileError(f"Soul ID {soul.name!r} has no persona LoRA for {args.arch!r} "
                             f"(has: {', '.join(sorted(soul.loras)) or 'none'})")
@@ -147,7 +147,7 @@ def cmd_char_import(args) -> int:
     from ..soul.errors import LibraryError, NoUsablePhotos
     from ..soul.library import validate_name
 
-    lib = _library(args)
+    lib = library(args)
     name = validate_name(args.name) if args.name else None
     if name and lib.exists(name) and not args.overwrite:
         raise LibraryError(f"a Soul ID named {name!r} already exists in {lib.dir}; pass --overwrite to replace it")

@@ -19,17 +19,16 @@ import json
 import sys
 from pathlib import Path
 
-VIDEO_SUFFIXES = {".mp4", ".mov", ".webm", ".mkv", ".avi", ".gif"}
 
 
-def _library(args):
+def library(args):
     from ..soul.library import Library
 
     return Library(getattr(args, "library", None))
 
 
 def _interrupt_flag():
-    from .cloud import interrupt_flag
+    from .common import interrupt_flag
 
     return interrupt_flag()
 
@@ -144,19 +143,19 @@ def cmd_motions(args) -> int:
 
 
 def cmd_guard(args) -> int:
-    from ..soul.guard import check_images, check_video
+    from ..soul.guard import VIDEO_EXTENSIONS, check_images, check_video
     from ..soul.imageio import load_photo
 
     if len(args.soul) > 1:
         from .cast_guard import cmd_cast_guard
 
-        return cmd_cast_guard(args, _library(args))
-    soul = _library(args).load(args.soul[0])
+        return cmd_cast_guard(args, library(args))
+    soul = library(args).load(args.soul[0])
     reports = []
     images, labels = [], []
     for item in args.inputs:
         p = Path(item)
-        if p.suffix.lower() in VIDEO_SUFFIXES:
+        if p.suffix.lower() in VIDEO_EXTENSIONS:
             rep = check_video(soul, p, max_frames=args.frames)
             for e in rep.entries:
                 e.label = f"{p.name} {e.label}"
@@ -179,7 +178,7 @@ def cmd_log(args) -> int:
     from ..soul.paths import atomic_write_bytes
     from ..soul.imageio import encode_png
 
-    soul = _library(args).load(args.name)
+    soul = library(args).load(args.name)
     if args.json:
         print(json.dumps(entries(soul), indent=1, ensure_ascii=False))
     else:
@@ -199,14 +198,15 @@ def cmd_idphoto(args) -> int:
     from ..soul.imageio import encode_png
     from ..soul.paths import atomic_write_bytes
 
-    lib = _library(args)
+    lib = library(args)
     soul = lib.load(args.name)
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise LibraryError(f"{out}: exists (use --overwrite)")
     if args.create and lib.exists(args.create) and not args.overwrite:
         raise LibraryError(f"Soul ID {args.create!r} exists (use --overwrite)")
-    from .generation import PAID, budget
+    from .common import budget
+    from .generation import PAID
 
     backend = get_backend(args.backend)
     cap = budget(args) if args.backend in PAID else None

@@ -46,138 +46,16 @@ server side (environment or ``soulid login``).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 from ..backends.comfyui.base import Deadline, DeadlineExceeded, JobRefused, Upload, WorkerDown, check_seconds
+from ..backends.comfyui.graph import WorkflowError, apply_overrides, load_api_workflow, parse_uploads
+from ..backends.comfyui.journal import JOURNAL_NAME
 from ..soul.errors import SoulIDError
 
 DEFAULT_SERVER = "http://127.0.0.1:8188"
-#: Name of the job journal kept in the output folder.
-JOURNAL_NAME = ".soulid-jobs.jsonl"
-#: Photo types uploaded from a folder given to ``--upload``.
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
-
-
-class WorkflowError(SoulIDError):
-    """A workflow file, an override or the server's answer is unusable."""
-
-
-# ------------------------------------------------------------------ workflow
-def load_api_workflow(path: str | Path) -> dict:
-    """The API-format prompt in ``path``: ``{node_id: {"class_type", "inputs", ...}}``.
-
-    A ``{"prompt": {...}}`` wrapper (a saved ``/prompt`` body) is unwrapped.
-
-    Raises:
-        WorkflowError: unreadable or invalid JSON; a UI-format workflow (names
-            the API twin ``<folder>/api/<name>.json`` when it exists); a node
-            without ``class_type`` or ``inputs``.
-    """
-    p = Path(path)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise WorkflowError(f"{p}: cannot read the workflow ({e.strerror or e})") from None
-    except ValueError as e:
-        raise WorkflowError(f"{p}: not valid JSON ({e})") from None
-    if isinstance(data, dict) and isinstance(data.get("prompt"), dict) and "class_type" not in data["prompt"]:
-        data = data["prompt"]
-    if isinstance(data, dict) and isinstance(data.get("nodes"), list) and "links" in data:
-        twin = p.parent / "api" / p.name
-        hint = (f"run its API twin {twin}" if twin.is_file()
-                else "export it from ComfyUI with Workflow > Export (API) and run that file")
-        raise WorkflowError(f"{p}: this is a UI-format workflow (what the ComfyUI editor saves); {hint}")
-    if not isinstance(data, dict) or not data:
-        raise WorkflowError(f"{p}: expected an API-format workflow, a JSON object of node id -> node")
-    for nid, node in data.items():
-        if not isinstance(node, dict) or not isinstance(node.get("class_type"), str) \
-                or not isinstance(node.get("inputs"), dict):
-            raise WorkflowError(f"{p}: node {nid!r} has no class_type/inputs: not an API-format workflow")
-    return data
-
-
-def find_node(prompt: dict, ref: str) -> str:
-    """The id of the node ``ref`` names: an id, else a unique title, else a unique class type.
-
-    Raises:
-        WorkflowError: no node matches, or several do (their ids are listed).
-    """
-    if ref in prompt:
-        return ref
-    for what, key in (("title", lambda n: (n.get("_meta") or {}).get("title")), ("type", lambda n: n["class_type"])):
-        hits = [nid for nid, n in prompt.items() if key(n) == ref]
-        if len(hits) == 1:
-            return hits[0]
-        if len(hits) > 1:
-            raise WorkflowError(f"--set: {len(hits)} nodes have the {what} {ref!r} (ids {', '.join(hits)}); "
-                                f"name one by its id")
-    known = ", ".join(f"{nid} ({(n.get('_meta') or {}).get('title') or n['class_type']})" for nid, n in prompt.items())
-    raise WorkflowError(f"--set: no node {ref!r}; nodes are: {known}")
-
-
-def _parse_value(text: str, current):
-    if isinstance(current, str):
-        return text
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return text
-    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    return value
-
-
-def apply_overrides(prompt: dict, sets: list[str]) -> dict:
-    """``prompt`` with each ``NODE.INPUT=VALUE`` applied (a new dict; the input is not changed).
-
-    Raises:
-        WorkflowError: malformed override, unknown or ambiguous node, or an
-            input that is a link from another node (a link is not a value).
-    """
-    out = json.loads(json.dumps(prompt))
-    for item in sets:
-        target, eq, text = item.partition("=")
-        ref, dot, name = target.rpartition(".")
-        if not eq or not dot or not ref or not name:
-            raise WorkflowError(f"--set {item!r}: expected NODE.INPUT=VALUE (e.g. 3.seed=7 or \"Soul ID Load.name=anna\")")
-        nid = find_node(out, ref)
-        inputs = out[nid]["inputs"]
-        cur = inputs.get(name)
-        if isinstance(cur, list) and len(cur) == 2 and isinstance(cur[0], str) and isinstance(cur[1], int):
-            raise WorkflowError(f"--set {item!r}: input {name!r} of node {nid} ({out[nid]['class_type']}) is "
-                                f"connected to node {cur[0]}; it takes no value")
-        inputs[name] = _parse_value(text, cur)
-    return out
-
-
-# -------------------------------------------------------------------- uploads
-def parse_uploads(prompt: dict, items: list[str]) -> list[Upload]:
-    """``--upload NODE.INPUT=PATH`` items as :class:`Upload` s (a folder: its photos, sorted).
-
-    Raises:
-        WorkflowError: malformed item, unknown node, missing path, empty folder.
-    """
-    ups = []
-    for item in items:
-        target, eq, path = item.partition("=")
-        ref, dot, name = target.rpartition(".")
-        if not eq or not dot or not ref or not name or not path:
-            raise WorkflowError(f"--upload {item!r}: expected NODE.INPUT=PATH")
-        nid = find_node(prompt, ref)
-        p = Path(path)
-        if p.is_dir():
-            files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in PHOTO_SUFFIXES)
-            if not files:
-                raise WorkflowError(f"--upload {item!r}: no photos ({', '.join(PHOTO_SUFFIXES)}) in {p}")
-            ups.append(Upload(nid, name, files, folder=True))
-        elif p.is_file():
-            ups.append(Upload(nid, name, [p]))
-        else:
-            raise WorkflowError(f"--upload {item!r}: {p} is not a file or folder")
-    return ups
 
 
 def _print(msg: str, result: bool = False) -> None:
@@ -203,12 +81,12 @@ def run_workflow(prompt: dict, servers: str | list[str], out_dir: Path, timeout:
             field is named).
     """
     from ..backends.comfyui.dispatch import connect
-    from ..backends.comfyui.jobs import JobSpec, execute
+    from ..backends.comfyui.jobs import GraphJob, execute
     from ..backends.comfyui.journal import Journal
     from ..backends.comfyui.transfer import MAX_OUTPUT_BYTES
 
     deadline = Deadline(check_seconds(timeout, "--timeout"))
-    spec = JobSpec(prompt, list(uploads or []), salt=salt)
+    spec = GraphJob(prompt, list(uploads or []), salt=salt)
     journal = Journal(Path(out_dir) / JOURNAL_NAME)
     errors = []
     for entry in [servers] if isinstance(servers, str) else servers:

@@ -10,6 +10,7 @@ when the node returns: no file or descriptor is left behind).
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import tempfile
 from io import BytesIO
@@ -17,14 +18,17 @@ from pathlib import Path
 
 from comfy_api.latest import InputImpl, io, ui
 
+from ..backends import camera
 from ..backends.base import AnimateRequest
+from ..backends.higgsfield import DOP_MODELS
+from ..soul.errors import Interrupted
 from .cloud import Budget, call_backend, cost_text
+from .comfy_progress import comfy_hooks, raise_if_interrupted
 from .convert import image_to_float_np
 from .generate import SEED_MAX, budget_inputs, cost_options
 from .types import MotionPresetType, SoulIDType
 
 ANIMATE_BACKENDS = ["higgsfield", "wavespeed", "local"]
-DOP_MODELS = ["dop-turbo", "dop-lite", "dop-preview"]
 
 
 def motion_pairs(motions, motion_1: str, strength_1: float, motion_2: str, strength_2: float) -> list:
@@ -40,12 +44,17 @@ def motion_pairs(motions, motion_1: str, strength_1: float, motion_2: str, stren
 
 
 async def animate_local(req: AnimateRequest):
-    """The camera engine into a temporary folder; returns ``(VIDEO, VideoResult)``
-    with the MP4 held in memory and the folder removed."""
+    """The camera engine (:func:`soulid.backends.camera.animate_still`, no
+    model) into a temporary folder, off the event loop; returns
+    ``(VIDEO, VideoResult)`` with the MP4 held in memory and the folder removed."""
+    progress, interrupt = comfy_hooks()
     with tempfile.TemporaryDirectory(prefix="soulid_clip_") as tmp:
         out = Path(tmp) / "clip.mp4"
-        req.options = {**req.options, "engine": "camera", "out": str(out)}
-        res = await call_backend("local", "animate", req)
+        try:
+            res = await asyncio.to_thread(camera.animate_still, req, out, progress, interrupt)
+        except Interrupted:
+            raise_if_interrupted()
+            raise
         data = out.read_bytes()
     return InputImpl.VideoFromFile(BytesIO(data)), res
 
@@ -67,7 +76,7 @@ class DoPAnimate(io.ComfyNode):
                 io.Float.Input(id="motion_1_strength", default=0.5, min=0.0, max=1.0, step=0.05),
                 io.String.Input(id="motion_2", default=""),
                 io.Float.Input(id="motion_2_strength", default=0.5, min=0.0, max=1.0, step=0.05),
-                io.Combo.Input(id="model", options=DOP_MODELS, default="dop-turbo"),
+                io.Combo.Input(id="model", options=list(DOP_MODELS), default="dop-turbo"),
                 io.Int.Input(id="seed", default=0, min=0, max=SEED_MAX, control_after_generate=True,
                              tooltip="Same seed + same widgets = the same paid request (reused, not paid again)."),
                 io.Float.Input(id="seconds", default=5.0, min=1.0, max=10.0, step=0.5, tooltip="Local only."),

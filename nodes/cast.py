@@ -15,8 +15,8 @@ from ..soul.cast import ROLE_LABELS, ROLES, CastError, CastRecord, add_note, loc
 from ..soul.library import validate_name
 from ..soul.report import render_png, sheet_from_soul
 from ..soul.errors import Interrupted
-from .cloud import CLOUD_BACKENDS, Budget, close_backend, comfy_hooks, open_backend, raise_if_interrupted, \
-    run_with_backend
+from .cloud import CLOUD_BACKENDS, Budget, close_backend, open_backend, run_with_backend
+from .comfy_progress import comfy_hooks, raise_if_interrupted
 from .generate import budget_inputs, cost_options
 from .convert import image_to_uint8_list, np_to_image
 from .types import SoulIDType

@@ -22,7 +22,7 @@ from comfy_api.latest import io, ui
 
 from ..soul import cast_guard
 from ..soul.soulfile import LORA_ARCHITECTURES
-from .cloud import comfy_hooks
+from .comfy_progress import comfy_hooks
 from .convert import image_to_uint8_list
 from .types import SoulIDType
 

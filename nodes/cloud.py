@@ -1,4 +1,4 @@
-"""What every paying node shares: ComfyUI's progress bar and interrupt, a
+"""What every paying node shares: a
 backend that is closed after the run, a ``max_usd`` budget over all of a
 node's attempts, the engine run off ComfyUI's event loop, and the cost line
 shown on the node.
@@ -15,66 +15,26 @@ shown on the node.
 * :func:`cost_text` is the line every paid node shows: the provider's
   estimate, or "no estimate" where the provider gives none.
 
-Nothing here loads a model; only :func:`comfy_hooks` touches ComfyUI (lazily).
+Nothing here loads a model or touches ComfyUI; ComfyUI's progress bar and
+interrupt come from :mod:`.comfy_progress`.
 """
 from __future__ import annotations
 
 import asyncio
-import logging
 from dataclasses import replace
 
 from ..backends.base import get_backend
 from ..backends.engine import Budget as SharedBudget
 from ..soul.errors import Interrupted, SoulIDError
-
-log = logging.getLogger("soulid")
+from .comfy_progress import comfy_hooks, raise_if_interrupted
 
 #: The backends a paying node may use inside ComfyUI. ``local`` generation is
 #: not one of them: inside ComfyUI the user's own MODEL does that natively.
 CLOUD_BACKENDS = ["higgsfield", "wavespeed", "aurashot"]
-_STEPS = {"uploading": 0, "queued": 1, "concurrency": 1, "running": 2, "succeeded": 3}
 
 
 class BudgetExhausted(SoulIDError):
     """The node's ``max_usd`` does not cover another attempt."""
-
-
-def comfy_hooks():
-    """``(progress, interrupt)`` bound to ComfyUI's progress bar (in
-    thousandths) and interrupt flag (:mod:`soulid.soul.progress` signatures),
-    for every long-running node, paid or not. Outside ComfyUI: ``(None, None)``."""
-    try:
-        import comfy.model_management
-        import comfy.utils
-    except ImportError:
-        return None, None
-    bar = comfy.utils.ProgressBar(1000)
-
-    def progress(frac, msg: str = "") -> None:
-        if msg:
-            log.info("soulid: %s", msg)
-        if frac is None:
-            for k, v in _STEPS.items():
-                if k in (msg or ""):
-                    frac = v / 3
-                    break
-        if frac is not None:
-            bar.update_absolute(round(1000 * max(0.0, min(1.0, frac))), 1000)
-
-    return progress, comfy.model_management.processing_interrupted
-
-
-def raise_if_interrupted() -> None:
-    """Turn a pending ComfyUI interrupt into ComfyUI's own exception."""
-    try:
-        import comfy.model_management
-    except ImportError:
-        return
-    comfy.model_management.throw_exception_if_processing_interrupted()
-
-
-def _is_interrupt(e: BaseException) -> bool:
-    return isinstance(e, Interrupted) or type(e).__name__ == "Interrupted"
 
 
 class Budget(SharedBudget):
@@ -201,7 +161,7 @@ def run_with_backend(name: str, work, **backend_kw):
     try:
         return work(be, progress, interrupt)
     except Exception as e:
-        if _is_interrupt(e):
+        if isinstance(e, Interrupted):
             raise_if_interrupted()
         from . import tidy_error_names
 

@@ -25,7 +25,9 @@ import json
 from comfy_api.latest import io, ui
 
 from ..backends.base import EditRequest, GenerateRequest
-from .cloud import CLOUD_BACKENDS, Budget, call_backend, comfy_hooks, cost_text, raise_if_interrupted
+from ..soul.errors import Interrupted
+from .cloud import CLOUD_BACKENDS, Budget, call_backend, cost_text
+from .comfy_progress import comfy_hooks, raise_if_interrupted
 from .convert import copy_soul, image_to_float_np, np_to_image
 from .types import SoulIDType, StylePresetType
 
@@ -165,7 +167,7 @@ class SoulEdit(io.ComfyNode):
 
 
 def _train(soul, provider: str, model_version: str, save_to_library: bool):
-    from ..backends.training import train_remote
+    from ..backends.remote_training import train_remote
 
     soul = copy_soul(soul)  # never mutate an upstream output
     existing = soul.remote(provider, model_version)
@@ -174,7 +176,7 @@ def _train(soul, provider: str, model_version: str, save_to_library: bool):
         try:
             existing = train_remote(soul, provider, model_version, progress=progress, interrupt=interrupt)
         except Exception as e:
-            if type(e).__name__ == "Interrupted":
+            if isinstance(e, Interrupted):
                 raise_if_interrupted()
             raise
         if save_to_library:

@@ -24,9 +24,9 @@ from ..backends.base import GenerateRequest
 from ..backends.idsheet import generate_request, view_generator
 from ..soul.errors import Interrupted
 from ..soul import charlog, guard, idsheet
-from ..soul.moodboard import moodboard
-from .cloud import CLOUD_BACKENDS, Budget, BudgetedBackend, BudgetExhausted, comfy_hooks, preflight, \
-    raise_if_interrupted, run_with_backend
+from ..soul.grid import moodboard
+from .cloud import CLOUD_BACKENDS, Budget, BudgetedBackend, BudgetExhausted, preflight, run_with_backend
+from .comfy_progress import comfy_hooks, raise_if_interrupted
 from .convert import copy_soul, image_to_uint8_list, np_to_image
 from .generate import budget_inputs, cost_options
 from .types import SoulIDType, StylePresetType
@@ -292,7 +292,7 @@ class IDPhotoSheetNode(io.ComfyNode):
 
         try:
             sheet = await asyncio.to_thread(run_with_backend, backend, work)
-        except (InterruptedError, Interrupted):
+        except Interrupted:
             raise_if_interrupted()
             raise
         tiles = np.stack(idsheet.split_sheet(sheet.image))

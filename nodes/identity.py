@@ -8,9 +8,8 @@ Inside ComfyUI the library lives in ComfyUI's user directory
 (``user/soulid/library``, see :mod:`soulid.soul.paths`).
 
 V3 node API: https://docs.comfy.org/custom-nodes/v3_migration
-Progress and interruption: ``comfy.utils.ProgressBar`` and
-``comfy.model_management.processing_interrupted`` (ComfyUI's own sampler loop
-uses the same pair).
+Progress and interruption: :func:`.comfy_progress.comfy_hooks` (ComfyUI's
+progress bar and interrupt flag).
 """
 from __future__ import annotations
 
@@ -24,13 +23,13 @@ from comfy_api.latest import io, ui
 
 from ..soul.analysis.registry import ANALYZER_NAMES
 from ..soul import paths
-from ..soul.create import MAX_PHOTOS, Interrupted, create_soul_id
-from ..soul.errors import LibraryError, NoUsablePhotos, SoulIDError
+from ..soul.create import MAX_PHOTOS, create_soul_id
+from ..soul.errors import Interrupted, LibraryError, NoUsablePhotos, SoulIDError
 from ..soul.imageio import iter_photo_paths
 from ..soul.library import Library, validate_name
 from ..soul.report import render_png, sheet_from_result
 from ..soul.score import score_images
-from .cloud import comfy_hooks
+from .comfy_progress import comfy_hooks, raise_if_interrupted
 from .convert import image_to_uint8_list, np_to_image
 from .types import SoulIDType
 
@@ -156,8 +155,6 @@ class SoulIDCreate(io.ComfyNode):
 
     @classmethod
     def execute(cls, name, folder, analyzer, max_photos, train_remote="none", model_version="v2", images=None) -> io.NodeOutput:
-        import comfy.model_management
-
         name = validate_name(name)
         inputs: list = []
         if folder.strip():
@@ -179,17 +176,16 @@ class SoulIDCreate(io.ComfyNode):
                 within=input_directory(),  # file symlinks may not lead out of ComfyUI's input directory
             )
         except Interrupted:
-            comfy.model_management.throw_exception_if_processing_interrupted()
+            raise_if_interrupted()
             raise
         if result.soul is None:
             raise NoUsablePhotos(_no_usable_message(result))
         if train_remote != "none":
-            from ..backends.training import train_remote as train
+            from ..backends.remote_training import train_remote as train
 
             # The job engine's ledger makes a re-queued graph resume this
             # training instead of paying for it again.
-            train(result.soul, train_remote, model_version,
-                  interrupt=comfy.model_management.processing_interrupted)
+            train(result.soul, train_remote, model_version, progress=progress, interrupt=interrupt)
         s = result.report["summary"]
         title = f"{name}: {s['accepted']} of {s['photos']} accepted, verdict {s['verdict']}"
         sheet = np_to_image(render_png(sheet_from_result(result, title)))

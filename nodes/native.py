@@ -27,7 +27,7 @@ from ..soul import guard
 from ..soul.analysis.registry import ANALYZER_NAMES
 from ..soul.errors import NoUsablePhotos, SoulIDError
 from ..soul.references import CROP_MODES, MAX_SIZE, MIN_SIZE, SIZE_MULTIPLE, reference_images
-from .cloud import comfy_hooks
+from .comfy_progress import comfy_hooks
 from .convert import image_to_uint8_list, np_to_image
 from .types import SoulIDType
 

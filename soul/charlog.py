@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 from .errors import SoulIDError
-from .imageio import downscale, encode_jpeg, load_photo, to_uint8
+from .imageio import downscale, encode_jpeg, load_photo, to_rgb
 from .soulfile import SoulID
 
 #: Longest side of log thumbnails, px, and their JPEG quality.
@@ -101,10 +101,7 @@ def append_entry(soul: SoulID, prompt: str, image: np.ndarray | None = None, pre
     n = max([int(e.get("n", 0)) for e in soul.log] + [0]) + 1
     thumb, size = None, None
     if image is not None:
-        a = np.asarray(image)
-        if a.dtype != np.uint8:
-            a = to_uint8(a)
-        a = np.ascontiguousarray(a[..., :3])
+        a = to_rgb(image, error=LogError)
         size = [int(a.shape[1]), int(a.shape[0])]
         thumb = f"thumbs/{n}.jpg"
         soul.extra_files[thumb] = encode_jpeg(downscale(a, THUMB_SIDE), quality=THUMB_QUALITY)
@@ -171,7 +168,7 @@ def log_moodboard(soul: SoulID, last: int | None = None, tile: int = 256) -> np.
     Raises:
         LogError: no entry has a thumbnail.
     """
-    from .moodboard import moodboard
+    from .grid import moodboard
 
     es = [e for e in soul.log if thumbnail(soul, e) is not None]
     if last:

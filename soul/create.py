@@ -25,7 +25,7 @@ from typing import Iterable
 import numpy as np
 
 from .analysis.registry import get_analyzer, resolve_name
-from .errors import Interrupted, PhotoError  # noqa: F401  (Interrupted: re-exported for callers)
+from .errors import PhotoError
 from .identity import baseline_and_threshold, find_outliers
 from .imageio import MAX_DECODE_BYTES, safe_label, scan_photo_inputs
 from .paths import inside_comfy
@@ -45,7 +45,8 @@ DUPLICATE_HASH_BITS = 6
 DUPLICATE_FACE_SIM = 0.97
 
 PhotoInput = "str | os.PathLike | tuple[str, np.ndarray]"
-_RATING_RANK = {"perfect": 3, "good": 2, "poor": 1, "rejected": 0}
+#: QA rating -> score, higher is better (references.py sorts by its own _RATING_RANK, lower first).
+_RATING_SCORE = {"perfect": 3, "good": 2, "poor": 1, "rejected": 0}
 
 
 @dataclass
@@ -229,7 +230,7 @@ def is_near_duplicate(hash_a: int, hash_b: int, emb_a: np.ndarray | None, emb_b:
 def flag_near_duplicates(photos: list[PhotoQA]) -> None:
     """Exclude all but the best photo of each group of near-duplicate shots."""
     cand = [p for p in photos if p.usable and p.dhash is not None and p.embedding is not None]
-    cand.sort(key=lambda p: (-_RATING_RANK[p.rating], -p.quality))
+    cand.sort(key=lambda p: (-_RATING_SCORE[p.rating], -p.quality))
     kept: list[PhotoQA] = []
     for p in cand:
         twin = next(
@@ -283,7 +284,7 @@ def cap_count(photos: list[PhotoQA], max_photos: int) -> int:
     cand = [p for p in photos if p.usable]
     if len(cand) <= max_photos:
         return 0
-    cand.sort(key=lambda p: (-_RATING_RANK[p.rating], -p.quality))
+    cand.sort(key=lambda p: (-_RATING_SCORE[p.rating], -p.quality))
     for p in cand[max_photos:]:
         p.exclude(f"over the {max_photos}-photo limit: lower quality than the {max_photos} kept")
     return len(cand) - max_photos
@@ -358,10 +359,10 @@ def _keypoint_reference(used: list[PhotoQA], unit_centroid: np.ndarray) -> int:
     """Index into ``used`` of the most frontal, confidently detected photo
     nearest the centroid, among the best-rated ones (a poor photo is chosen
     only when no perfect or good photo exists)."""
-    top = max(_RATING_RANK[p.rating] for p in used)
+    top = max(_RATING_SCORE[p.rating] for p in used)
     best, best_score = 0, -1e9
     for i, p in enumerate(used):
-        if _RATING_RANK[p.rating] < top:
+        if _RATING_SCORE[p.rating] < top:
             continue
         pose = p.pose or {"yaw": 0.0, "pitch": 0.0}
         score = (

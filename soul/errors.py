@@ -57,4 +57,12 @@ class Interrupted(SoulIDError):
     callable (:data:`soulid.soul.progress.InterruptFn`) returns True. Inside
     ComfyUI the nodes turn it into ComfyUI's own interruption; the CLI exits
     130 on it.
+
+    Attributes:
+        request_id: the cloud request left behind (canceled or resumable),
+            when a cloud job was interrupted; else None.
     """
+
+    def __init__(self, msg: str = "interrupted", request_id: str | None = None):
+        self.request_id = request_id
+        super().__init__(msg)

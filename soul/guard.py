@@ -28,12 +28,11 @@ import numpy as np
 
 from .analysis.base import FaceAnalyzer
 from .errors import SoulIDError
-from .imageio import to_uint8
+from .imageio import to_rgb
+from .progress import InterruptFn, ProgressFn
 from .score import ScoreResult, analyzer_for, score_images
 from .soulfile import SoulID
 
-#: Progress callback ``(fraction 0..1, message)``.
-ProgressFn = Callable[[float, str], None]
 
 
 class GuardError(SoulIDError):
@@ -128,15 +127,6 @@ def _best(entries: list[GuardEntry], passing_only: bool) -> int | None:
     return max(cands)[1] if cands else None
 
 
-def _as_uint8(img: np.ndarray, what: str) -> np.ndarray:
-    a = np.asarray(img)
-    if a.ndim != 3 or a.shape[2] < 3:
-        raise GuardError(f"{what}: expected an [H, W, 3] image, got shape {tuple(a.shape)}")
-    if a.dtype != np.uint8:  # float 0..1 (ComfyUI IMAGE / backend results)
-        a = to_uint8(a)
-    return np.ascontiguousarray(a[..., :3])
-
-
 def check_images(soul: SoulID, images: list[np.ndarray] | np.ndarray, labels: list[str] | None = None,
                  analyzer: FaceAnalyzer | None = None) -> GuardReport:
     """Report mode: score each image against ``soul``.
@@ -156,7 +146,7 @@ def check_images(soul: SoulID, images: list[np.ndarray] | np.ndarray, labels: li
         raise GuardError("no images to check")
     labels = labels or [f"image {i}" for i in range(len(imgs))]
     az = analyzer_for(soul, analyzer)
-    arrs = [_as_uint8(im, labels[i]) for i, im in enumerate(imgs)]
+    arrs = [to_rgb(im, what=labels[i], error=GuardError) for i, im in enumerate(imgs)]
     results = score_images(soul, arrs, az, labels)
     entries = [_entry(i, labels[i], r) for i, r in enumerate(results)]
     return GuardReport(soul.name, az.name, soul.analyzer(az.name).threshold, "report", entries,
@@ -173,6 +163,10 @@ def video_frames(path: str | os.PathLike, max_frames: int = 16) -> tuple[list[np
         GuardError: missing or undecodable file, or no video stream.
     """
     return sample_frames(decode_video(path)[0], max_frames)
+
+
+#: Clip file extensions the guard decodes as video (PyAV); anything else is read as a photo.
+VIDEO_EXTENSIONS = {".mp4", ".mov", ".webm", ".mkv", ".avi", ".gif"}
 
 
 def decode_video(path: str | os.PathLike) -> tuple[list[np.ndarray], list[float]]:
@@ -252,7 +246,7 @@ class BestOfN:
 
 def best_of_n(soul: SoulID, generate_candidate: Callable[[int], np.ndarray], n: int,
               stop_at_first_pass: bool = True, analyzer: FaceAnalyzer | None = None,
-              progress: ProgressFn | None = None, interrupt: Callable[[], bool] | None = None) -> BestOfN:
+              progress: ProgressFn | None = None, interrupt: InterruptFn | None = None) -> BestOfN:
     """Generate up to ``n`` candidates and keep the best that passes.
 
     Args:
@@ -284,7 +278,7 @@ def best_of_n(soul: SoulID, generate_candidate: Callable[[int], np.ndarray], n: 
         img = generate_candidate(i)
         cands.append(img)
         label = f"candidate {i}"
-        r = score_images(soul, [_as_uint8(img, label)], az, [label])[0]
+        r = score_images(soul, [to_rgb(img, what=label, error=GuardError)], az, [label])[0]
         report.entries.append(_entry(i, label, r))
         if progress is not None:
             sim = "no face" if r.similarity is None else f"{r.similarity:.3f}"

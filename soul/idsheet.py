@@ -23,7 +23,8 @@ from typing import Callable
 
 import numpy as np
 
-from .moodboard import NEUTRAL, GridLayout, label_grid, to_uint8
+from .imageio import to_rgb
+from .grid import NEUTRAL, GridLayout, label_grid
 from .progress import InterruptFn, ProgressFn, check, report
 
 
@@ -136,7 +137,7 @@ def split_sheet(sheet: np.ndarray) -> list[np.ndarray]:
     Raises:
         ValueError: the image is not of the sheet's size.
     """
-    a = to_uint8(sheet)
+    a = to_rgb(sheet)
     want = LAYOUT.size(len(VIEWS))
     if (a.shape[1], a.shape[0]) != want:
         raise ValueError(f"not an ID sheet: size {a.shape[1]}x{a.shape[0]}, expected {want[0]}x{want[1]}")
@@ -150,7 +151,7 @@ def split_sheet(sheet: np.ndarray) -> list[np.ndarray]:
 def sheet_inputs(sheet: np.ndarray | IDSheet, name: str = "idsheet") -> list[tuple[str, np.ndarray]]:
     """``(label, [H, W, 3] uint8)`` pairs for :func:`create_soul_id` from a
     sheet image or an :class:`IDSheet` (its full-resolution views are used)."""
-    views = [to_uint8(v) for v in sheet.views] if isinstance(sheet, IDSheet) else split_sheet(sheet)
+    views = [to_rgb(v) for v in sheet.views] if isinstance(sheet, IDSheet) else split_sheet(sheet)
     return [(f"{name}_{v.key}.png", img) for v, img in zip(VIEWS, views)]
 
 
@@ -174,7 +175,7 @@ def make_id_sheet(generate_view: ViewFn, prompt: str = "", seed: int | None = No
         check(interrupt, f"ID sheet view {req.view.label}")
         report(progress, i / len(VIEWS), f"ID sheet: {req.view.label}")
         image, facts = generate_view(req, interrupt)
-        views.append(to_uint8(image))
+        views.append(to_rgb(image))
         info.append({"view": req.view.key, **dict(facts or {})})
     report(progress, 1.0, "ID sheet done")
     labels = [v.label for v in VIEWS]

@@ -123,6 +123,32 @@ def to_float01(img) -> np.ndarray:
     return np.ascontiguousarray(np.clip(a.astype(np.float32, copy=False), 0.0, 1.0))
 
 
+def to_rgb(img, dtype=np.uint8, what: str = "image", error: type[Exception] = ValueError) -> np.ndarray:
+    """The pack's one image-shape contract: one RGB image.
+
+    Args:
+        img: ``[H, W, C]`` with C >= 3 (channels past the third, e.g. alpha,
+            are dropped) or a one-image batch ``[1, H, W, C]``; uint8 or
+            float 0..1 (ComfyUI IMAGE, backend results).
+        dtype: ``np.uint8`` (:func:`to_uint8`) or ``np.float32`` (:func:`to_float01`).
+        what: the image's name, for the error.
+        error: the exception class to raise (the caller's own error type).
+
+    Returns:
+        ``[H, W, 3]`` C-contiguous array of ``dtype``.
+
+    Raises:
+        error: any other shape; the message names ``what`` and the shape.
+    """
+    a = np.asarray(img)
+    if a.ndim == 4 and a.shape[0] == 1:
+        a = a[0]
+    if a.ndim != 3 or a.shape[2] < 3:
+        raise error(f"{what}: expected an [H, W, 3] image, got shape {tuple(a.shape)}")
+    a = a[..., :3]
+    return to_float01(a) if np.dtype(dtype) == np.float32 else to_uint8(a)
+
+
 def safe_label(name: str | bytes | os.PathLike) -> str:
     """A file name as it may be shown or stored: bytes the file system gave
     that are not UTF-8 (``b"caf\\xe9.jpg"``, held by Python as lone

@@ -17,7 +17,8 @@ import re
 from pathlib import Path
 
 from .errors import LibraryError
-from .paths import atomic_write_bytes, library_location, private_mkdir
+from .paths import APP, atomic_write_bytes, comfy_dirs, comfy_library_dir, data_dir, private_mkdir
+from .settings import get_setting
 from .soulfile import SUFFIX, SoulID
 
 MAX_NAME_LEN = 64
@@ -55,6 +56,38 @@ def validate_name(name: str) -> str:
     if n.startswith("."):
         raise LibraryError(f"Soul ID name {n!r} starts with '.'")
     return n
+
+
+def library_location(override: str | os.PathLike | None = None) -> tuple[Path, str]:
+    """The Soul ID library folder and where that choice came from.
+
+    Order: ``override`` (``--library``) > ``$SOULID_LIBRARY`` > ComfyUI's user
+    directory handed in by the nodes > ``soulid config set library`` >
+    ComfyUI's library under ``$COMFYUI_PATH`` > the per-user data folder.
+
+    Returns:
+        ``(folder, source)``, ``source`` in words (``"--library"``,
+        ``"$SOULID_LIBRARY"``, ``"ComfyUI"``, ``"soulid config"``,
+        ``"$COMFYUI_PATH"``, ``"default"``). The folder is not created.
+    """
+    if override:
+        return Path(override), "--library"
+    if os.environ.get("SOULID_LIBRARY"):
+        return Path(os.environ["SOULID_LIBRARY"]), "$SOULID_LIBRARY"
+    comfy = comfy_dirs()
+    if comfy is not None and comfy.user_dir is not None:
+        return comfy.user_dir / APP / "library", "ComfyUI"
+    configured = get_setting("library")
+    if configured:
+        return Path(configured).expanduser(), "soulid config"
+    if os.environ.get("COMFYUI_PATH"):
+        return comfy_library_dir(os.environ["COMFYUI_PATH"]), "$COMFYUI_PATH"
+    return data_dir() / "library", "default"
+
+
+def library_dir(override: str | os.PathLike | None = None) -> Path:
+    """The Soul ID library folder (see :func:`library_location`), created 0700."""
+    return private_mkdir(library_location(override)[0])
 
 
 class Library:

@@ -3,7 +3,7 @@ motions list matched by name.
 
 The local moves are named here, in the core (:data:`LOCAL_MOVES`, with their
 descriptions, prompt wording and other spellings); the camera engine
-(:mod:`soulid.backends.local.camera`) reads this table and adds a camera path
+(:mod:`soulid.backends.camera`) reads this table and adds a camera path
 to each, so the core imports no backend and there is one list of moves.
 
 Remote motions come from ``GET /v1/motions`` (items ``{"id", "name",

@@ -17,6 +17,7 @@ data are 0700; library files are written 0600.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import tempfile
@@ -24,7 +25,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import platformdirs
 
@@ -114,39 +115,6 @@ def comfy_library_dir(root: str | os.PathLike) -> Path:
     return Path(root) / "user" / APP / "library"
 
 
-def library_location(override: str | os.PathLike | None = None) -> tuple[Path, str]:
-    """The Soul ID library folder and where that choice came from.
-
-    Order: ``override`` (``--library``) > ``$SOULID_LIBRARY`` > ComfyUI's user
-    directory handed in by the nodes > ``soulid config set library`` >
-    ComfyUI's library under ``$COMFYUI_PATH`` > the per-user data folder.
-
-    Returns:
-        ``(folder, source)``, ``source`` in words (``"--library"``,
-        ``"$SOULID_LIBRARY"``, ``"ComfyUI"``, ``"soulid config"``,
-        ``"$COMFYUI_PATH"``, ``"default"``). The folder is not created.
-    """
-    from .settings import get_setting
-
-    if override:
-        return Path(override), "--library"
-    if os.environ.get("SOULID_LIBRARY"):
-        return Path(os.environ["SOULID_LIBRARY"]), "$SOULID_LIBRARY"
-    if _comfy is not None and _comfy.user_dir is not None:
-        return _comfy.user_dir / APP / "library", "ComfyUI"
-    configured = get_setting("library")
-    if configured:
-        return Path(configured).expanduser(), "soulid config"
-    if os.environ.get("COMFYUI_PATH"):
-        return comfy_library_dir(os.environ["COMFYUI_PATH"]), "$COMFYUI_PATH"
-    return data_dir() / "library", "default"
-
-
-def library_dir(override: str | os.PathLike | None = None) -> Path:
-    """The Soul ID library folder (see :func:`library_location`), created 0700."""
-    return private_mkdir(library_location(override)[0])
-
-
 def config_dir() -> Path:
     """Per-user configuration directory (credentials file). Created on demand."""
     env = os.environ.get("SOULID_CONFIG_DIR")
@@ -232,9 +200,72 @@ def sweep_orphans(folder: Path, older_than_s: float = ORPHAN_AGE_S) -> int:
     return n
 
 
+def temp_path(path: str | os.PathLike) -> Path:
+    """A new, empty temp file next to ``path`` (created 0600 with ``O_EXCL``,
+    unique per process, thread and call: ``.NAME.PID.TID.<random>.soulid-tmp``),
+    for :func:`publish`. Creates the folder; removes orphans of crashed writes
+    there (:func:`sweep_orphans`). The caller removes it if it never publishes.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sweep_orphans(path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name[:100]}.{os.getpid()}.{threading.get_ident()}.",
+                                    suffix=_TMP_SUFFIX, dir=path.parent)
+    os.close(fd)
+    return Path(tmp_name)
+
+
+def publish(tmp: str | os.PathLike, path: str | os.PathLike, mode: int | None = None,
+            exclusive: bool = False) -> None:
+    """The one way a finished temp file (:func:`temp_path`) takes its name:
+    fsynced, given ``mode``, then moved onto ``path`` (``os.replace``), or,
+    with ``exclusive``, linked there without replacing anything
+    (:func:`link_no_clobber`; ``tmp`` then stays for the caller to remove).
+
+    Args:
+        mode: file mode (e.g. ``0o600``); default ``0o666`` less the umask.
+
+    Raises:
+        FileExistsError: ``exclusive`` and ``path`` exists.
+        OSError: the move failed (the destination is unchanged).
+    """
+    fd = os.open(tmp, os.O_RDWR)
+    try:
+        os.fchmod(fd, (0o666 & ~_umask()) if mode is None else mode)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if exclusive:
+        link_no_clobber(Path(tmp), Path(path))
+    else:
+        os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, mode: int | None = None, exclusive: bool = False) -> Iterator[Path]:
+    """``with atomic_path(p) as tmp:`` write the file ``tmp`` (by name: PIL,
+    PyAV, a stream); when the block ends without an error, ``tmp`` is
+    published onto ``p`` (:func:`publish`); on an error, or always
+    afterwards, ``tmp`` is removed. A crash leaves the old file intact.
+
+    Raises:
+        FileExistsError: ``exclusive`` and ``path`` exists.
+        OSError: the write or the move failed (the destination is unchanged).
+    """
+    tmp = temp_path(path)
+    try:
+        yield tmp
+        publish(tmp, path, mode, exclusive)
+    finally:
+        try:
+            tmp.unlink()
+        except FileNotFoundError:
+            pass
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int | None = None,
                        exclusive: bool = False) -> None:
-    """Write ``data`` to ``path`` atomically.
+    """Write ``data`` to ``path`` atomically (:func:`atomic_path`).
 
     The bytes go to a temp file in the same folder, unique per process and
     thread (``.NAME.<random>.soulid-tmp``, created with ``O_EXCL``), are
@@ -252,27 +283,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int | None = 
         FileExistsError: ``exclusive`` and ``path`` exists.
         OSError: the write failed (the destination is unchanged).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sweep_orphans(path.parent)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name[:100]}.{os.getpid()}.{threading.get_ident()}.",
-                                    suffix=_TMP_SUFFIX, dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        os.fchmod(fd, (0o666 & ~_umask()) if mode is None else mode)
-        with os.fdopen(fd, "wb") as f:
+    with atomic_path(path, mode, exclusive) as tmp:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_TRUNC), "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if exclusive:
-            link_no_clobber(tmp, path)
-        else:
-            os.replace(tmp, path)
-    finally:
-        try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
 
 
 def link_no_clobber(tmp: Path, path: Path) -> None:

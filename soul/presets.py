@@ -550,22 +550,3 @@ def resolve_remote_ids(fetch_json: FetchJson | None, presets: list[StylePreset] 
     presets = load_presets(with_cached_ids=False) if presets is None else presets
     got = cached_lists(fetch_json, STYLE_LIST_PATHS, CACHE_FILE, refresh, max_age)
     return Resolution(apply_ids(presets, got.lists), got.source, got.fetched, got.error)
-
-
-def http_fetch_json(base_url: str, headers: dict | None = None, timeout: float = 20.0) -> FetchJson:
-    """A :data:`FetchJson` doing ``GET base_url + path`` with httpx.
-
-    The cloud backend supplies ``headers`` (credentials come from the
-    environment or the user's credentials file, never from here).
-
-    Raises (from the returned function):
-        httpx.HTTPError: connection failure or a non-2xx status.
-    """
-    import httpx
-
-    def fetch(path: str):
-        r = httpx.get(base_url.rstrip("/") + path, headers=headers or {}, timeout=timeout)
-        r.raise_for_status()
-        return r.json()
-
-    return fetch

@@ -5,7 +5,7 @@ or a self-contained HTML page.
 
 Both come from one model, :class:`QASheet` (:func:`sheet_from_result`,
 :func:`sheet_from_soul`); the image is drawn by the pack's one labelled-grid
-renderer, :func:`soulid.soul.moodboard.label_grid`, with Pillow's built-in
+renderer, :func:`soulid.soul.grid.label_grid`, with Pillow's built-in
 scalable font (Pillow >= 10.1), so no font file ships with the pack.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .moodboard import GridLayout, label_grid, wrapped_height
+from .grid import GridLayout, label_grid, wrapped_height
 
 #: Tile frame colour per rating (RGB).
 RATING_COLOURS = {

@@ -11,14 +11,13 @@ import os
 from pathlib import Path
 
 from .errors import SoulIDError
+from .paths import atomic_write_bytes, config_dir
 
 #: Settings ``soulid config set`` accepts, with what each means.
 KNOWN = {"library": "Soul ID library folder used by the CLI (e.g. <ComfyUI>/user/soulid/library)"}
 
 
 def settings_path() -> Path:
-    from .paths import config_dir
-
     return config_dir() / "settings.json"
 
 
@@ -55,8 +54,6 @@ def set_setting(key: str, value: str | None) -> Path:
     Raises:
         SoulIDError: unknown key.
     """
-    from .paths import atomic_write_bytes
-
     if key not in KNOWN:
         raise SoulIDError(f"unknown setting {key!r}; known: {', '.join(KNOWN)}")
     d = load_settings()

@@ -24,7 +24,7 @@ from test_cast_guard import composite
 
 @pytest.fixture
 def trained_biden(faces, cloud_env):
-    from soulid.backends.training import train_remote
+    from soulid.backends.remote_training import train_remote
 
     soul = create_soul_id([faces / "biden"], "biden", analyzer="dlib", workers=1).soul
     train_remote(soul, "higgsfield", "v1")

@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from soulid.backends.local.camera import MOTIONS
+from soulid.backends.camera import MOTIONS
 
 
 def test_list_motions_without_credentials():

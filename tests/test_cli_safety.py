@@ -203,7 +203,9 @@ def test_every_local_command_names_the_extra_without_a_traceback(obama, faces, t
         assert p.returncode == 2, (cmd, p.stderr)
         assert "Traceback" not in p.stderr and 'pip install "soulid[local]"' in p.stderr, (cmd, p.stderr)
         assert p.stderr.startswith("soulid: ") and p.stderr.count("soulid: ") == 1, p.stderr
-    assert sys.modules.get("torch") is None or True  # (this process is unaffected)
+    # The blocker really hides the local extra from the child processes above.
+    probe = subprocess.run([sys.executable, "-c", "import torch"], env=env, capture_output=True, text=True)
+    assert probe.returncode != 0 and "No module named 'torch'" in probe.stderr, probe.stderr
     p = soulid("generate", "--backend", "local", "--soul", "obama", "--prompt", "portrait", env=env)
     msg = p.stderr
     # one report: the packages and every file, with real paths, sources, sizes and VRAM

@@ -19,7 +19,7 @@ def _photo(faces, name="obama/obama2.jpg") -> np.ndarray:
 
 
 def test_training_uploads_only_accepted_photos_and_records_remote_id(obama, cloud_env, tmp_path):
-    from soulid.backends.training import delete_remote, list_remote, train_remote
+    from soulid.backends.remote_training import delete_remote, list_remote, train_remote
 
     accepted = obama.photos_rated(("perfect", "good"))
     assert accepted, "fixture Soul ID must have accepted photos"
@@ -63,7 +63,7 @@ def test_untrained_or_mismatched_soul_is_refused_before_paying(obama, cloud_env)
     be = get_backend("higgsfield")
     with pytest.raises(ValidationFailed, match="no Higgsfield training"):
         be.generate(GenerateRequest(prompt="x", soul=obama))
-    from soulid.backends.training import train_remote
+    from soulid.backends.remote_training import train_remote
 
     train_remote(obama, "higgsfield", "v1")
     with pytest.raises(ValidationFailed, match="model_version v1, not 'cinema'"):
@@ -74,7 +74,7 @@ def test_untrained_or_mismatched_soul_is_refused_before_paying(obama, cloud_env)
 def test_server_side_version_check_shows_validation_verbatim(obama, cloud_env):
     """A reference sent to another route is refused by the server (422), field message kept."""
     from soulid.backends.engine import JobSpec
-    from soulid.backends.training import train_remote
+    from soulid.backends.remote_training import train_remote
 
     rid = train_remote(obama, "higgsfield", "v1")
     be = get_backend("higgsfield")

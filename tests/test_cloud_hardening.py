@@ -331,7 +331,7 @@ def test_numeric_options_refuse_nan_inf_and_negatives(cloud_env, monkeypatch, tm
 # ---------------------------------------------------------- Soul styles
 def test_style_ids_come_from_the_list_of_the_route_family(obama, cloud_env):
     """One resolver: a v1 style id never goes to the v2 route."""
-    from soulid.backends.training import train_remote
+    from soulid.backends.remote_training import train_remote
     from soulid.soul.presets import StylePreset
 
     train_remote(obama, "higgsfield", "v2")
@@ -375,7 +375,7 @@ def test_rejected_key_from_the_environment_says_so(cloud_env, monkeypatch):
 
 # ------------------------------------------------------------ estimates
 def test_training_estimate_is_available_before_any_upload(obama, cloud_env):
-    from soulid.backends.training import estimate_training, train_remote
+    from soulid.backends.remote_training import estimate_training, train_remote
 
     assert estimate_training(obama) is None  # Higgsfield publishes no training estimate
     msgs = []

@@ -111,7 +111,7 @@ def test_no_usable_photo_gives_no_soul(faces, tmp_path):
 
 
 def test_interrupt_stops_creation(faces):
-    from soulid.soul.create import Interrupted
+    from soulid.soul.errors import Interrupted
 
     calls = []
 

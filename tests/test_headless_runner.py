@@ -323,7 +323,7 @@ def cloud_host(tmp_path_factory, faces):
     from standin.server import AURASHOT_KEY, KEY_ID, KEY_SECRET, WAVESPEED_KEY, StandIn
 
     from soulid.backends.credentials import save_key
-    from soulid.backends.training import train_remote
+    from soulid.backends.remote_training import train_remote
     from soulid.soul.create import create_soul_id
     from soulid.soul.library import Library
 

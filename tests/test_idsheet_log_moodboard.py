@@ -15,7 +15,7 @@ from soulid.soul.create import create_soul_id
 from soulid.soul.guard import check_images
 from soulid.soul.imageio import downscale, load_photo
 from soulid.soul.library import Library
-from soulid.soul.moodboard import NEUTRAL, GridLayout, label_grid, moodboard
+from soulid.soul.grid import NEUTRAL, GridLayout, label_grid, moodboard
 from soulid.soul.presets import get_preset
 from soulid.soul.soulfile import SoulID
 

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from soulid.backends.local import camera
+from soulid.backends import camera
 from soulid.soul.errors import Interrupted
 from soulid.soul.imageio import load_photo
 
@@ -200,10 +200,10 @@ SEAM_LIMIT = 1.2
 
 @pytest.mark.parametrize("photo", ["obama/obama3.jpg", "kit_harington/kit1.jpeg", "biden/biden.jpg"])
 def test_no_seam_at_the_face_layer_edge_in_any_move(faces, photo):
-    from soulid.backends.local import _face_focus
+    from soulid.backends.camera import face_focus
 
     src = load_photo(faces / photo).rgb
-    focus = _face_focus(src)
+    focus = face_focus(src)
     for name in camera.MOTIONS:
         path = camera.camera_path([(name, 1.0)], 24, 24.0)
         r = camera.CameraRenderer(src, 384, 480, float(path.zoom.max() * (1 + path.dolly.max())), focus)
@@ -220,10 +220,10 @@ def test_no_seam_at_the_face_layer_edge_in_any_move(faces, photo):
 def test_seam_metric_sees_a_hard_edged_face_layer(faces):
     """The metric fails a pasted face layer with a hard, brighter edge (what a
     halo looks like), so the test above can fail."""
-    from soulid.backends.local import _face_focus
+    from soulid.backends.camera import face_focus
 
     src = load_photo(faces / "obama" / "obama3.jpg").rgb
-    r = camera.CameraRenderer(src, 384, 480, 1.4, _face_focus(src))
+    r = camera.CameraRenderer(src, 384, 480, 1.4, face_focus(src))
     w = _subject_weight(r)
     ref = r.frame(1.2, 0.0, 0.0)
     layer = (w > 0.5).astype(np.uint8)

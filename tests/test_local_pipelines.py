@@ -14,7 +14,7 @@ import local_tiny_models as tiny  # noqa: E402
 from soulid.backends.base import EditRequest, GenerateRequest  # noqa: E402
 from soulid.backends.local import LocalBackend, pipelines  # noqa: E402
 from soulid.backends.local.embeddings import EmbeddingError, identity_embedding  # noqa: E402
-from soulid.soul.errors import ModelFilesMissing  # noqa: E402
+from soulid.soul.errors import Interrupted, ModelFilesMissing  # noqa: E402
 from tiny_fixtures import _models_env, models_root, soul  # noqa: E402,F401  (fixtures)
 
 
@@ -107,7 +107,7 @@ def test_interrupt_stops_within_one_step(soul):
     h = pipe.unet.register_forward_hook(lambda *a: calls.append(1))
     steps = []
     try:
-        with pytest.raises(InterruptedError, match="step 1 of 8"):
+        with pytest.raises(Interrupted, match="step 1 of 8"):
             b.generate(_gen(soul, "faceid_plusv2", steps=8),
                        progress=lambda f, msg: steps.append(f), interrupt=lambda: len(steps) >= 1)
     finally:

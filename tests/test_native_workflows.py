@@ -254,7 +254,7 @@ def _write_apply_picture(soul) -> None:
         return
     from soulid.soul.guard import best_of_n
     from soulid.soul.imageio import load_photo
-    from soulid.soul.moodboard import moodboard
+    from soulid.soul.grid import moodboard
 
     faces = REPO.parent / "shared" / "fixtures" / "faces"
     cands = [load_photo(faces / p).rgb for p in ("biden/biden.jpg", "obama/obama3.jpg", "obama/obama2.jpg")]

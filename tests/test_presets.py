@@ -14,6 +14,7 @@ import pytest
 
 from soulid.cli import main
 from soulid.soul import motions as M
+from soulid.backends.presets import http_fetch_json
 from soulid.soul import presets as P
 from soulid.soul.paths import cache_dir, config_dir
 
@@ -113,7 +114,7 @@ def lists_server():
 
 
 def test_remote_ids_resolve_by_name_and_are_cached(lists_server):
-    fetch = P.http_fetch_json(lists_server)
+    fetch = http_fetch_json(lists_server)
     res = P.resolve_remote_ids(fetch)
     assert res.source == "network" and res.error == ""
     by = {p.name: p for p in res.presets}
@@ -137,7 +138,7 @@ def test_offline_stale_and_expired_cache(lists_server):
     res = P.resolve_remote_ids(down)
     assert res.source == "offline" and "network unreachable" in res.error
     assert all(not p.resolved for p in res.presets) and len(res.presets) == 105
-    P.resolve_remote_ids(P.http_fetch_json(lists_server))
+    P.resolve_remote_ids(http_fetch_json(lists_server))
     # expire the cache: older than 24 h
     f = cache_dir() / P.CACHE_FILE
     doc = json.loads(f.read_text())
@@ -146,7 +147,7 @@ def test_offline_stale_and_expired_cache(lists_server):
     assert P.read_cache(P.CACHE_FILE) is None
     stale = P.resolve_remote_ids(down)
     assert stale.source == "stale cache" and P.get_preset("Movie", presets=stale.presets).remote_id == "id-movie"
-    fresh = P.resolve_remote_ids(P.http_fetch_json(lists_server))
+    fresh = P.resolve_remote_ids(http_fetch_json(lists_server))
     assert fresh.source == "network" and fresh.fetched > doc["fetched"]
 
 
@@ -226,7 +227,7 @@ def test_bad_user_file_names_file_and_field(body, message):
 
 
 def test_motion_presets_match_served_list_by_name(lists_server):
-    motions, source, err = M.list_motions(P.http_fetch_json(lists_server))
+    motions, source, err = M.list_motions(http_fetch_json(lists_server))
     assert source == "network"
     by = {m.name: m for m in motions}
     assert set(M.local_moves()) <= set(by)

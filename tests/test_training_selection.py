@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from soulid.backends.training import TRAINING_SET, choose_training_photos
+from soulid.backends.remote_training import TRAINING_SET, choose_training_photos
 from soulid.cli import main
 from soulid.soul.imageio import downscale, load_photo
 from soulid.soul.library import Library

@@ -22,6 +22,7 @@ from typing import Protocol
 import httpx
 
 from ...soul.errors import SoulIDError
+from .. import http
 
 #: Job states, the v2 contract's names (native states are mapped onto them).
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED, UNKNOWN = (
@@ -216,8 +217,7 @@ class HttpWorker:
                  request_timeout: float = REQUEST_TIMEOUT_S, headers: dict | None = None):
         self.url = url.rstrip("/")
         self.request_timeout = request_timeout
-        self.client = client or httpx.Client(base_url=self.url, timeout=30.0, trust_env=False,
-                                             headers=headers or {})
+        self.client = client or http.client(self.url, timeout=30.0, headers=headers, trust_env=False)
 
     def close(self) -> None:
         self.client.close()

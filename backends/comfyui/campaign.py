@@ -51,14 +51,14 @@ from typing import Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ...soul.errors import SoulIDError
+from ...soul.imageio import PHOTO_EXTENSIONS
 from .base import (FAILED, QUEUED, RUNNING, Deadline, DeadlineExceeded, JobRefused, JobState, ServerError,
                    Upload, Worker, WorkerDown)
-from .jobs import JobLost, JobResult, JobSpec, drift_score, execute
-from .journal import Journal
+from .jobs import GraphJob, JobLost, JobResult, drift_score, execute
+from .graph import WorkflowError, apply_overrides, find_node, load_api_workflow
+from .journal import JOURNAL_NAME, Journal
 from .transfer import MAX_OUTPUT_BYTES, safe_name
 
-JOURNAL_NAME = ".soulid-jobs.jsonl"
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_TARGETS = {
     "generate": {"soul_id": ["SoulIDLoad.name"], "preset": ["SoulIDStylePreset.style"],
@@ -136,7 +136,7 @@ class Row:
 
     index: int
     values: dict
-    spec: JobSpec
+    spec: GraphJob
     state: str = "waiting"  # waiting queued running done failed
     pinned: str = ""  # worker URL holding its earlier submission
     lost: int = 0  # times a worker forgot this row's job
@@ -159,7 +159,6 @@ def build_rows(plan: Plan, plan_path: Path, salt_for: Callable[[int], str] | Non
     Raises:
         PlanError: workflow unreadable, a target naming no (or several) nodes.
     """
-    from ...cli.workflow import WorkflowError, apply_overrides, find_node, load_api_workflow
 
     base = plan_path.resolve().parent
     wf = plan.workflow or ("workflows/api/soul_id_create.json" if plan.kind == "create" else None)
@@ -198,9 +197,9 @@ def build_rows(plan: Plan, plan_path: Path, salt_for: Callable[[int], str] | Non
         g = copy.deepcopy(graph)
         uploads = []
         if plan.kind == "create":
-            photos = sorted(f for f in vals["folder"].iterdir() if f.is_file() and f.suffix.lower() in PHOTO_SUFFIXES)
+            photos = sorted(f for f in vals["folder"].iterdir() if f.is_file() and f.suffix.lower() in PHOTO_EXTENSIONS)
             if not photos:
-                raise PlanError(f"sets: {vals['folder']} holds no photos ({', '.join(PHOTO_SUFFIXES)})")
+                raise PlanError(f"sets: {vals['folder']} holds no photos ({', '.join(sorted(PHOTO_EXTENSIONS))})")
             for nid, inp in targets["name"]:
                 g[nid]["inputs"][inp] = vals["soul_id"]
             (nid, inp), = targets["folder"][:1]
@@ -214,7 +213,7 @@ def build_rows(plan: Plan, plan_path: Path, salt_for: Callable[[int], str] | Non
             label = f"r{i:04d}" + "".join(f"_{safe_name(str(vals[a]), 'x')[:24]}" for a in ("soul_id", "preset", "seed")
                                           if vals[a] is not None)
         values = {k: (str(v) if isinstance(v, Path) else v) for k, v in vals.items()}
-        rows.append(Row(i, values, JobSpec(g, uploads, label=label, salt=salt_for(i) if salt_for else "")))
+        rows.append(Row(i, values, GraphJob(g, uploads, label=label, salt=salt_for(i) if salt_for else "")))
     return rows
 
 
@@ -334,7 +333,7 @@ class Scheduler:
             while self.journal.get(row.spec.key).get("event") == "lost":  # follow earlier resubmissions
                 row.lost += 1
                 s = row.spec
-                row.spec = JobSpec(s.graph, s.uploads, s.label, salt=f"{s.salt.split('lost-')[0]}lost-{row.lost}")
+                row.spec = GraphJob(s.graph, s.uploads, s.label, salt=f"{s.salt.split('lost-')[0]}lost-{row.lost}")
             rec = self.journal.get(row.spec.key)
             if rec.get("event") in ("done", "failed"):
                 row.state = rec["event"]
@@ -391,7 +390,7 @@ class Scheduler:
                     row.lost += 1
                     self.log(f"row {row.index}: {info}; submitting it again")
                     s = row.spec
-                    row.spec = JobSpec(s.graph, s.uploads, s.label, salt=f"{s.salt.split('lost-')[0]}lost-{row.lost}")
+                    row.spec = GraphJob(s.graph, s.uploads, s.label, salt=f"{s.salt.split('lost-')[0]}lost-{row.lost}")
                     row.state, row.pinned = "waiting", ""
                     todo.append(row)
                 else:

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from .. import http
 from .base import REQUEST_TIMEOUT_S, Deadline, ServerError, Worker, WorkerDown
 from .native import NativeWorker
 from .v2 import V2Worker
@@ -48,7 +49,7 @@ def probe(url: str, timeout: float = 10.0) -> str:
     Raises:
         WorkerDown: unreachable. ServerError: neither API answers.
     """
-    with httpx.Client(base_url=url, timeout=timeout, trust_env=False) as c:
+    with http.client(url, timeout=timeout, trust_env=False) as c:
         try:
             r = c.get("/api/v2/health")
             if r.status_code == 200 and "json" in r.headers.get("content-type", ""):

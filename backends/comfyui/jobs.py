@@ -28,7 +28,7 @@ class JobLost(ServerError):
 
 
 @dataclass
-class JobSpec:
+class GraphJob:
     """One job: the graph after overrides, the files to upload, a label.
 
     ``label``: prefix of the local output names (campaign rows); empty for
@@ -102,7 +102,7 @@ def drift_score(texts: dict) -> float | None:
     return best
 
 
-def execute(worker: Worker, spec: JobSpec, journal: Journal, out_dir: Path, deadline: Deadline, *,
+def execute(worker: Worker, spec: GraphJob, journal: Journal, out_dir: Path, deadline: Deadline, *,
             max_bytes: int = MAX_OUTPUT_BYTES, on_state: Callable[[JobState], None] | None = None,
             log: Callable[[str], None] = lambda m: None) -> JobResult:
     """Run ``spec`` on ``worker`` (or pick up its earlier run) and download its outputs.

@@ -20,6 +20,10 @@ import time
 from pathlib import Path
 
 
+#: Name of the job journal kept in an output folder (``soulid run --out``, campaigns).
+JOURNAL_NAME = ".soulid-jobs.jsonl"
+
+
 class Journal:
     """Merged job records from ``path`` (created on first write)."""
 

@@ -13,13 +13,11 @@
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import httpx
 
-from ...soul.paths import link_no_clobber
+from ...soul.paths import publish, temp_path
 from ..media import UNSAFE_NAME_CHARS
 from .base import REQUEST_TIMEOUT_S, Deadline, DeadlineExceeded, ServerError, WorkerDown
 
@@ -52,13 +50,13 @@ def safe_name(server_name: object, fallback: str) -> str:
 
 def place_no_clobber(tmp: Path, dest: Path) -> Path:
     """Give ``tmp`` the name ``dest``, or ``stem_1.ext``, ``stem_2.ext`` ... when
-    taken (:func:`soulid.soul.paths.link_no_clobber`: nothing is replaced).
+    taken (:func:`soulid.soul.paths.publish` with ``exclusive``: nothing is replaced).
     ``tmp`` is removed. Returns the final path."""
     stem, suffix = dest.stem, dest.suffix
     for i in range(100000):
         cand = dest if i == 0 else dest.with_name(f"{stem}_{i}{suffix}")
         try:
-            link_no_clobber(tmp, cand)
+            publish(tmp, cand, mode=0o600, exclusive=True)  # fsynced, never over an existing file
         except FileExistsError:
             continue
         tmp.unlink(missing_ok=True)
@@ -77,11 +75,9 @@ def stream_to_file(client: httpx.Client, url: str, dest: Path, *, params: dict |
             a truncated body. Nothing is left on disk.
         DeadlineExceeded: ``deadline`` passed while reading.
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name[:40]}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
+    tmp = temp_path(dest)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             try:
                 with client.stream("GET", url, params=params, timeout=deadline.timeout(request_timeout)) as r:
                     if r.is_redirect:
@@ -109,8 +105,6 @@ def stream_to_file(client: httpx.Client, url: str, dest: Path, *, params: dict |
                 raise WorkerDown(f"{what}: the server stopped sending") from None
             except httpx.TransportError as e:
                 raise WorkerDown(f"{what}: download failed ({e})") from None
-            f.flush()
-            os.fsync(f.fileno())
         return place_no_clobber(tmp, dest)
     finally:
         if tmp.exists():

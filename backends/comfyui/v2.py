@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationErro
 from .base import (REQUEST_TIMEOUT_S, CANCELED, FAILED, QUEUED, RUNNING, SUCCEEDED, UNKNOWN, Deadline, HttpWorker, JobRefused, JobState,
                    Output, ServerError, Upload, WorkerDown)
 from .native import _field_errors, error_text
+from .. import http
 from ..media import check_url, is_loopback_url
 from .transfer import Redirected, safe_name, stream_to_file
 
@@ -226,5 +227,5 @@ class V2Worker(HttpWorker):
         except Redirected as moved:
             target = urljoin(url, moved.location)
         check_url(target, allow_loopback=is_loopback_url(self.url), what=what)
-        with httpx.Client(timeout=30.0, trust_env=False) as bare:  # no credentials to a signed URL
+        with http.client(timeout=30.0, trust_env=False) as bare:  # no credentials to a signed URL
             return stream_to_file(bare, target, dest, max_bytes=max_bytes, deadline=deadline, what=what)

@@ -49,9 +49,9 @@ from pathlib import Path
 import numpy as np
 
 from ...soul.errors import ModelFilesMissing, SoulIDError
-from ...soul.imageio import to_float01, to_uint8
+from ...soul.imageio import to_rgb
 from ..base import AnimateRequest, EditRequest, GenerateRequest, ImageResult, VideoResult
-from . import camera
+from .. import camera
 from .embeddings import EmbeddingError, face_crop_for_clip, identity_embedding, reference_keypoints
 from .models import METHODS, check_local, resolve
 
@@ -159,7 +159,7 @@ class LocalBackend:
         if pose is not None:
             from ...soul.analysis import get_analyzer
 
-            pimg = _uint8(pose)
+            pimg = to_rgb(pose, what="pose", error=SoulIDError)
             face = (az or get_analyzer("insightface")).largest_face(pimg)
             if face is None:
                 raise EmbeddingError(f"{pose_label}: no face found for the InstantID keypoints"
@@ -186,7 +186,7 @@ class LocalBackend:
             LocalSetupMissing: one error naming every missing package and
                 model file (:func:`.models.check_local`).
             EmbeddingError: the Soul ID's embedding does not fit the method.
-            InterruptedError: interrupted between denoising steps.
+            Interrupted: interrupted between denoising steps.
         """
         o = self._opts(req.options)
         check_local("generate", o["method"], o["model"], o["lora"], req.soul)
@@ -217,7 +217,7 @@ class LocalBackend:
             (and as :meth:`generate`)
         """
         o = self._opts(req.options)
-        src = _float(req.image)
+        src = to_rgb(req.image, np.float32, error=SoulIDError)
         if not 0.0 <= float(req.strength) <= 1.0:
             raise SoulIDError(f"edit strength must be in 0..1, got {req.strength}")
         if req.mask is not None and np.asarray(req.mask).shape[:2] != src.shape[:2]:
@@ -262,19 +262,14 @@ class LocalBackend:
             fd, name = tempfile.mkstemp(prefix="soulid_", suffix=".mp4")
             os.close(fd)
             out = Path(name)
-        motions = [camera.parse_motion(f"{n}:{s}") if ":" not in str(n) else camera.parse_motion(n)
-                   for n, s in req.motions]
         if o["engine"] == "camera":
-            img = _uint8(req.image)
-            focus = o.get("focus") or _face_focus(img)
-            info = camera.render_clip(img, out, motions, req.seconds, req.fps, req.size, focus,
-                                      seed=req.seed or 0, progress=progress, interrupt=interrupt)
-            result = VideoResult(info.path, info.fps, info.frames, info.width, info.height,
-                                 info={"engine": "camera", "motions": motions})
+            result = camera.animate_still(req, out, progress, interrupt, focus=o.get("focus"))
         elif o["engine"] == "i2v":
             check_local("i2v", i2v_model=o.get("i2v_model", ""))
             from .i2v import animate_i2v
 
+            motions = [camera.parse_motion(f"{n}:{s}") if ":" not in str(n) else camera.parse_motion(n)
+                       for n, s in req.motions]
             result = animate_i2v(req, out, motions, o, progress=progress, interrupt=interrupt)
         else:
             raise SoulIDError(f"options.engine must be camera or i2v, not {o['engine']!r}")
@@ -293,20 +288,6 @@ class LocalBackend:
 
 
 # ---------------------------------------------------------------- helpers
-def _float(image) -> np.ndarray:
-    a = np.asarray(image)
-    if a.ndim == 4 and a.shape[0] == 1:
-        a = a[0]
-    if a.ndim != 3 or a.shape[2] < 3:
-        raise SoulIDError(f"image must be [H, W, 3], got shape {a.shape}")
-    a = a[..., :3]
-    return to_float01(a)
-
-
-def _uint8(image) -> np.ndarray:
-    return to_uint8(_float(image))
-
-
 def _size(width, height, aspect, preset) -> tuple[int, int]:
     """Output size: explicit, else ~1 MP at ``aspect`` (or the preset's), multiples of 64."""
     if width and height:
@@ -332,22 +313,6 @@ def _apply_preset(prompt: str, negative: str, preset, strength: float) -> tuple[
 
         preset = get_preset(preset)
     return preset.prompt(prompt, strength), preset.negative_prompt(negative)
-
-
-def _face_focus(img: np.ndarray) -> tuple[float, float] | None:
-    """Centre of the largest face (dlib, on a <= 512 px copy) as fractions, or None."""
-    try:
-        from ...soul.analysis import get_analyzer
-        from ...soul.imageio import downscale
-
-        small = downscale(img, 512)
-        face = get_analyzer("dlib").largest_face(small)
-    except SoulIDError:
-        return None
-    if face is None:
-        return None
-    h, w = small.shape[:2]
-    return (float((face.box[0] + face.box[2]) / 2 / w), float((face.box[1] + face.box[3]) / 2 / h))
 
 
 __all__ = ["LocalBackend", "DEFAULTS", "camera"]

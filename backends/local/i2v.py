@@ -20,13 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ...soul.errors import ModelFilesMissing, SoulIDError
+from ...soul.errors import SoulIDError
 from ...soul.imageio import to_uint8
-from ...soul.paths import models_dirs
 from ..base import AnimateRequest, VideoResult
-from . import camera
+from .. import camera
+from .models import find_i2v
 
-DEFAULT_I2V = "Wan2.2-TI2V-5B-Diffusers"
 #: Native frame rate of each Wan family (frames are generated at this rate).
 NATIVE_FPS = {"2.2": 24, "2.1": 16}
 
@@ -46,25 +45,6 @@ def motion_prompt(prompt: str, motions: list[tuple[str, float]]) -> str:
     return ", ".join(parts)
 
 
-def find_i2v(model: str = "") -> str:
-    """Folder (or hub id) of the Wan I2V pipeline.
-
-    Raises:
-        ModelFilesMissing: naming the expected model_index.json.
-    """
-    name = model or DEFAULT_I2V
-    p = Path(name).expanduser()
-    cands = [p] if p.is_absolute() else [d / name for d in models_dirs("diffusers")]
-    for c in cands:
-        if (c / "model_index.json").is_file():
-            return str(c)
-    if model and not p.is_absolute() and model.count("/") == 1:
-        return model  # a Hugging Face repo id, downloaded by diffusers
-    where = str(models_dirs("diffusers")[0]) if models_dirs("diffusers") else "<ComfyUI>/models/diffusers"
-    raise ModelFilesMissing("local i2v (Wan image-to-video)", [f"{where}/{name}/model_index.json"],
-                           "Download the Wan-AI/Wan2.2-TI2V-5B-Diffusers repository into that folder (README, section 'Local models').")
-
-
 def frame_count(seconds: float, fps: float) -> int:
     """Wan generates ``4k + 1`` frames; the nearest such count to ``seconds * fps``."""
     n = max(5, int(round(seconds * fps)))
@@ -77,7 +57,7 @@ def animate_i2v(req: AnimateRequest, out: Path, motions: list[tuple[str, float]]
 
     Raises:
         ModelFilesMissing: no Wan pipeline folder.
-        InterruptedError: interrupted between denoising steps.
+        Interrupted: interrupted between denoising steps.
     """
     import diffusers
     import torch
@@ -100,17 +80,12 @@ def animate_i2v(req: AnimateRequest, out: Path, motions: list[tuple[str, float]]
     n = frame_count(req.seconds, native)
     steps = int(o.get("steps", 30))
     gen, seed = _generator(req.seed)
-    try:
-        frames = pipe(
-            image=Image.fromarray(to_uint8(img)).resize((w, h)),
-            prompt=motion_prompt(req.prompt, motions), height=h, width=w, num_frames=n,
-            num_inference_steps=steps, guidance_scale=float(o.get("guidance", 5.0)), generator=gen,
-            output_type="np", callback_on_step_end=_step_callback(steps, progress, interrupt),
-        ).frames[0]
-    except Exception as e:
-        if type(e).__name__ == "_Stop":
-            raise InterruptedError(f"i2v: interrupted after step {e.args[0]} of {steps}") from None
-        raise
+    frames = pipe(
+        image=Image.fromarray(to_uint8(img)).resize((w, h)),
+        prompt=motion_prompt(req.prompt, motions), height=h, width=w, num_frames=n,
+        num_inference_steps=steps, guidance_scale=float(o.get("guidance", 5.0)), generator=gen,
+        output_type="np", callback_on_step_end=_step_callback(steps, progress, interrupt, "i2v"),
+    ).frames[0]
     frames_u8 = [to_uint8(f) for f in np.asarray(frames)]
     if not frames_u8:
         raise SoulIDError("i2v: the pipeline returned no frames")

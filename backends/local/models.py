@@ -225,8 +225,6 @@ def check_local(step: str, method: str = "faceid_plusv2", model: str = "", lora:
     steps = [step] + (["lora"] if lora else [])
     files: list[tuple[str, str, ModelSource | None]] = []
     if step == "i2v":
-        from .i2v import DEFAULT_I2V, find_i2v
-
         try:
             find_i2v(i2v_model)
         except ModelFilesMissing as e:
@@ -529,3 +527,26 @@ def load_identitynet(path: str, dtype=None):
 def hub_offline() -> bool:
     """True when Hugging Face hub access is switched off by the environment."""
     return os.environ.get("HF_HUB_OFFLINE", "") in ("1", "true", "True")
+
+
+#: The Wan image-to-video pipeline folder used when none is named.
+DEFAULT_I2V = "Wan2.2-TI2V-5B-Diffusers"
+
+
+def find_i2v(model: str = "") -> str:
+    """Folder (or hub id) of the Wan I2V pipeline.
+
+    Raises:
+        ModelFilesMissing: naming the expected model_index.json.
+    """
+    name = model or DEFAULT_I2V
+    p = Path(name).expanduser()
+    cands = [p] if p.is_absolute() else [d / name for d in models_dirs("diffusers")]
+    for c in cands:
+        if (c / "model_index.json").is_file():
+            return str(c)
+    if model and not p.is_absolute() and model.count("/") == 1:
+        return model  # a Hugging Face repo id, downloaded by diffusers
+    where = str(models_dirs("diffusers")[0]) if models_dirs("diffusers") else "<ComfyUI>/models/diffusers"
+    raise ModelFilesMissing("local i2v (Wan image-to-video)", [f"{where}/{name}/model_index.json"],
+                           "Download the Wan-AI/Wan2.2-TI2V-5B-Diffusers repository into that folder (README, section 'Local models').")

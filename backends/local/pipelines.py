@@ -17,11 +17,11 @@ Runtime policy:
   ``AttnProcessor2_0`` / ``IPAdapterAttnProcessor2_0`` on torch >= 2).
 * one pipeline is kept loaded, keyed by its configuration (method, files,
   LoRAs, device, dtype, offload); edit modes reuse its modules via
-  ``from_pipe``. Inside ComfyUI, ComfyUI's models are unloaded first
-  (``comfy.model_management.unload_all_models`` + ``soft_empty_cache``).
+  ``from_pipe``. This package never imports ComfyUI (no node runs it).
 * ``offload``: ``"model"`` (``enable_model_cpu_offload``) or ``"sequential"``.
 * every denoising step reports progress and checks the interrupt through
-  ``callback_on_step_end``; an interrupt raises before the next step.
+  ``callback_on_step_end``; an interrupt raises
+  :class:`soulid.soul.errors.Interrupted` before the next step.
 * seeds: a CPU ``torch.Generator`` so the same seed gives the same image on
   any device.
 """
@@ -32,11 +32,11 @@ import random
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from ...soul.imageio import to_uint8
+from ...soul.progress import InterruptFn, ProgressFn, check, report
 from .models import Resolved, load_clip_vision, load_identitynet, local_sdxl_config
 
 #: Pipeline classes per method and mode.
@@ -85,15 +85,6 @@ def device_and_dtype(device: str | None = None, dtype: str | None = None) -> tup
     return device, dtype
 
 
-def _comfy_mm():
-    try:
-        import comfy.model_management as mm  # only importable inside ComfyUI
-
-        return mm
-    except Exception:
-        return None
-
-
 def release() -> None:
     """Drop the loaded pipeline and return its memory (VRAM included)."""
     with _lock:
@@ -106,9 +97,6 @@ def release() -> None:
             torch.cuda.empty_cache()
     except ImportError:
         pass
-    mm = _comfy_mm()
-    if mm is not None:
-        mm.soft_empty_cache()
 
 
 def _load(key: PipelineKey):
@@ -118,10 +106,6 @@ def _load(key: PipelineKey):
     from .lora_layout import load_persona_lora
 
     global LOAD_COUNT
-    mm = _comfy_mm()
-    if mm is not None:  # make room: ComfyUI's own models leave VRAM
-        mm.unload_all_models()
-        mm.soft_empty_cache()
     r = key.resolved
     dtype = getattr(torch, key.dtype)
     cls = getattr(diffusers, CLASSES[(r.method, "txt2img")])
@@ -191,31 +175,13 @@ def get_pipeline(key: PipelineKey, mode: str = "txt2img"):
         return modes[mode]
 
 
-class _Stop(Exception):
-    pass
-
-
-def _step_callback(total: int, progress: Callable | None, interrupt: Callable[[], bool] | None):
-    """``callback_on_step_end``: progress per step (also ComfyUI's progress
-    bar) and the interrupt check before the next step starts."""
-    mm = _comfy_mm()
-    bar = None
-    try:
-        import comfy.utils
-
-        bar = comfy.utils.ProgressBar(total)
-    except Exception:
-        pass
+def _step_callback(total: int, progress: ProgressFn | None, interrupt: InterruptFn | None, label: str = ""):
+    """``callback_on_step_end``: progress per step and the interrupt check
+    before the next step starts (raises :class:`Interrupted` naming the step)."""
 
     def cb(pipe, step, timestep, kwargs):
-        if progress is not None:
-            progress((step + 1) / total, f"denoising step {step + 1}/{total}")
-        if bar is not None:
-            bar.update_absolute(step + 1, total)
-        if interrupt is not None and interrupt():
-            raise _Stop(step + 1)
-        if mm is not None and mm.processing_interrupted():
-            mm.throw_exception_if_processing_interrupted()
+        report(progress, (step + 1) / total, f"denoising step {step + 1}/{total}")
+        check(interrupt, f"{label + ': ' if label else ''}denoising step {step + 1} of {total}")
         return kwargs
 
     return cb
@@ -283,7 +249,7 @@ class RunParams:
 
 def run(key: PipelineKey, params: RunParams, embedding: np.ndarray, *, face_crop: np.ndarray | None = None,
         keypoint_image: np.ndarray | None = None, image: np.ndarray | None = None, mask: np.ndarray | None = None,
-        progress: Callable | None = None, interrupt: Callable[[], bool] | None = None) -> tuple[np.ndarray, dict]:
+        progress: ProgressFn | None = None, interrupt: InterruptFn | None = None) -> tuple[np.ndarray, dict]:
     """Run one generation or edit.
 
     Args:
@@ -299,7 +265,7 @@ def run(key: PipelineKey, params: RunParams, embedding: np.ndarray, *, face_crop
         ``(images [B, H, W, 3] float32 0..1, info)``; info has ``seed``, ``steps``, ``method``.
 
     Raises:
-        InterruptedError: the interrupt fired (ComfyUI's own exception inside ComfyUI).
+        Interrupted: the interrupt fired (after a denoising step).
     """
     import torch
     from PIL import Image
@@ -337,7 +303,7 @@ def run(key: PipelineKey, params: RunParams, embedding: np.ndarray, *, face_crop
         kw.update(width=width, height=height)
     # Steps actually run: img2img runs int(steps * strength) of them.
     total = int(params.steps) if image is None else max(1, min(int(params.steps), int(params.steps * params.strength)))
-    kw["callback_on_step_end"] = _step_callback(total, progress, interrupt)
+    kw["callback_on_step_end"] = _step_callback(total, progress, interrupt, method)
     tokens = None
     try:
         if method == "faceid_plusv2":
@@ -363,8 +329,6 @@ def run(key: PipelineKey, params: RunParams, embedding: np.ndarray, *, face_crop
             tokens.set(embedding, dev, dtype)
         with torch.inference_mode():
             out = pipe(**kw).images
-    except _Stop as s:
-        raise InterruptedError(f"{method}: interrupted after denoising step {s.args[0]} of {total}") from None
     finally:
         if tokens is not None:
             tokens.remove()

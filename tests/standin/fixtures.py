@@ -93,7 +93,7 @@ def obama(_obama_bytes):
 @pytest.fixture
 def trained_obama(obama, cloud_env):
     """``obama`` trained on the stand-in (Higgsfield v1 custom reference)."""
-    from soulid.backends.training import train_remote
+    from soulid.backends.remote_training import train_remote
 
     train_remote(obama, "higgsfield", "v1")
     return obama

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 from ....soul.errors import ModelFilesMissing
-from ....soul.paths import cache_dir
+from ....soul.paths import atomic_write_bytes, cache_dir
 from ..models import BaseModel, DEFAULT_BASE, find_base, local_sdxl_config
 
 
@@ -56,9 +55,7 @@ def base_hash(base: BaseModel) -> str:
             for chunk in iter(lambda: fh.read(1 << 24), b""):
                 h.update(chunk)
     known[key] = h.hexdigest()
-    tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
-    tmp.write_text(json.dumps(known))
-    os.replace(tmp, cache)
+    atomic_write_bytes(cache, json.dumps(known).encode())
     return known[key]
 
 

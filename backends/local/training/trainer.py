@@ -34,7 +34,6 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -300,7 +299,7 @@ def add_lora(unet, settings: TrainSettings) -> list:
 
 def fit(unet, data: Encoded, settings: TrainSettings, steps: int, *, schedule=None,
         prediction_type: str = "epsilon", checkpoint_path: str | Path | None = None, resume: bool = False, fingerprint_: str = "",
-        progress=None, interrupt=None, on_step: Callable[[int], None] | None = None) -> FitResult:
+        progress: prog.ProgressFn | None = None, interrupt: prog.InterruptFn | None = None) -> FitResult:
     """Train the LoRA on ``unet`` for ``steps`` optimizer steps.
 
     Args:
@@ -311,7 +310,7 @@ def fit(unet, data: Encoded, settings: TrainSettings, steps: int, *, schedule=No
         checkpoint_path: where checkpoints go (every ``settings.checkpoint_every`` steps).
         resume: continue from the checkpoint at ``checkpoint_path`` when there is one.
         fingerprint_: identity of the run, checked on resume (:func:`fingerprint`).
-        on_step: called with the 1-based step number after each step (benchmarks).
+        progress: ``progress(done / steps, "step N/M loss L ETA ...")`` after every step.
 
     Raises:
         Interrupted: ``interrupt()`` returned True (checked before every step).
@@ -388,8 +387,6 @@ def fit(unet, data: Encoded, settings: TrainSettings, steps: int, *, schedule=No
         elapsed = time.perf_counter() - t0
         eta = elapsed / (done - start) * (steps - done)
         prog.report(progress, done / steps, f"step {done}/{steps} loss {last_loss:.4f} ETA {_fmt(eta)}")
-        if on_step is not None:
-            on_step(done)
         if checkpoint_path and settings.checkpoint_every and done % settings.checkpoint_every == 0 and done < steps:
             acc_sum += float(acc)
             acc.zero_()

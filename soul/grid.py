@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from .imageio import to_uint8 as _to_uint8
+from .imageio import to_rgb
 
 #: Neutral light-grey background (RGB), close to an 18 % grey card lifted for print.
 NEUTRAL = (232, 232, 228)
@@ -54,18 +54,10 @@ class GridLayout:
         return x, y, x + self.tile, y + self.tile
 
 
-def to_uint8(img: np.ndarray) -> np.ndarray:
-    """``[H, W, C]`` uint8 or float 0..1 -> ``[H, W, 3]`` uint8."""
-    a = _to_uint8(img)
-    if a.ndim == 2:
-        a = np.repeat(a[..., None], 3, axis=2)
-    return np.ascontiguousarray(a[..., :3])
-
-
 def fit_tile(img: np.ndarray, side: int, background=NEUTRAL) -> Image.Image:
     """``img`` scaled (Lanczos, aspect kept) to fit a ``side`` x ``side``
     square, centred on ``background``."""
-    im = Image.fromarray(to_uint8(img))
+    im = Image.fromarray(to_rgb(img))
     scale = side / max(im.width, im.height)
     im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.LANCZOS)
     tile = Image.new("RGB", (side, side), background)

@@ -36,9 +36,11 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from ...soul.errors import Interrupted, SoulIDError
-from ...soul.imageio import to_uint8
-from ...soul.motions import LOCAL_MOVES, move_aliases
+from ..soul.errors import Interrupted, SoulIDError
+from ..soul.imageio import to_rgb
+from ..soul.motions import LOCAL_MOVES, move_aliases
+from ..soul.paths import atomic_path
+from ..soul.progress import InterruptFn, ProgressFn, report
 
 DEFAULT_SECONDS = 5.0
 DEFAULT_FPS = 24
@@ -260,15 +262,10 @@ def output_size(src_hw: tuple[int, int], size: tuple[int, int] | None) -> tuple[
 
 
 def _as_uint8(image: np.ndarray) -> np.ndarray:
-    a = np.asarray(image)
-    if a.ndim == 4 and a.shape[0] == 1:
-        a = a[0]
-    if a.ndim != 3 or a.shape[2] < 3 or a.shape[0] < 2 or a.shape[1] < 2:
-        raise CameraError(f"image must be [H, W, 3] (or [1, H, W, 3]), got shape {a.shape}")
-    a = a[..., :3]
-    if a.dtype != np.uint8:
-        a = to_uint8(a)
-    return np.ascontiguousarray(a)
+    a = to_rgb(image, error=CameraError)
+    if a.shape[0] < 2 or a.shape[1] < 2:
+        raise CameraError(f"image: at least 2x2 pixels, got shape {a.shape}")
+    return a
 
 
 class CameraRenderer:
@@ -399,7 +396,7 @@ class CameraRenderer:
 def render_frames(image: np.ndarray, motions: list[tuple[str, float]] | None = None, seconds: float = DEFAULT_SECONDS,
                   fps: float = DEFAULT_FPS, size: tuple[int, int] | None = None, focus: tuple[float, float] | None = None,
                   seed: int = 0, interpolation: str = "linear",
-                  interrupt: Callable[[], bool] | None = None) -> Iterator[np.ndarray]:
+                  interrupt: InterruptFn | None = None) -> Iterator[np.ndarray]:
     """Yield the clip's frames, each ``[H, W, 3]`` uint8 RGB.
 
     Args:
@@ -483,7 +480,7 @@ def _prefetch(frames: Iterator[np.ndarray], depth: int = 6) -> Iterator[np.ndarr
 
 
 def write_mp4(frames: Iterator[np.ndarray], path: str | os.PathLike, fps: float, crf: int = 18,
-              preset: str = "superfast", progress: Callable[[int], None] | None = None) -> ClipInfo:
+              preset: str = "superfast", progress: ProgressFn | None = None, total: int | None = None) -> ClipInfo:
     """Encode ``[H, W, 3]`` uint8 RGB frames to an H.264 / yuv420p MP4 with
     PyAV, atomically (temp file in the same folder, then rename).
 
@@ -496,7 +493,10 @@ def write_mp4(frames: Iterator[np.ndarray], path: str | os.PathLike, fps: float,
         fps: frame rate (integer or fraction).
         crf: x264 constant rate factor (lower = better; 18 is visually lossless).
         preset: x264 speed preset.
-        progress: called with the number of frames written so far.
+        progress: ``progress(fraction, message)`` (:mod:`soulid.soul.progress`)
+            about every 5 % of ``total`` frames (every 10 frames, fraction
+            None, when ``total`` is not given).
+        total: the number of frames expected, for ``progress``.
 
     Raises:
         CameraError: no frames, odd or changing size.
@@ -505,11 +505,9 @@ def write_mp4(frames: Iterator[np.ndarray], path: str | os.PathLike, fps: float,
     import cv2
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     rate = Fraction(fps).limit_denominator(1001)
     count, width, height = 0, 0, 0
-    try:
+    with atomic_path(path) as tmp:
         with av.open(str(tmp), mode="w", format="mp4") as container:
             stream = None
             for frame in _prefetch(iter(frames)):
@@ -526,33 +524,66 @@ def write_mp4(frames: Iterator[np.ndarray], path: str | os.PathLike, fps: float,
                 yuv = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2YUV_I420)
                 container.mux(stream.encode(av.VideoFrame.from_ndarray(yuv, format="yuv420p")))
                 count += 1
-                if progress is not None:
-                    progress(count)
+                if count % max(1, (total or 200) // 20) == 0 or count == total:
+                    report(progress, count / total if total else None,
+                           f"camera: frame {count}/{total}" if total else f"camera: frame {count}")
             if stream is None:
                 raise CameraError(f"{path.name}: no frames to write")
             container.mux(stream.encode(None))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return ClipInfo(path, float(rate), count, width, height)
 
 
 def render_clip(image: np.ndarray, out: str | os.PathLike, motions: list[tuple[str, float]] | None = None,
                 seconds: float = DEFAULT_SECONDS, fps: float = DEFAULT_FPS, size: tuple[int, int] | None = None,
                 focus: tuple[float, float] | None = None, seed: int = 0, interpolation: str = "linear",
-                crf: int = 18, progress: Callable[[float | None, str], None] | None = None,
-                interrupt: Callable[[], bool] | None = None) -> ClipInfo:
+                crf: int = 18, progress: ProgressFn | None = None,
+                interrupt: InterruptFn | None = None) -> ClipInfo:
     """Render a still into an MP4 at ``out``; see :func:`render_frames` for the
     arguments and errors, :func:`write_mp4` for the encoding."""
     n = max(1, int(round(seconds * fps)))
     frames = render_frames(image, motions, seconds, fps, size, focus, seed, interpolation, interrupt)
-    report = None
-    if progress is not None:
-        def report(i: int) -> None:
-            if i % max(1, n // 20) == 0 or i == n:
-                progress(i / n, f"camera: frame {i}/{n}")
-    return write_mp4(frames, out, fps, crf=crf, progress=report)
+    return write_mp4(frames, out, fps, crf=crf, progress=progress, total=n)
+
+
+def animate_still(req, out: str | os.PathLike, progress: ProgressFn | None = None,
+                  interrupt: InterruptFn | None = None, focus: tuple[float, float] | None = None):
+    """DoP Animate on the camera engine: ``req`` (an
+    :class:`~soulid.backends.base.AnimateRequest`: image, motions, seconds,
+    fps, size, seed) into an MP4 at ``out``, centred on ``focus`` (fractions
+    of width and height) or on the largest face. No model weights; nodes and
+    the local backend both call this.
+
+    Returns:
+        :class:`~soulid.backends.base.VideoResult` (``info``: engine, motions).
+
+    Raises:
+        CameraError: unknown motion, bad image, size or length.
+        Interrupted: ``interrupt()`` returned True.
+    """
+    from .base import VideoResult
+
+    motions = [parse_motion(f"{n}:{s}") if ":" not in str(n) else parse_motion(n) for n, s in req.motions]
+    img = to_rgb(req.image, error=CameraError)
+    info = render_clip(img, out, motions, req.seconds, req.fps, req.size, focus or face_focus(img),
+                       seed=req.seed or 0, progress=progress, interrupt=interrupt)
+    return VideoResult(info.path, info.fps, info.frames, info.width, info.height,
+                       info={"engine": "camera", "motions": motions})
+
+
+def face_focus(img: np.ndarray) -> tuple[float, float] | None:
+    """Centre of the largest face (dlib, on a <= 512 px copy) as fractions, or None."""
+    try:
+        from ..soul.analysis import get_analyzer
+        from ..soul.imageio import downscale
+
+        small = downscale(img, 512)
+        face = get_analyzer("dlib").largest_face(small)
+    except SoulIDError:
+        return None
+    if face is None:
+        return None
+    h, w = small.shape[:2]
+    return (float((face.box[0] + face.box[2]) / 2 / w), float((face.box[1] + face.box[3]) / 2 / h))
 
 
 def motion_table() -> list[dict]:
@@ -563,5 +594,5 @@ def motion_table() -> list[dict]:
 __all__ = [
     "MOTIONS", "ALIASES", "MotionSpec", "CameraPath", "CameraRenderer", "CameraError", "ClipInfo",
     "camera_path", "motion_spec", "parse_motion", "render_frames", "render_clip", "write_mp4",
-    "output_size", "motion_table", "ease_in_out", "ease_out_expo",
+    "output_size", "motion_table", "ease_in_out", "ease_out_expo", "animate_still", "face_focus",
 ]

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -61,8 +62,38 @@ JOURNAL_NAME = ".soulid-jobs.jsonl"
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 
+#: Largest workflow file read, bytes.
+MAX_WORKFLOW_BYTES = 16 << 20
+
+
 class WorkflowError(SoulIDError):
     """A workflow file, an override or the server's answer is unusable."""
+
+
+def read_text_file(path: Path, max_bytes: int, what: str, error: type[SoulIDError]) -> str:
+    """A regular file's text (UTF-8), read only when it is a regular file of
+    at most ``max_bytes`` (a FIFO or ``/dev/zero`` is refused at once).
+
+    Raises:
+        ``error``: unreadable, not a regular file, too large, or not UTF-8
+            (the message names the file, the ``what`` and the reason).
+    """
+    from ..soul.paths import NotRegularFile, open_regular_file
+
+    try:
+        f, _size = open_regular_file(path, max_bytes)
+        with f:
+            data = f.read(max_bytes + 1)
+    except NotRegularFile as e:
+        raise error(f"{path}: cannot read the {what}: {e.reason}") from None
+    except OSError as e:
+        raise error(f"{path}: cannot read the {what} ({e.strerror or e})") from None
+    if len(data) > max_bytes:
+        raise error(f"{path}: the {what} is over the {max_bytes >> 20} MiB limit")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise error(f"{path}: the {what} is not UTF-8 text (byte {e.start}: {data[e.start:e.start + 1]!r})") from None
 
 
 # ------------------------------------------------------------------ workflow
@@ -76,13 +107,18 @@ def load_api_workflow(path: str | Path) -> dict:
             the API twin ``<folder>/api/<name>.json`` when it exists); a node
             without ``class_type`` or ``inputs``.
     """
+    from ..backends.comfyui.base import MAX_JSON_DEPTH, json_too_deep
+
     p = Path(path)
+    text = read_text_file(p, MAX_WORKFLOW_BYTES, "workflow", WorkflowError)
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise WorkflowError(f"{p}: cannot read the workflow ({e.strerror or e})") from None
+        data = json.loads(text)
+    except RecursionError:
+        data = None
     except ValueError as e:
         raise WorkflowError(f"{p}: not valid JSON ({e})") from None
+    if data is None or json_too_deep(data):
+        raise WorkflowError(f"{p}: the workflow is nested more than {MAX_JSON_DEPTH} levels deep")
     if isinstance(data, dict) and isinstance(data.get("prompt"), dict) and "class_type" not in data["prompt"]:
         data = data["prompt"]
     if isinstance(data, dict) and isinstance(data.get("nodes"), list) and "links" in data:
@@ -118,16 +154,37 @@ def find_node(prompt: dict, ref: str) -> str:
     raise WorkflowError(f"--set: no node {ref!r}; nodes are: {known}")
 
 
-def _parse_value(text: str, current):
+def _parse_value(text: str, current, item: str = ""):
+    from ..backends.comfyui.base import json_too_deep
+
     if isinstance(current, str):
         return text
     try:
         value = json.loads(text)
+    except RecursionError:
+        raise WorkflowError(f"--set {item[:80]!r}: the value is nested too deep") from None
     except ValueError:
         return text
+    if json_too_deep(value) or not _finite(value):
+        raise WorkflowError(f"--set {item[:80]!r}: {text[:40]!r} is not a usable value "
+                            f"(a number out of range, NaN or infinity, or nested too deep)")
     if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     return value
+
+
+def _finite(value) -> bool:
+    """No NaN/infinite float anywhere in ``value`` (JSON cannot carry them to a server)."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, float) and not math.isfinite(v):
+            return False
+        if isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return True
 
 
 def apply_overrides(prompt: dict, sets: list[str]) -> dict:
@@ -149,7 +206,7 @@ def apply_overrides(prompt: dict, sets: list[str]) -> dict:
         if isinstance(cur, list) and len(cur) == 2 and isinstance(cur[0], str) and isinstance(cur[1], int):
             raise WorkflowError(f"--set {item!r}: input {name!r} of node {nid} ({out[nid]['class_type']}) is "
                                 f"connected to node {cur[0]}; it takes no value")
-        inputs[name] = _parse_value(text, cur)
+        inputs[name] = _parse_value(text, cur, item)
     return out
 
 

@@ -5,7 +5,7 @@ It speaks ComfyUI's routes (``POST /prompt`` with an optional client-chosen
 ``POST /upload/image``, ``GET /system_stats``;
 https://docs.comfy.org/development/comfyui-server/comms_routes) with the same
 JSON shapes as ComfyUI 0.3.64's ``server.py`` / ``execution.py``, keeps each
-prompt pending then running for a few polls, and "executes" a few node types:
+prompt pending then running for a few ``/queue`` reads, and "executes" a few node types:
 ``SoulIDGenerate`` renders a PNG whose colour comes from its seed,
 ``SaveImage`` stores it for ``/view``, ``SoulIDLoad`` fails for names not in
 its library, with ComfyUI's ``execution_error`` message.
@@ -179,9 +179,12 @@ class FakeComfy:
         return job
 
     def queue(self) -> dict:
+        """Each ``/queue`` read is one tick of every unfinished job (clients read
+        the queue before the history, as ComfyUI's own order of updates needs)."""
         with self.lock:
             running, pending = [], []
-            for pid, job in self.jobs.items():
+            for pid in list(self.jobs):
+                job = self._advance(pid) if self.jobs[pid]["entry"] is None else self.jobs[pid]
                 if job["entry"] is None:
                     item = [job["number"], pid, job["prompt"], {}, []]
                     (pending if job["polls"] <= self.polls_pending else running).append(item)
@@ -191,7 +194,7 @@ class FakeComfy:
         with self.lock:
             if pid not in self.jobs:
                 return {}
-            job = self._advance(pid)
+            job = self.jobs[pid]
             if job["entry"] is None:
                 return {}
             entry = job["entry"] if self.history_override is None else self.history_override(pid, job["entry"])

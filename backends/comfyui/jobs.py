@@ -154,7 +154,7 @@ def execute(worker: Worker, spec: JobSpec, journal: Journal, out_dir: Path, dead
         journal.record(spec.key, event="failed", worker=worker.url, job_id=job_id, error=st.error or st.status)
         return JobResult(spec.key, "failed", worker.url, job_id, [], st.texts, st.error or st.status)
     files = []
-    got = journal.get(spec.key).get("got") or {}  # downloads finished before a crash
+    got = dict(journal.get(spec.key).get("got") or {})  # downloads finished before a crash
     for i, o in enumerate(st.outputs):
         tag = f"{job_id}:{i}"
         if isinstance(got.get(tag), str) and (out_dir / got[tag]).is_file():
@@ -164,7 +164,7 @@ def execute(worker: Worker, spec: JobSpec, journal: Journal, out_dir: Path, dead
         path = worker.download(o, target, max_bytes, deadline)
         files.append(str(path.relative_to(out_dir)))
         got[tag] = files[-1]
-        journal.record(spec.key, event="downloading", got=dict(got))
+        journal.record(spec.key, event="downloading", got={tag: files[-1]})
     nodes = [o.node_id for o in st.outputs]
     journal.record(spec.key, event="done", worker=worker.url, job_id=job_id, files=files, nodes=nodes, texts=st.texts)
     return JobResult(spec.key, "done", worker.url, job_id, files, st.texts, nodes=nodes)

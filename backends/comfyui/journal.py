@@ -4,7 +4,10 @@ One line per event (``submitting``, ``submitted``, ``done``, ``failed``),
 each written with a single ``write`` on an ``O_APPEND`` descriptor and
 fsynced, so a crash (kill -9) loses at most the line being written; a torn
 last line is ignored on reading. Records are merged per job key: the last
-value of each field wins.
+value of each field wins, except ``got`` (``{output tag: local file}``):
+each ``downloading`` line carries only the file it finished, and the maps
+are merged, so the journal grows by one short line per download (linearly
+in the outputs).
 
 A job whose key has a ``submitted`` line is polled on its worker instead of
 being queued again; a ``done`` job is not touched. The journal never holds
@@ -37,7 +40,7 @@ class Journal:
             except ValueError:
                 continue  # a line torn by a crash
             if isinstance(rec, dict) and isinstance(rec.get("key"), str):
-                self.records.setdefault(rec["key"], {}).update(rec)
+                _merge(self.records.setdefault(rec["key"], {}), rec)
 
     def get(self, key: str) -> dict:
         with self._lock:
@@ -56,5 +59,13 @@ class Journal:
             finally:
                 os.close(fd)
             merged = self.records.setdefault(key, {})
-            merged.update(rec)
+            _merge(merged, rec)
             return dict(merged)
+
+
+def _merge(merged: dict, rec: dict) -> None:
+    got = rec.get("got")
+    if isinstance(got, dict):
+        old = merged.get("got")
+        rec = {**rec, "got": {**(old if isinstance(old, dict) else {}), **got}}
+    merged.update(rec)

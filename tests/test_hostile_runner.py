@@ -57,6 +57,7 @@ def test_a_600_mb_history_is_refused_under_300_mb(tmp_path):
     rc, mb = read_peak(peak)
     assert rc == 2 and p.returncode == 2, p.stderr[-2000:]
     assert "over 32 MiB" in p.stderr and "Traceback" not in p.stderr, p.stderr[-2000:]
+    print(f"peak {mb:.0f} MB")
     assert mb < 300, f"peak {mb:.0f} MB"
     assert time.monotonic() - t0 < 60
     journal = tmp_path / "out" / ".soulid-jobs.jsonl"

@@ -110,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         if _is_interrupt(e):
             print(f"soulid: {e}", file=sys.stderr)
             return 130
-        print(f"soulid: {e}", file=sys.stderr)
+        from .workflow import shown  # a message may quote a server or a file: no raw terminal escapes
+
+        print(shown(f"soulid: {e}"), file=sys.stderr)
         return 2
 
 

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from ..soul.errors import SoulIDError
-from .workflow import DEFAULT_SERVER, add_server_args, positive_seconds
+from .workflow import DEFAULT_SERVER, add_server_args, positive_seconds, shown
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,7 +51,7 @@ def cmd_campaign(args) -> int:
     from ..backends.comfyui.transfer import MAX_OUTPUT_BYTES
 
     def log(msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
+        print(shown(msg), file=sys.stderr, flush=True)
 
     plan_path = Path(args.plan)
     plan = load_plan(plan_path)

@@ -237,8 +237,18 @@ def parse_uploads(prompt: dict, items: list[str]) -> list[Upload]:
     return ups
 
 
+def shown(text: object) -> str:
+    """``text`` safe to print on a terminal: each line's control characters
+    (ANSI escapes, bidi overrides...) become ``\\x1b``-style escapes
+    (:func:`soulid.soul.imageio.safe_label`); line breaks are kept. For
+    anything a server, a file or its metadata chose."""
+    from ..soul.imageio import safe_label
+
+    return "\n".join(safe_label(line) for line in str(text).split("\n"))
+
+
 def _print(msg: str, result: bool = False) -> None:
-    print(msg, file=sys.stdout if result else sys.stderr, flush=True)
+    print(shown(msg), file=sys.stdout if result else sys.stderr, flush=True)
 
 
 def run_workflow(prompt: dict, servers: str | list[str], out_dir: Path, timeout: float, log=_print, *,

@@ -221,7 +221,9 @@ def export_char(soul: SoulID, path: str | os.PathLike, k: int | None = None, des
         ``{"path", "references": [{"position", "role", "source"}], "loras": [arch...]}``.
 
     Raises:
-        CharInteropError: the file exists and ``overwrite`` is off, or the SDK is missing.
+        CharInteropError: the file exists and ``overwrite`` is off, the SDK is
+            missing, or the file would break an import limit (a description
+            over :data:`MAX_TEXT_BYTES`, the archive limits of :func:`char_limits`).
     """
     from PIL import Image
 
@@ -234,6 +236,9 @@ def export_char(soul: SoulID, path: str | os.PathLike, k: int | None = None, des
     idx, roles, _ = select_references(soul, k or len(soul.photos))
     images = [(Image.fromarray(soul.photos[i].rgb()), sdk.ROLE_FACE) for i in idx]
     desc = default_description(soul) if description is None else description
+    if len(desc.encode("utf-8", "surrogateescape")) > MAX_TEXT_BYTES:
+        raise CharInteropError(f"{target.name}: the description is {len(desc.encode('utf-8', 'surrogateescape'))} "
+                               f"bytes, over the {MAX_TEXT_BYTES} byte limit an import accepts; shorten it")
     doc = sdk.encode_character(soul.name, desc, images, archs=(sdk.FLUX2_KLEIN_ARCH,),
                                app_version=f"soulid {_version()}")
     for ref, i, role in zip(doc.manifest.refs, idx, roles):
@@ -256,6 +261,12 @@ def export_char(soul: SoulID, path: str | os.PathLike, k: int | None = None, des
         }
         doc.manifest.apply[ca] = "lora"
     sdk.write(target, doc)
+    try:  # what import would refuse is not left behind: the same limits, read back from the zip directory
+        with open_bounded(target, char_limits(), label=target.name, what=".char file"):
+            pass
+    except SoulIDError as e:
+        target.unlink(missing_ok=True)
+        raise CharInteropError(f"{target.name}: not written, an import would refuse it ({e})") from None
     return {
         "path": str(target),
         "references": [{"position": n + 1, "role": r, "source": soul.photos[i].source}

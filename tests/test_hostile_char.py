@@ -131,3 +131,12 @@ def test_a_hundred_payloads_naming_one_40_mb_lora_stay_under_1_gb(exported, tmp_
     print(f"peak {mb:.0f} MB")
     assert mb < 1024, f"peak {mb:.0f} MB"
     assert p.stderr.count("a second LoRA for sdxl") == 99 or rc == 2, p.stderr[-2000:]
+
+
+def test_export_refuses_a_description_import_would_refuse(tmp_path, faces):
+    soul = create_soul_id([faces / "obama" / "obama.jpg"], "obama", analyzer="dlib", workers=1).soul
+    with pytest.raises(charfile.CharInteropError, match="over the 1048576 byte limit"):
+        charfile.export_char(soul, tmp_path / "big.char", description="x" * (2 << 20))
+    assert not (tmp_path / "big.char").exists()
+    charfile.export_char(soul, tmp_path / "ok.char", description="y" * (1 << 20))
+    assert charfile.read_char(tmp_path / "ok.char").description == "y" * (1 << 20)

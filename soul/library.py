@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import LibraryError
-from .paths import atomic_write_bytes, library_location, private_mkdir
+from .paths import atomic_write_bytes, library_location, private_mkdir, try_lock
 from .soulfile import SUFFIX, SoulID
 
 MAX_NAME_LEN = 64
@@ -165,7 +165,7 @@ class Library:
         except OSError:
             return None
         try:
-            if not _try_lock(fd):
+            if not try_lock(fd):
                 return os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
             return None
         finally:
@@ -191,7 +191,7 @@ class Library:
         path = self._hold_path(name)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            if not _try_lock(fd):
+            if not try_lock(fd):
                 holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
                 raise LibraryError(f"Soul ID {name!r} is already held: {holder} is using it; "
                                    f"wait for it to finish")
@@ -278,21 +278,3 @@ class Library:
         self._write(self.path(n), soul.to_bytes(), overwrite, n)
         return n
 
-
-def _try_lock(fd: int) -> bool:
-    """Take an exclusive, non-blocking lock on ``fd``; False when another process holds it."""
-    try:
-        import fcntl
-    except ImportError:  # Windows
-        import msvcrt
-
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-            return True
-        except OSError:
-            return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False

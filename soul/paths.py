@@ -391,3 +391,24 @@ def inside(base: str | os.PathLike, path: str | os.PathLike) -> bool:
     except (OSError, RuntimeError):
         return False
     return p == b or b in p.parents
+
+
+def try_lock(fd: int) -> bool:
+    """Take an exclusive, non-blocking lock on the open file ``fd``; False when another
+    process (or another open of the file) holds it. Released when ``fd`` is closed
+    or the process dies."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False

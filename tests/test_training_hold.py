@@ -44,8 +44,8 @@ def test_rename_delete_and_a_second_training_refuse_while_it_trains(faces, tmp_p
     lib.save(soul)
     ck = checkpoint_path("heldsoul")
     ck.unlink(missing_ok=True)
-    train = ["train", "heldsoul", "--provider", "local", "--base", base, "--steps", "80", "--resolution", "64",
-             "--lr", "1e-3", "--checkpoint-every", "5", "--check-images", "0", "--device", "cpu", "--json"]
+    train = ["train", "heldsoul", "--provider", "local", "--base", base, "--steps", "40", "--resolution", "64",
+             "--lr", "1e-3", "--checkpoint-every", "2", "--check-images", "0", "--device", "cpu", "--json"]
     proc = subprocess.Popen([sys.executable, "-m", "soulid", "--library", str(tmp_path / "lib"), *map(str, train)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
     try:
@@ -61,13 +61,13 @@ def test_rename_delete_and_a_second_training_refuse_while_it_trains(faces, tmp_p
             assert r.returncode == 2, (args, r.stderr[-2000:])
             assert "a local training (pid" in r.stderr and verb in r.stderr and "Traceback" not in r.stderr, r.stderr
         assert proc.poll() is None, "the checks must run while it trains (raise --steps)"
-        out, err = proc.communicate(timeout=600)
+        out, err = proc.communicate(timeout=1500)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, err[-2000:]
-    assert json.loads(out)["steps"] == 80
-    assert lib.load("heldsoul").lora("sdxl").metadata["steps"] == 80
+    assert json.loads(out)["steps"] == 40
+    assert lib.load("heldsoul").lora("sdxl").metadata["steps"] == 40
     assert not ck.exists()  # removed once the LoRA was saved
     assert soulid(tmp_path / "lib", "rename", "heldsoul", "other").returncode == 0  # released

@@ -30,17 +30,28 @@ class Journal:
         self.path = Path(path)
         self.records: dict[str, dict] = {}
         self._lock = threading.Lock()
-        try:
-            lines = self.path.read_bytes().splitlines()
-        except FileNotFoundError:
-            lines = []
-        for line in lines:
+        self._offset = 0
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Merge the lines other processes appended since the last read (two
+        campaigns on one output folder see each other's downloads)."""
+        with self._lock:
             try:
-                rec = json.loads(line)
-            except ValueError:
-                continue  # a line torn by a crash
-            if isinstance(rec, dict) and isinstance(rec.get("key"), str):
-                _merge(self.records.setdefault(rec["key"], {}), rec)
+                with open(self.path, "rb") as f:
+                    f.seek(self._offset)
+                    data = f.read()
+            except FileNotFoundError:
+                return
+            end = data.rfind(b"\n") + 1  # a line still being written is read next time
+            for line in data[:end].splitlines():
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue  # a line torn by a crash
+                if isinstance(rec, dict) and isinstance(rec.get("key"), str):
+                    _merge(self.records.setdefault(rec["key"], {}), rec)
+            self._offset += end
 
     def get(self, key: str) -> dict:
         with self._lock:

@@ -205,3 +205,27 @@ def test_two_campaigns_on_one_out_download_each_output_once(tmp_path):
     assert len(pngs) == 8, pngs  # no second copy (name_1.png) of any output
     rows = json.loads((out / "manifest.json").read_text())["rows"]
     assert sorted(f for r in rows for f in r["files"]) == pngs
+
+
+def test_a_huge_error_message_stays_out_of_the_journal_and_terminal(tmp_path, capsys):
+    def failing(pid, entry):
+        return {"outputs": {}, "status": {"status_str": "error", "completed": False, "messages": [
+            ["execution_error", {"node_id": "2", "node_type": "SoulIDGenerate", "exception_type": "ValueError",
+                                 "exception_message": "boom " * (2 << 20)}]]}}
+
+    with FakeComfy(polls_pending=0, polls_running=0, history_override=failing) as fake:
+        rc = main(["run", str(workflow(tmp_path)), "--server", "native+" + fake.url, "--out", str(tmp_path / "o"),
+                   "--timeout", "60"])
+    cap = capsys.readouterr()
+    assert rc == 1 and "node 2 (SoulIDGenerate) failed: ValueError: boom boom" in cap.err
+    assert "more characters cut" in cap.err and len(cap.err) < 20_000
+    assert (tmp_path / "o" / ".soulid-jobs.jsonl").stat().st_size < 20_000
+
+
+def test_a_refusal_with_thousands_of_node_errors_is_clipped():
+    from soulid.backends.comfyui.native import error_text
+
+    body = {"error": {"message": "invalid prompt " * 1000},
+            "node_errors": {str(i): {"class_type": "X", "errors": [{"message": "m" * 9000}]} for i in range(1000)}}
+    text = error_text(body)
+    assert len(text) < 40_000 and text.endswith("... and 950 more node error(s)")

@@ -206,6 +206,8 @@ def build_rows(plan: Plan, plan_path: Path, salt_for: Callable[[int], str] | Non
         graph[QA_NODE_ID] = {"class_type": "PreviewAny", "inputs": {"source": [cid, 2]},
                              "_meta": {"title": "Soul ID QA report"}}
         combos = [{"soul_id": d.name, "folder": d} for d in _photo_folders(plan, base)]
+        if len(combos) > MAX_ROWS:
+            raise PlanError(f"{plan_path}: sets: {len(combos):,} photo folders; at most {MAX_ROWS:,} rows per campaign")
     else:
         axes = {"soul_id": plan.soul_ids, "preset": plan.presets, "prompt": plan.prompts, "seed": plan.seeds}
         names = list(axes)

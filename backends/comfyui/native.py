@@ -132,19 +132,25 @@ def parse_history_entry(entry: Any, where: str) -> JobState:
     return JobState(SUCCEEDED, outputs, texts)
 
 
-def error_text(body: Any) -> str:
-    """ComfyUI's ``/prompt`` refusal (``{"error": {...}, "node_errors": {...}}``) as lines."""
+def error_text(body: Any, max_lines: int = 50) -> str:
+    """ComfyUI's ``/prompt`` refusal (``{"error": {...}, "node_errors": {...}}``) as lines:
+    at most ``max_lines`` node errors, each clipped (a server chooses their number and size)."""
     if not isinstance(body, dict):
-        return str(body)[:2000]
+        return _clip(str(body), MAX_ERROR_CHARS)
     err = body.get("error")
-    lines = [str(err.get("message", "")) + (f": {err['details']}" if err.get("details") else "")
-             if isinstance(err, dict) else str(err)]
+    lines = [_clip(str(err.get("message", "")) + (f": {err['details']}" if err.get("details") else ""), MAX_ERROR_CHARS)
+             if isinstance(err, dict) else _clip(str(err), MAX_ERROR_CHARS)]
     node_errors = body.get("node_errors")
+    count = 0
     for nid, ne in (node_errors.items() if isinstance(node_errors, dict) else ()):
         for e in (ne.get("errors") or [] if isinstance(ne, dict) else []):
             if isinstance(e, dict):
-                lines.append(f"  node {nid} ({ne.get('class_type', '?')}): {e.get('message', '')}"
-                             + (f": {e['details']}" if e.get("details") else ""))
+                count += 1
+                if count <= max_lines:
+                    lines.append(_clip(f"  node {nid} ({ne.get('class_type', '?')}): {e.get('message', '')}"
+                                       + (f": {e['details']}" if e.get("details") else ""), 500))
+    if count > max_lines:
+        lines.append(f"  ... and {count - max_lines} more node error(s)")
     return "\n".join(lines)
 
 

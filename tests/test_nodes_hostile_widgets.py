@@ -95,3 +95,18 @@ def test_hostile_widget_values_are_one_line_errors(comfy_dirs, soul, node_id, wi
     if node_id == "SoulIDSave" and value == "fifo":
         return  # "fifo.char" is a legal Soul ID name (a library entry, not a path)
     pytest.fail(f"{node_id}.{widget}={value!r} was accepted")
+
+
+@pytest.mark.parametrize("fields", [b'"refs":5', b'"text":"xyz"', b'"payloads":[1,2]', b'"created_at":"yesterday"',
+                                    b'"format_version":null', b'"deep":' + b"[" * 100_000 + b"]" * 100_000])
+def test_a_wrongly_typed_char_manifest_is_one_line_on_the_node(comfy_dirs, fields):
+    import zipfile
+
+    pytest.importorskip("omnichar_sdk")
+    path = comfy_dirs / "input" / "bad.char"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("manifest.json", b'{"magic":"INLINECHAR","format_version":1,"name":"x",' + fields + b"}")
+    with pytest.raises(SoulIDError) as e:
+        run_node(nodes()["SoulIDCharImport"], file="bad.char", name="", analyzer="dlib")
+    msg = str(e.value)
+    assert "\n" not in msg.strip() and "bad.char: manifest" in msg and len(msg) < 1000, msg[:300]

@@ -259,6 +259,10 @@ class HttpWorker:
             req = self.client.build_request(method, path, timeout=limit, **kw)
             r = self.client.send(req, stream=True)
             try:
+                length = r.headers.get("content-length", "")
+                if length.isdigit() and int(length) > MAX_ANSWER_BYTES:
+                    raise ServerError(f"{self.url}{path}: the answer is {int(length) >> 20} MiB, over "
+                                      f"{MAX_ANSWER_BYTES >> 20} MiB; refused without reading it")
                 chunks, n = [], 0
                 for chunk in r.iter_bytes():
                     n += len(chunk)

@@ -52,3 +52,19 @@ def test_a_write_on_a_full_disk_is_a_ledger_error(tmp_path):
     err = sqlite3.OperationalError("database or disk is full")
     e = LedgerError(led.path, err)
     assert "disk is full" in str(e) and str(led.path) in str(e) and not e.locked
+
+
+def test_run_with_a_full_disk_under_the_journal_is_a_clear_error(tmp_path):
+    import json
+
+    from fake_comfy import FakeComfy
+
+    graph = {"1": {"class_type": "SoulIDLoad", "inputs": {"name": "my_soul"}},
+             "2": {"class_type": "SoulIDGenerate", "inputs": {"soul_id": ["1", 0], "prompt": "p", "seed": 5}},
+             "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "s"}}}
+    (tmp_path / "wf.json").write_text(json.dumps(graph))
+    with FakeComfy(polls_pending=0, polls_running=0) as fake:
+        p = soulid(tmp_path / "data", "run", tmp_path / "wf.json", "--server", "native+" + fake.url,
+                   "--out", tmp_path / "o", "--timeout", "60", limit=0)
+    assert p.returncode == 2, p.stderr[-2000:]
+    assert "Traceback" not in p.stderr and "cannot write the job journal" in p.stderr, p.stderr

@@ -22,6 +22,12 @@ import threading
 import time
 from pathlib import Path
 
+from ...soul.errors import SoulIDError
+
+
+class JournalError(SoulIDError):
+    """The journal cannot be written (a full disk, a read-only folder)."""
+
 
 class Journal:
     """Merged job records from ``path`` (created on first write)."""
@@ -62,13 +68,17 @@ class Journal:
         rec = {"key": key, "t": round(time.time(), 3), **fields}
         line = (json.dumps(rec, ensure_ascii=True) + "\n").encode()
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
-                os.write(fd, line)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                try:
+                    os.write(fd, line)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            except OSError as e:
+                raise JournalError(f"cannot write the job journal {self.path} ({e.strerror or e}); "
+                                   f"free some space and run the same command again") from None
             merged = self.records.setdefault(key, {})
             _merge(merged, rec)
             return dict(merged)

@@ -229,3 +229,12 @@ def test_a_refusal_with_thousands_of_node_errors_is_clipped():
             "node_errors": {str(i): {"class_type": "X", "errors": [{"message": "m" * 9000}]} for i in range(1000)}}
     text = error_text(body)
     assert len(text) < 40_000 and text.endswith("... and 950 more node error(s)")
+
+
+def test_text_outputs_are_capped_per_job():
+    from soulid.backends.comfyui.native import parse_history_entry
+
+    entry = {"outputs": {str(i): {"text": ["x" * 100_000] * 64} for i in range(50)},
+             "status": {"status_str": "success", "completed": True, "messages": []}}
+    st = parse_history_entry(entry, "test")
+    assert sum(len(t) for v in st.texts.values() for t in v) < 2 << 20  # 320 MB offered

@@ -37,6 +37,8 @@ _NS = uuid.UUID("6f0e4c52-3b0e-4b8e-9d1e-5a0c8f6b7e21")
 MAX_ERROR_CHARS = 2000
 #: Longest text output kept per item (characters), and items kept per node.
 MAX_TEXT_CHARS, MAX_TEXTS = 64 * 1024, 64
+#: Text output characters kept per job in all (they go into the journal and the terminal).
+MAX_TEXT_TOTAL = 1 << 20
 #: Most output files one job may list.
 MAX_OUTPUTS = 10000
 
@@ -109,6 +111,7 @@ def parse_history_entry(entry: Any, where: str) -> JobState:
     except ValidationError as err:
         raise ServerError(f"{where}: malformed history entry: {_field_errors(err)}") from None
     outputs, texts = [], {}
+    text_left = MAX_TEXT_TOTAL
     for nid, ui in e.outputs.items():
         for key in FILE_KEYS:
             for f in getattr(ui, "three_d" if key == "3d" else key):
@@ -116,7 +119,12 @@ def parse_history_entry(entry: Any, where: str) -> JobState:
                     raise ServerError(f"{where}: the job lists more than {MAX_OUTPUTS} output files")
                 outputs.append(Output(node_id=nid, name=f.filename, kind=key,
                                       ref={"filename": f.filename, "subfolder": f.subfolder, "type": f.type}))
-        texts[nid] = [_clip(t if isinstance(t, str) else str(t)[:MAX_TEXT_CHARS]) for t in ui.text[:MAX_TEXTS]]
+        kept = []
+        for t in ui.text[:MAX_TEXTS]:
+            t = _clip(t if isinstance(t, str) else str(t)[:MAX_TEXT_CHARS], min(MAX_TEXT_CHARS, max(0, text_left)))
+            text_left -= len(t)
+            kept.append(t)
+        texts[nid] = kept
     for kind, data in e.status.messages:
         data = data if isinstance(data, dict) else {}
         if kind == "execution_error":

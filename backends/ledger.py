@@ -37,6 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..soul.errors import SoulIDError
 from ..soul.paths import data_dir
 from .credentials import redact, remember_configured_keys
 
@@ -120,6 +121,29 @@ class JobRow:
         return cls(**d)
 
 
+class LedgerError(SoulIDError):
+    """The ledger database cannot be read or written (disk full, unreadable,
+    corrupt). ``locked``: another process holds it (a retry may succeed)."""
+
+    def __init__(self, path: Path, e: Exception):
+        text = str(e)
+        self.locked = "locked" in text
+        if "full" in text or "No space" in text or "too large" in text:
+            reason = "the disk is full; free some space and try again (what the ledger holds is intact)"
+        elif "disk I/O error" in text:
+            reason = ("a disk I/O error (a full disk, a file size limit or a failing drive); free some space "
+                      "and try again (what the ledger holds is intact)")
+        elif "readonly" in text or "read-only" in text:
+            reason = "it is read-only"
+        elif "unable to open" in text:
+            reason = "it cannot be opened (check the folder exists and is writable)"
+        elif "malformed" in text or "not a database" in text:
+            reason = f"it is damaged ({text}); move it aside to start a new one"
+        else:
+            reason = text
+        super().__init__(f"job ledger {path}: {reason}")
+
+
 class Ledger:
     """SQLite job ledger; safe to share between threads and processes.
 
@@ -129,8 +153,11 @@ class Ledger:
 
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path else data_dir() / "jobs.sqlite3"
-        _private_dir(self.path.parent)
-        _private_file(self.path)
+        try:
+            _private_dir(self.path.parent)
+            _private_file(self.path)
+        except OSError as e:
+            raise LedgerError(self.path, OSError(e.strerror or str(e))) from None
         self._lock = threading.Lock()
         remember_configured_keys()
         for attempt in range(50):  # a first-time WAL switch in two processes at once
@@ -140,8 +167,8 @@ class Ledger:
                         c.execute("PRAGMA journal_mode=WAL")
                     c.executescript(_SCHEMA)
                 break
-            except sqlite3.OperationalError as e:
-                if "locked" not in str(e) or attempt == 49:
+            except LedgerError as e:
+                if not e.locked or attempt == 49:
                     raise
                 time.sleep(0.05)
 
@@ -156,9 +183,14 @@ class Ledger:
     def _conn(self):
         """A connection that is closed afterwards (``sqlite3.Connection`` as a
         context manager only commits)."""
-        c = self._connect()
+        try:
+            c = self._connect()
+        except sqlite3.Error as e:
+            raise LedgerError(self.path, e) from None
         try:
             yield c
+        except sqlite3.Error as e:
+            raise LedgerError(self.path, e) from None
         finally:
             c.close()
 

@@ -108,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
               f"install it with: {LOCAL_EXTRA}", file=sys.stderr)
         return 2
     except SoulIDError as e:
-        print(f"soulid: {e}", file=sys.stderr)
+        from .common import shown  # a message may quote a server or a file: no raw terminal escapes
+
+        print(shown(f"soulid: {e}"), file=sys.stderr)
         return 2
 
 

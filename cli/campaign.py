@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from ..soul.errors import SoulIDError
+from .common import shown
 from .workflow import DEFAULT_SERVER, add_server_args, positive_seconds
 
 
@@ -51,7 +52,7 @@ def cmd_campaign(args) -> int:
     from ..backends.comfyui.transfer import MAX_OUTPUT_BYTES
 
     def log(msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
+        print(shown(msg), file=sys.stderr, flush=True)
 
     plan_path = Path(args.plan)
     plan = load_plan(plan_path)

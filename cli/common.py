@@ -9,6 +9,16 @@ import sys
 from pathlib import Path
 
 
+def shown(text: object) -> str:
+    """``text`` safe to print on a terminal: each line's control characters
+    (ANSI escapes, bidi overrides...) become ``\\x1b``-style escapes
+    (:func:`soulid.soul.imageio.safe_label`); line breaks are kept. For
+    anything a server, a file or its metadata chose."""
+    from ..soul.imageio import safe_label
+
+    return "\n".join(safe_label(line) for line in str(text).split("\n"))
+
+
 def library(args):
     """The Soul ID library ``--library`` names, else the configured one."""
     from ..soul.library import Library

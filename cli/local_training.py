@@ -49,21 +49,24 @@ def cmd_train_local(args) -> int:
         use_8bit_adam=args.adam8, checkpoint_every=args.checkpoint_every, device=args.device, flip=args.flip,
         log_every=max(1, min(10, args.checkpoint_every or 10)),
     )
-    stop, restore = interrupt_flag()
-    try:
-        r = train_persona(soul, args.base, settings, trigger=args.trigger, class_word=args.class_word,
-                          captions=args.captions, resume=args.resume, check_images=args.check_images,
-                          check_steps=args.check_steps, progress=progress_printer(args.json), interrupt=stop)
-    except Interrupted as e:
-        ck = checkpoint_path(soul.name)
-        hint = f"; continue with --resume (checkpoint {ck})" if ck.exists() else ""
-        print(f"soulid: {e}{hint}", file=sys.stderr)
-        return 130
-    finally:
-        restore()
-    soul = lib.load(args.name)  # re-read: keep anything written meanwhile
-    soul.attach_lora(r.arch, r.data, r.metadata)
-    path = lib.save(soul, overwrite=True)
+    with lib.hold(soul.name, "a local training"):  # rename/delete and a second training refuse meanwhile
+        stop, restore = interrupt_flag()
+        try:
+            r = train_persona(soul, args.base, settings, trigger=args.trigger, class_word=args.class_word,
+                              captions=args.captions, resume=args.resume, check_images=args.check_images,
+                              check_steps=args.check_steps, progress=progress_printer(args.json), interrupt=stop,
+                              keep_checkpoint=True)
+        except Interrupted as e:
+            ck = checkpoint_path(soul.name)
+            hint = f"; continue with --resume (checkpoint {ck})" if ck.exists() else ""
+            print(f"soulid: {e}{hint}", file=sys.stderr)
+            return 130
+        finally:
+            restore()
+        soul = lib.load(args.name)  # re-read: keep anything written meanwhile
+        soul.attach_lora(r.arch, r.data, r.metadata)
+        path = lib.save(soul, overwrite=True)
+        checkpoint_path(soul.name).unlink(missing_ok=True)  # only once the LoRA is saved
     if args.json:
         print(json.dumps({"soul": soul.name, "arch": r.arch, "path": str(path), "warnings": r.warnings,
                           **{k: r.metadata[k] for k in ("steps", "rank", "resolution", "final_loss", "training_seconds",

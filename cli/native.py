@@ -101,6 +101,8 @@ def cmd_lora_attach(args) -> int:
 
 
 def cmd_lora_list(args) -> int:
+    from .common import shown
+
     soul = load_soul(args, args.name)
     rows = {a: lo.meta() for a, lo in soul.loras.items()}
     if args.json:
@@ -109,7 +111,8 @@ def cmd_lora_list(args) -> int:
         print(f"{soul.name}: no persona LoRAs")
     else:
         for a, m in rows.items():
-            extra = ", ".join(f"{k} {m[k]}" for k in ("source", "rank", "steps", "trigger", "base_model") if m.get(k))
+            extra = shown(", ".join(f"{k} {m[k]}" for k in ("source", "rank", "steps", "trigger", "base_model")
+                                    if m.get(k)))
             print(f"{a:14s} {m['bytes']:>12d} bytes  sha256 {m['sha256'][:12]}  {extra}")
     return 0
 

@@ -54,12 +54,13 @@ from ..backends.comfyui.base import Deadline, DeadlineExceeded, JobRefused, Uplo
 from ..backends.comfyui.graph import WorkflowError, apply_overrides, load_api_workflow, parse_uploads
 from ..backends.comfyui.journal import JOURNAL_NAME
 from ..soul.errors import SoulIDError
+from .common import shown
 
 DEFAULT_SERVER = "http://127.0.0.1:8188"
 
 
 def _print(msg: str, result: bool = False) -> None:
-    print(msg, file=sys.stdout if result else sys.stderr, flush=True)
+    print(shown(msg), file=sys.stdout if result else sys.stderr, flush=True)
 
 
 def run_workflow(prompt: dict, servers: str | list[str], out_dir: Path, timeout: float, log=_print, *,

@@ -128,11 +128,31 @@ class SoulIDDriftGuardPickBest(io.ComfyNode):
                              json.dumps(res.report.as_dict()), ui=ui.PreviewText(value=res.report.text()))
 
 
+#: Longest file-name widget value accepted, bytes (a file system's name limit).
+MAX_FILE_WIDGET_BYTES = 255
+
+
+def _file_widget(text: str, what: str) -> str:
+    """A file-name widget's value when the file system can take it.
+
+    Raises:
+        SoulIDError: NUL or control characters, or over :data:`MAX_FILE_WIDGET_BYTES`.
+    """
+    from ..soul.imageio import safe_label
+
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise SoulIDError(f"{what} {safe_label(text)[:80]!r}: holds a NUL byte or a control character")
+    if len(text.encode("utf-8", "surrogateescape")) > MAX_FILE_WIDGET_BYTES:
+        raise SoulIDError(f"{what} {text[:40]!r}...: {len(text.encode('utf-8', 'surrogateescape'))} bytes, over "
+                          f"the {MAX_FILE_WIDGET_BYTES} byte limit of a file name")
+    return text
+
+
 def _output_file(filename: str, suffix: str) -> Path:
     """``filename`` (no folders) under ComfyUI's output directory, ``soulid/`` sub-folder."""
     import folder_paths
 
-    name = Path(filename.strip() or "soul").name
+    name = Path(_file_widget(filename, "file name").strip() or "soul").name
     if not name.endswith(suffix):
         name += suffix
     d = Path(folder_paths.get_output_directory()) / "soulid"
@@ -145,9 +165,11 @@ def _input_file(filename: str) -> Path:
     import folder_paths
 
     base = Path(folder_paths.get_input_directory()).resolve()
-    p = (base / filename.strip()).resolve()
+    p = (base / _file_widget(filename, "file").strip()).resolve()
     if base not in p.parents:
         raise SoulIDError(f"file {filename!r}: outside ComfyUI's input directory {base}; put it under it")
+    if p.exists() and not p.is_file():
+        raise SoulIDError(f"file {filename!r}: not a regular file (a folder, FIFO or device)")
     if not p.is_file():
         raise SoulIDError(f"file {filename!r}: no such file in ComfyUI's input directory {base}")
     return p

@@ -51,6 +51,15 @@ MAX_TEXT_BYTES = 1 * MiB
 MAX_MANIFEST_BYTES = 256 * 1024
 #: Most references imported (a Soul ID keeps at most 80 photos anyway).
 MAX_REFERENCES = 200
+#: Memory budget of one import, bytes: every member read and every reference
+#: decoded (at its decoded size, from the image header, before decoding) is
+#: counted, so a member named N times costs N times.
+MAX_DECODED_BYTES = 3 * GiB
+#: References are kept at most this many pixels on their longer side after
+#: decoding (Soul ID photos are stored at 1024 px; analysis needs no more).
+REFERENCE_MAX_SIDE = 2048
+#: Deepest JSON nesting accepted in a ``.char`` manifest.
+MAX_MANIFEST_DEPTH = 16
 #: Where an imported description lives inside the Soul ID (an extra archive member).
 DESCRIPTION_MEMBER = "char/description.md"
 SOURCE_MEMBER = "char/source.json"
@@ -61,6 +70,102 @@ _FROM_CHAR_ARCH = {v: k for k, v in _CHAR_ARCH.items()}
 
 class CharInteropError(SoulIDError):
     """A ``.char`` could not be read or written (the message names the file and why)."""
+
+
+class _Budget:
+    """What one import has read and decoded so far, against :data:`MAX_DECODED_BYTES`."""
+
+    def __init__(self, label: str, limit: int = MAX_DECODED_BYTES):
+        self.label, self.limit, self.used = label, limit, 0
+        self.times: dict[str, int] = {}
+
+    def take(self, n: int, member: str, what: str) -> None:
+        self.times[member] = self.times.get(member, 0) + 1
+        if self.used + n > self.limit:
+            again = self.times[member]
+            raise CharInteropError(
+                f"{self.label}: reading {what} ({member!r}"
+                + (f", named {again} times" if again > 1 else "")
+                + f") would bring this import over its {self.limit >> 20} MiB memory budget "
+                f"({self.used >> 20} MiB used); the file names too much data")
+        self.used += n
+
+
+# ------------------------------------------------------------------ manifest
+def _bounded_int(lo: int, hi: int):
+    from pydantic import Field, StrictInt
+    from typing import Annotated
+
+    return Annotated[StrictInt, Field(ge=lo, le=hi)]
+
+
+def _char_manifest_model():
+    """The pydantic model of the manifest keys soulid reads (others are kept as they are)."""
+    from typing import Any
+
+    from pydantic import BaseModel, ConfigDict, StrictStr
+
+    class _File(BaseModel):
+        model_config = ConfigDict(extra="allow")
+        path: StrictStr
+
+    class _Payload(BaseModel):
+        model_config = ConfigDict(extra="allow")
+        type: StrictStr | None = None
+        base: StrictStr | None = None
+        files: list[_File] = []
+        training: dict[str, Any] = {}
+        soulid: dict[str, Any] = {}
+
+    class _Ref(BaseModel):
+        model_config = ConfigDict(extra="allow")
+        path: StrictStr
+        role: StrictStr | None = None
+        soulid_source: StrictStr | None = None
+        soulid_role: StrictStr | None = None
+
+    class _Text(BaseModel):
+        model_config = ConfigDict(extra="allow")
+        path: StrictStr | None = None
+
+    epoch = _bounded_int(0, 2**53)
+
+    class CharManifest(BaseModel):
+        model_config = ConfigDict(extra="allow")
+        format_version: _bounded_int(1, 10_000) = 1
+        char_id: StrictStr = ""
+        name: StrictStr = ""
+        created_at: epoch = 0
+        modified_at: epoch = 0
+        app_version: StrictStr = ""
+        refs: list[_Ref] = []
+        derived: list[Any] = []
+        text: _Text = _Text()
+        payloads: dict[str, _Payload] = {}
+        scoring: dict[str, Any] = {}
+        hints: list[StrictStr] = []
+        apply: dict[str, StrictStr] = {}
+        reserved: dict[str, Any] = {}
+
+    return CharManifest
+
+
+def check_char_manifest(data: bytes, label: str) -> None:
+    """Check a ``.char`` manifest's bytes before the SDK reads them: JSON,
+    nesting, and the type and range of every key soulid uses.
+
+    Raises:
+        CharInteropError: naming the field, the value and the reason.
+    """
+    from pydantic import ValidationError
+
+    from .manifest import load_json_object, validation_message
+
+    raw = load_json_object(data, label, MAX_MANIFEST_DEPTH, CharInteropError)
+    try:
+        _char_manifest_model().model_validate(raw)
+    except ValidationError as e:
+        raise CharInteropError(validation_message(label, e)) from None
 
 
 def _sdk():
@@ -117,7 +222,9 @@ def export_char(soul: SoulID, path: str | os.PathLike, k: int | None = None, des
         ``{"path", "references": [{"position", "role", "source"}], "loras": [arch...]}``.
 
     Raises:
-        CharInteropError: the file exists and ``overwrite`` is off, or the SDK is missing.
+        CharInteropError: the file exists and ``overwrite`` is off, the SDK is
+            missing, or the file would break an import limit (a description
+            over :data:`MAX_TEXT_BYTES`, the archive limits of :func:`char_limits`).
     """
     from PIL import Image
 
@@ -130,6 +237,9 @@ def export_char(soul: SoulID, path: str | os.PathLike, k: int | None = None, des
     idx, roles, _ = select_references(soul, k or len(soul.photos))
     images = [(Image.fromarray(soul.photos[i].rgb()), sdk.ROLE_FACE) for i in idx]
     desc = default_description(soul) if description is None else description
+    if len(desc.encode("utf-8", "surrogateescape")) > MAX_TEXT_BYTES:
+        raise CharInteropError(f"{target.name}: the description is {len(desc.encode('utf-8', 'surrogateescape'))} "
+                               f"bytes, over the {MAX_TEXT_BYTES} byte limit an import accepts; shorten it")
     doc = sdk.encode_character(soul.name, desc, images, archs=(sdk.FLUX2_KLEIN_ARCH,),
                                app_version=f"soulid {_version()}")
     for ref, i, role in zip(doc.manifest.refs, idx, roles):
@@ -152,6 +262,12 @@ def export_char(soul: SoulID, path: str | os.PathLike, k: int | None = None, des
         }
         doc.manifest.apply[ca] = "lora"
     sdk.write(target, doc)
+    try:  # what import would refuse is not left behind: the same limits, read back from the zip directory
+        with open_bounded(target, char_limits(), label=target.name, what=".char file"):
+            pass
+    except SoulIDError as e:
+        target.unlink(missing_ok=True)
+        raise CharInteropError(f"{target.name}: not written, an import would refuse it ({e})") from None
     return {
         "path": str(target),
         "references": [{"position": n + 1, "role": r, "source": soul.photos[i].source}
@@ -198,7 +314,7 @@ def read_char(path: str | os.PathLike) -> CharContents:
             format, or no readable references.
     """
     from .errors import PhotoError
-    from .imageio import load_photo
+    from .imageio import downscale, load_photo
 
     sdk = _sdk()
     p = Path(path)
@@ -206,12 +322,20 @@ def read_char(path: str | os.PathLike) -> CharContents:
     try:
         with open_bounded(p, char_limits(), label=label, what=".char file") as z:
 
-            def member(name: str, limit: int) -> bytes:
+            budget = _Budget(label)
+
+            def member(name: str, limit: int, what: str) -> bytes:
+                if name not in z:
+                    raise CharInteropError(f"{label}: {what} {name[:120]!r} is not in the archive")
+                budget.take(min(z.size(name), limit), name, what)
                 return sdk.charfile.check_member(name, z.read(name, max_bytes=limit), label)
 
             if "manifest.json" not in z:
                 raise CharInteropError(f"{label}: no manifest.json, so it is not a .char file")
-            manifest = sdk.charfile.parse_manifest(member("manifest.json", MAX_MANIFEST_BYTES), label)
+            raw_manifest = member("manifest.json", MAX_MANIFEST_BYTES, "the manifest")
+            if sdk.charfile.looks_like_char(raw_manifest):  # else the SDK says it is not a .char
+                check_char_manifest(raw_manifest, label)
+            manifest = sdk.charfile.parse_manifest(raw_manifest, label)
 
             refs = [r for r in manifest.refs if isinstance(r, dict)]
             if len(refs) > MAX_REFERENCES:
@@ -219,13 +343,15 @@ def read_char(path: str | os.PathLike) -> CharContents:
             out = CharContents(name=manifest.name or p.stem, description="", references=[], char_id=manifest.char_id)
             tpath = str(manifest.text.get("path") or "")
             if tpath:
-                out.description = member(tpath, MAX_TEXT_BYTES).decode("utf-8", errors="replace")
+                out.description = member(tpath, MAX_TEXT_BYTES, "the description").decode("utf-8", errors="replace")
             for n, ref in enumerate(refs):
                 rpath = str(ref.get("path") or "")
                 role = sdk.charfile.role_of(ref)
                 name = Path(str(ref.get("soulid_source") or f"{n:03d}_{role}.png")).name
                 try:
-                    rgb = load_photo(member(rpath, MAX_REFERENCE_BYTES), label=name).rgb
+                    data = member(rpath, MAX_REFERENCE_BYTES, f"reference {n + 1}")
+                    budget.take(_decoded_size(data), rpath, f"reference {n + 1} decoded")
+                    rgb = downscale(load_photo(data, label=name).rgb, REFERENCE_MAX_SIDE)
                 except PhotoError as e:
                     out.skipped.append(f"reference {n + 1} ({rpath}): {e.reason}")
                     continue
@@ -240,7 +366,10 @@ def read_char(path: str | os.PathLike) -> CharContents:
                     out.skipped.append(f"LoRA for {arch_name!r}: no matching soulid architecture "
                                        f"({', '.join(LORA_ARCHITECTURES)})")
                     continue
-                data = member(str(files[0]["path"]), MAX_LORA_BYTES)
+                if any(a == ours for a, _, _ in out.loras):  # a Soul ID keeps one LoRA per architecture
+                    out.skipped.append(f"LoRA {key!r}: a second LoRA for {ours}, left out")
+                    continue
+                data = member(str(files[0]["path"]), MAX_LORA_BYTES, f"the LoRA of payload {key[:60]!r}")
                 md = dict((payload.get("soulid") or {}).get("metadata") or {})
                 md.setdefault("base_model", payload.get("base", ""))
                 md.update({k: v for k, v in (payload.get("training") or {}).items() if k not in md})
@@ -252,6 +381,26 @@ def read_char(path: str | os.PathLike) -> CharContents:
         raise CharInteropError(f"{label}: no readable reference images" +
                                (f" ({'; '.join(out.skipped)})" if out.skipped else ""))
     return out
+
+
+def _decoded_size(data: bytes) -> int:
+    """Bytes an image member takes once decoded, from its header (0 when unreadable:
+    :func:`~soulid.soul.imageio.load_photo` then refuses it)."""
+    import io
+    import warnings
+
+    from PIL import Image
+
+    from .imageio import decode_bytes
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as im:
+                w, h = im.size
+                return decode_bytes(w, h, im.mode)
+    except Exception:  # noqa: BLE001 - an unreadable header is load_photo's to report
+        return 0
 
 
 def import_char(path: str | os.PathLike, name: str | None = None, analyzer: str = "auto",

@@ -292,7 +292,9 @@ def load_photo(src: str | os.PathLike | bytes, label: str | None = None) -> Phot
         if "truncated" in msg.lower():
             raise PhotoError(name, "truncated file: the image data ends early") from None
         raise PhotoError(name, f"corrupt image data ({msg})") from None
-    except (ValueError, SyntaxError, EOFError, IndexError, TypeError, MemoryError) as e:
+    except MemoryError:
+        raise PhotoError(name, "not enough memory to decode the image") from None
+    except (ValueError, SyntaxError, EOFError, IndexError, TypeError) as e:
         raise PhotoError(name, f"corrupt image data ({type(e).__name__}: {e})") from None
     rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
     return Photo(rgb=rgb, source=name, format=fmt, notes=notes)

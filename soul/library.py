@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import LibraryError
-from .paths import APP, atomic_write_bytes, comfy_dirs, comfy_library_dir, data_dir, private_mkdir
+from .paths import APP, atomic_write_bytes, comfy_dirs, comfy_library_dir, data_dir, private_mkdir, try_lock
 from .settings import get_setting
 from .soulfile import SUFFIX, SoulID
 
@@ -174,14 +175,75 @@ class Library:
             raise LibraryError(f"cannot save Soul ID {n!r} in {self.dir} ({e.strerror or e})") from None
 
     def delete(self, name: str) -> None:
-        """Delete entry ``name``. Raises :class:`LibraryError` when missing."""
+        """Delete entry ``name``.
+
+        Raises:
+            LibraryError: missing, or held by a running training (:meth:`hold`).
+        """
         p = self.path(name)
         if not p.is_file():
             raise LibraryError(f"no Soul ID named {name!r} in {self.dir}")
+        self._refuse_if_held(name, "deleted")
         p.unlink()
 
+    # ----------------------------------------------------------------- holds
+    def _hold_path(self, name: str) -> Path:
+        return self.dir / f".{validate_name(name)}.hold"
+
+    def _held_by(self, name: str) -> str | None:
+        """What holds ``name`` (e.g. ``"a local training (pid 123)"``), or None."""
+        path = self._hold_path(name)
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except OSError:
+            return None
+        try:
+            if not try_lock(fd):
+                return os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+            return None
+        finally:
+            os.close(fd)
+
+    def _refuse_if_held(self, name: str, verb: str) -> None:
+        holder = self._held_by(name)
+        if holder:
+            raise LibraryError(f"Soul ID {name!r} cannot be {verb} now: {holder} is using it; "
+                               f"wait for it to finish or stop it first")
+
+    @contextmanager
+    def hold(self, name: str, what: str):
+        """Hold entry ``name`` for a long job (``what``, e.g. ``"a local training"``):
+        while held, :meth:`delete` and :meth:`rename` refuse it and a second
+        :meth:`hold` of it refuses. The hold is an OS file lock
+        (``<library>/.<name>.hold``), released when the job ends or its process dies.
+
+        Raises:
+            LibraryError: ``name`` is already held (names the holder).
+        """
+        private_mkdir(self.dir)
+        path = self._hold_path(name)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if not try_lock(fd):
+                holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+                raise LibraryError(f"Soul ID {name!r} is already held: {holder} is using it; "
+                                   f"wait for it to finish")
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{what} (pid {os.getpid()})".encode(), 0)
+            try:
+                yield
+            finally:
+                os.ftruncate(fd, 0)
+        finally:
+            os.close(fd)  # releases the lock
+
     def rename(self, old: str, new: str, overwrite: bool = False) -> Path:
-        """Rename an entry (the name inside the file changes too)."""
+        """Rename an entry (the name inside the file changes too).
+
+        Raises:
+            LibraryError: as :meth:`load` / :meth:`save`, or ``old`` is held (:meth:`hold`).
+        """
+        self._refuse_if_held(old, "renamed")
         soul = self.load(old)
         dest = self.save(soul, new, overwrite=overwrite)
         if self.path(old) != dest:
@@ -250,3 +312,4 @@ class Library:
         soul.name = n
         self._write(self.path(n), soul.to_bytes(), overwrite, n)
         return n
+

@@ -283,6 +283,25 @@ def validation_message(label: str, e: ValidationError) -> str:
     return f"{label}: manifest field {field!r} is invalid: {msg} (got {value}){more}"
 
 
+def load_json_object(data: bytes, label: str, max_depth: int, error: type[Exception] = SoulFileError) -> dict:
+    """``manifest.json``'s bytes parsed as a JSON object, nesting checked
+    first (:func:`json_depth`, no recursion).
+
+    Raises:
+        ``error``: nested deeper than ``max_depth``, not JSON, not an object.
+    """
+    depth = json_depth(data)
+    if depth > max_depth:
+        raise error(f"{label}: manifest.json is nested {depth} levels deep (at most {max_depth})")
+    try:
+        raw = json.loads(data)
+    except (ValueError, RecursionError) as e:
+        raise error(f"{label}: manifest.json is corrupt ({str(e)[:200]})") from None
+    if not isinstance(raw, dict):
+        raise error(f"{label}: manifest.json must be a JSON object, not a {type(raw).__name__}")
+    return raw
+
+
 def parse_manifest(data: bytes, label: str, max_version: int) -> tuple[Manifest, dict]:
     """Check and parse ``manifest.json``'s bytes.
 
@@ -300,15 +319,7 @@ def parse_manifest(data: bytes, label: str, max_version: int) -> tuple[Manifest,
     """
     if len(data) > MAX_MANIFEST_BYTES:
         raise SoulFileError(f"{label}: manifest.json is {len(data)} bytes, over the {MAX_MANIFEST_BYTES} limit")
-    depth = json_depth(data)
-    if depth > MAX_DEPTH:
-        raise SoulFileError(f"{label}: manifest.json is nested {depth} levels deep (at most {MAX_DEPTH})")
-    try:
-        raw = json.loads(data)
-    except (ValueError, RecursionError) as e:
-        raise SoulFileError(f"{label}: manifest.json is corrupt ({e})") from None
-    if not isinstance(raw, dict):
-        raise SoulFileError(f"{label}: manifest.json must be a JSON object, not a {type(raw).__name__}")
+    raw = load_json_object(data, label, MAX_DEPTH, SoulFileError)
     if raw.get("format") != "soulid":
         raise SoulFileError(f"{label}: not a Soul ID file (format is {str(raw.get('format'))[:40]!r})")
     ver = raw.get("format_version")

@@ -363,6 +363,30 @@ def open_regular_file(path: str | os.PathLike, max_bytes: int):
         raise
 
 
+
+def read_text_file(path: str | os.PathLike, max_bytes: int, what: str, error: type[Exception]) -> str:
+    """A regular file's text (UTF-8), read only when it is a regular file of
+    at most ``max_bytes`` (a FIFO or ``/dev/zero`` is refused at once).
+
+    Raises:
+        ``error``: unreadable, not a regular file, too large, or not UTF-8
+            (the message names the file, the ``what`` and the reason).
+    """
+    try:
+        f, _size = open_regular_file(path, max_bytes)
+        with f:
+            data = f.read(max_bytes + 1)
+    except NotRegularFile as e:
+        raise error(f"{path}: cannot read the {what}: {e.reason}") from None
+    except OSError as e:
+        raise error(f"{path}: cannot read the {what} ({e.strerror or e})") from None
+    if len(data) > max_bytes:
+        raise error(f"{path}: the {what} is over the {max_bytes >> 20} MiB limit")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise error(f"{path}: the {what} is not UTF-8 text (byte {e.start}: {data[e.start:e.start + 1]!r})") from None
+
 def resolve_input_folder(base: str | os.PathLike, rel: str) -> Path:
     """The folder ``rel`` names inside ``base`` (ComfyUI's input directory).
 
@@ -404,3 +428,24 @@ def inside(base: str | os.PathLike, path: str | os.PathLike) -> bool:
     except (OSError, RuntimeError):
         return False
     return p == b or b in p.parents
+
+
+def try_lock(fd: int) -> bool:
+    """Take an exclusive, non-blocking lock on the open file ``fd``; False when another
+    process (or another open of the file) holds it. Released when ``fd`` is closed
+    or the process dies."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False

@@ -158,6 +158,9 @@ class BoundedZip:
         try:
             with self._zf.open(info) as f:
                 data = f.read(info.file_size + 1)
+        except MemoryError:
+            raise SoulFileError(f"{self.label}: member {name!r} ({_fmt(info.file_size)}) could not be read: "
+                                f"not enough memory") from None
         except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, OSError, EOFError) as e:
             raise SoulFileError(f"{self.label}: member {name!r} is corrupt ({type(e).__name__}: {e})") from None
         except Exception as e:  # zlib.error, lzma errors...

@@ -217,8 +217,8 @@ def test_key_from_the_environment_only(tmp_path, monkeypatch, capsys):
         monkeypatch.setenv("COMFY_API_KEY", "sekret-key-123")
         assert main(["campaign", str(plan), "--server", s.url, "--out", str(tmp_path / "b")]) == 0
     check_manifest(tmp_path / "b", 2)
-    for f in (tmp_path / "b").iterdir():
-        assert b"sekret" not in f.read_bytes(), f
+    for f in (tmp_path / "b").rglob("*"):
+        assert not f.is_file() or b"sekret" not in f.read_bytes(), f
     with pytest.raises(SystemExit):
         pass_url = "v2+http://user:sekret@127.0.0.1:9"
         raise SystemExit(main(["campaign", str(plan), "--server", pass_url, "--out", str(tmp_path / "c")]))

@@ -30,6 +30,11 @@ QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED, UNKNOWN = (
 TERMINAL = (SUCCEEDED, FAILED, CANCELED)
 #: Seconds one HTTP request may take at most (less when a deadline is nearer).
 REQUEST_TIMEOUT_S = 30.0
+#: Largest answer body (JSON, error text) read from a server, bytes; read as a
+#: stream, so a bigger answer is refused after this many bytes, not held whole.
+MAX_ANSWER_BYTES = 32 << 20
+#: Deepest nesting accepted in a server's JSON answer.
+MAX_JSON_DEPTH = 64
 
 
 class ServerError(SoulIDError):
@@ -89,6 +94,21 @@ class Deadline:
     def timeout(self, cap: float = REQUEST_TIMEOUT_S) -> float:
         """A per-request timeout: ``cap`` or what is left, whichever is less (>= 0.05 s)."""
         return max(0.05, min(cap, self.left()))
+
+
+def json_too_deep(value, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when a parsed JSON value nests lists/objects deeper than ``limit`` (iterative walk)."""
+    stack = [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict):
+            v = list(v.values())
+        elif not isinstance(v, list):
+            continue
+        if d > limit:
+            return True
+        stack.extend((x, d + 1) for x in v if isinstance(x, (dict, list)))
+    return False
 
 
 def file_sha256(path: Path) -> str:
@@ -223,30 +243,65 @@ class HttpWorker:
         self.client.close()
 
     def _call(self, method: str, path: str, deadline: Deadline, **kw) -> httpx.Response:
-        """One request, bounded by ``deadline`` and the per-request timeout.
+        """One request, bounded by ``deadline`` and the per-request timeout;
+        its body is read as a stream of at most :data:`MAX_ANSWER_BYTES`
+        within the same time (a body that trickles ends there too).
 
         Raises:
             DeadlineExceeded: the deadline passed while waiting.
-            WorkerDown: no answer, a transport error, or a status :meth:`check` refuses.
+            WorkerDown: no answer, a transport error, a status :meth:`check`
+                refuses, or a body still arriving after the request's time.
+            ServerError: a body over :data:`MAX_ANSWER_BYTES`.
         """
+        limit = deadline.timeout(self.request_timeout)
+        started = time.monotonic()
         try:
-            r = self.client.request(method, path, timeout=deadline.timeout(self.request_timeout), **kw)
+            req = self.client.build_request(method, path, timeout=limit, **kw)
+            r = self.client.send(req, stream=True)
+            try:
+                length = r.headers.get("content-length", "")
+                if length.isdigit() and int(length) > MAX_ANSWER_BYTES:
+                    raise ServerError(f"{self.url}{path}: the answer is {int(length) >> 20} MiB, over "
+                                      f"{MAX_ANSWER_BYTES >> 20} MiB; refused without reading it")
+                chunks, n = [], 0
+                for chunk in r.iter_bytes():
+                    n += len(chunk)
+                    if n > MAX_ANSWER_BYTES:
+                        raise ServerError(f"{self.url}{path}: the answer is over {MAX_ANSWER_BYTES >> 20} MiB; "
+                                          f"refused without reading the rest")
+                    chunks.append(chunk)
+                    if time.monotonic() - started > limit:
+                        raise httpx.ReadTimeout("answer still arriving", request=req)
+            finally:
+                r.close()
         except httpx.TimeoutException:
             if deadline.left() < 0.1:
                 raise DeadlineExceeded(f"{self.url}{path} did not answer before the deadline") from None
             raise WorkerDown(f"{self.url}{path}: no answer in {self.request_timeout:g} s") from None
         except httpx.TransportError as e:
             raise WorkerDown(f"cannot reach {self.server} at {self.url} ({type(e).__name__}: {e})") from None
+        headers = [(k, v) for k, v in r.headers.multi_items()
+                   if k.lower() not in ("content-encoding", "transfer-encoding", "content-length")]
+        r = httpx.Response(r.status_code, headers=headers, content=b"".join(chunks), request=req)
         self.check(r, path)
         return r
 
     def _json(self, r: httpx.Response, what: str):
-        """The answer's JSON; a non-JSON answer is a :class:`ServerError` naming the route."""
+        """The answer's JSON; a non-JSON answer, or one nested deeper than
+        :data:`MAX_JSON_DEPTH`, is a :class:`ServerError` naming the route."""
         try:
-            return r.json()
+            value = r.json()
+        except RecursionError:
+            value = None
+            deep = True
         except ValueError:
             raise ServerError(f"{self.url}{what}: answered HTTP {r.status_code} with non-JSON "
                               f"{r.text[:120]!r}") from None
+        else:
+            deep = json_too_deep(value)
+        if deep:
+            raise ServerError(f"{self.url}{what}: the JSON answer is nested more than {MAX_JSON_DEPTH} levels deep")
+        return value
 
     def check(self, r: httpx.Response, path: str) -> None:
         """Raise :class:`WorkerDown` for a server-side failure (5xx)."""

@@ -37,6 +37,7 @@ import glob
 import io
 import itertools
 import json
+import math
 import os
 import queue
 import re
@@ -70,6 +71,12 @@ MANIFEST_FIELDS = ("row", "kind", "soul_id", "preset", "prompt", "seed", "status
 QA_NODE_ID = "soulid_qa_report"
 #: Times a row's job may be forgotten by workers (restarts) before the row counts as failed.
 MAX_LOST = 3
+
+
+#: Largest plan file read, bytes.
+MAX_PLAN_BYTES = 1 << 20
+#: Most rows one campaign may cross into (soul_ids x presets x prompts x seeds).
+MAX_ROWS = 100_000
 
 
 class PlanError(SoulIDError):
@@ -108,12 +115,15 @@ def load_plan(path: Path) -> Plan:
     """
     import yaml
 
+    from ...soul.paths import read_text_file
+
+    text = read_text_file(Path(path), MAX_PLAN_BYTES, "plan", PlanError)
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as e:
-        raise PlanError(f"{path}: cannot read the plan ({e.strerror or e})") from None
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise PlanError(f"{path}: not valid YAML ({e})") from None
+    except RecursionError:
+        raise PlanError(f"{path}: the plan is nested too deep") from None
     if not isinstance(data, dict):
         raise PlanError(f"{path}: a plan is a mapping (workflow:, soul_ids:, seeds: ...), got {type(data).__name__}")
     try:
@@ -127,6 +137,13 @@ def load_plan(path: Path) -> Plan:
                             f"({', '.join(DEFAULT_TARGETS[plan.kind])})")
     if plan.kind == "create" and not plan.sets:
         raise PlanError(f"{path}: sets: a create plan needs photo folders")
+    if plan.kind == "generate":
+        sizes = {a: len(getattr(plan, a)) for a in ("soul_ids", "presets", "prompts", "seeds")}
+        n = math.prod(v or 1 for v in sizes.values())
+        if n > MAX_ROWS:
+            raise PlanError(f"{path}: the plan crosses into {n:,} rows ("
+                            + " x ".join(f"{v or 1} {a}" for a, v in sizes.items())
+                            + f"); at most {MAX_ROWS:,} rows per campaign: split it into several plans")
     return plan
 
 
@@ -188,6 +205,8 @@ def build_rows(plan: Plan, plan_path: Path, salt_for: Callable[[int], str] | Non
         graph[QA_NODE_ID] = {"class_type": "PreviewAny", "inputs": {"source": [cid, 2]},
                              "_meta": {"title": "Soul ID QA report"}}
         combos = [{"soul_id": d.name, "folder": d} for d in _photo_folders(plan, base)]
+        if len(combos) > MAX_ROWS:
+            raise PlanError(f"{plan_path}: sets: {len(combos):,} photo folders; at most {MAX_ROWS:,} rows per campaign")
     else:
         axes = {"soul_id": plan.soul_ids, "preset": plan.presets, "prompt": plan.prompts, "seed": plan.seeds}
         names = list(axes)

@@ -49,13 +49,15 @@ def probe(url: str, timeout: float = 10.0) -> str:
     Raises:
         WorkerDown: unreachable. ServerError: neither API answers.
     """
+    def answers_json(c: httpx.Client, route: str) -> bool:
+        with c.stream("GET", route) as r:  # the status and type only: a body is never read
+            return r.status_code == 200 and "json" in r.headers.get("content-type", "")
+
     with http.client(url, timeout=timeout, trust_env=False) as c:
         try:
-            r = c.get("/api/v2/health")
-            if r.status_code == 200 and "json" in r.headers.get("content-type", ""):
+            if answers_json(c, "/api/v2/health"):
                 return "v2"
-            r = c.get("/system_stats")
-            if r.status_code == 200 and "json" in r.headers.get("content-type", ""):
+            if answers_json(c, "/system_stats"):
                 return "native"
         except httpx.TransportError as e:
             raise WorkerDown(f"cannot reach ComfyUI at {url} ({type(e).__name__}: {e})") from None

@@ -7,11 +7,16 @@ overrides, and turn ``NODE.INPUT=PATH`` items into uploads. Used by
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from ...soul.errors import SoulIDError
 from ...soul.imageio import PHOTO_EXTENSIONS
-from .base import Upload
+from ...soul.paths import read_text_file
+from .base import MAX_JSON_DEPTH, Upload, json_too_deep
+
+#: Largest workflow file read, bytes.
+MAX_WORKFLOW_BYTES = 16 << 20
 
 
 class WorkflowError(SoulIDError):
@@ -29,12 +34,15 @@ def load_api_workflow(path: str | Path) -> dict:
             without ``class_type`` or ``inputs``.
     """
     p = Path(path)
+    text = read_text_file(p, MAX_WORKFLOW_BYTES, "workflow", WorkflowError)
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise WorkflowError(f"{p}: cannot read the workflow ({e.strerror or e})") from None
+        data = json.loads(text)
+    except RecursionError:
+        data = None
     except ValueError as e:
         raise WorkflowError(f"{p}: not valid JSON ({e})") from None
+    if data is None or json_too_deep(data):
+        raise WorkflowError(f"{p}: the workflow is nested more than {MAX_JSON_DEPTH} levels deep")
     if isinstance(data, dict) and isinstance(data.get("prompt"), dict) and "class_type" not in data["prompt"]:
         data = data["prompt"]
     if isinstance(data, dict) and isinstance(data.get("nodes"), list) and "links" in data:
@@ -70,16 +78,35 @@ def find_node(prompt: dict, ref: str) -> str:
     raise WorkflowError(f"--set: no node {ref!r}; nodes are: {known}")
 
 
-def _parse_value(text: str, current):
+def _parse_value(text: str, current, item: str = ""):
     if isinstance(current, str):
         return text
     try:
         value = json.loads(text)
+    except RecursionError:
+        raise WorkflowError(f"--set {item[:80]!r}: the value is nested too deep") from None
     except ValueError:
         return text
+    if json_too_deep(value) or not _finite(value):
+        raise WorkflowError(f"--set {item[:80]!r}: {text[:40]!r} is not a usable value "
+                            f"(a number out of range, NaN or infinity, or nested too deep)")
     if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     return value
+
+
+def _finite(value) -> bool:
+    """No NaN/infinite float anywhere in ``value`` (JSON cannot carry them to a server)."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, float) and not math.isfinite(v):
+            return False
+        if isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return True
 
 
 def apply_overrides(prompt: dict, sets: list[str]) -> dict:
@@ -101,7 +128,7 @@ def apply_overrides(prompt: dict, sets: list[str]) -> dict:
         if isinstance(cur, list) and len(cur) == 2 and isinstance(cur[0], str) and isinstance(cur[1], int):
             raise WorkflowError(f"--set {item!r}: input {name!r} of node {nid} ({out[nid]['class_type']}) is "
                                 f"connected to node {cur[0]}; it takes no value")
-        inputs[name] = _parse_value(text, cur)
+        inputs[name] = _parse_value(text, cur, item)
     return out
 
 

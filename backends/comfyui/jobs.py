@@ -8,12 +8,16 @@ where it was instead of queueing it again.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
+import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
+from ...soul.paths import try_lock
 from .base import (FAILED, QUEUED, RUNNING, SUCCEEDED, TERMINAL, UNKNOWN, Deadline, DeadlineExceeded, JobState,
                    ServerError, Upload, Worker, job_key)
 from .journal import Journal
@@ -102,6 +106,35 @@ def drift_score(texts: dict) -> float | None:
     return best
 
 
+@contextmanager
+def _download_claim(out_dir: Path, what: str, deadline: Deadline):
+    """Hold an OS file lock (``out_dir/.soulid-locks/<hash>``) while one output is
+    fetched, so that two runs on one ``--out`` fetch it once: the second waits,
+    then finds it in the journal. Released on exit or when the process dies."""
+    d = out_dir / ".soulid-locks"
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / hashlib.sha256(what.encode()).hexdigest()[:24]
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    held = False
+    try:
+        while not try_lock(fd):
+            if deadline.left() < 0.2:
+                raise DeadlineExceeded(f"{what}: another run on {out_dir} is still downloading it")
+            time.sleep(0.1)
+        held = True
+        yield
+    finally:
+        if held:
+            # Tidied while still held: a waiter (or a later run) that then locks a new file
+            # finds the output in the journal, which is read after the lock is taken.
+            path.unlink(missing_ok=True)
+            try:
+                d.rmdir()
+            except OSError:
+                pass  # another claim is in it
+        os.close(fd)
+
+
 def execute(worker: Worker, spec: GraphJob, journal: Journal, out_dir: Path, deadline: Deadline, *,
             max_bytes: int = MAX_OUTPUT_BYTES, on_state: Callable[[JobState], None] | None = None,
             log: Callable[[str], None] = lambda m: None) -> JobResult:
@@ -117,6 +150,7 @@ def execute(worker: Worker, spec: GraphJob, journal: Journal, out_dir: Path, dea
         JobRefused: the graph was refused. ServerError: a malformed answer.
         DeadlineExceeded: ``deadline`` passed (the job stays on the server).
     """
+    journal.refresh()  # another process on the same --out may have finished it
     rec = journal.get(spec.key)
     if rec.get("event") in ("done", "failed"):
         return JobResult(spec.key, rec["event"], rec.get("worker", ""), rec.get("job_id", ""),
@@ -154,17 +188,21 @@ def execute(worker: Worker, spec: GraphJob, journal: Journal, out_dir: Path, dea
         journal.record(spec.key, event="failed", worker=worker.url, job_id=job_id, error=st.error or st.status)
         return JobResult(spec.key, "failed", worker.url, job_id, [], st.texts, st.error or st.status)
     files = []
-    got = journal.get(spec.key).get("got") or {}  # downloads finished before a crash
+    got = dict(journal.get(spec.key).get("got") or {})  # downloads finished before a crash
     for i, o in enumerate(st.outputs):
         tag = f"{job_id}:{i}"
-        if isinstance(got.get(tag), str) and (out_dir / got[tag]).is_file():
-            files.append(got[tag])
-            continue
-        target = _local_path(out_dir, spec.label, str(o.ref.get("subfolder") or ""), o.name, f"output_{i}")
-        path = worker.download(o, target, max_bytes, deadline)
-        files.append(str(path.relative_to(out_dir)))
-        got[tag] = files[-1]
-        journal.record(spec.key, event="downloading", got=dict(got))
+        with _download_claim(out_dir, f"{worker.url} {tag}", deadline):  # one process per output on a shared --out
+            if tag not in got:
+                journal.refresh()  # downloaded meanwhile by another process on the same --out?
+                got.update(journal.get(spec.key).get("got") or {})
+            if isinstance(got.get(tag), str) and (out_dir / got[tag]).is_file():
+                files.append(got[tag])
+                continue
+            target = _local_path(out_dir, spec.label, str(o.ref.get("subfolder") or ""), o.name, f"output_{i}")
+            path = worker.download(o, target, max_bytes, deadline)
+            files.append(str(path.relative_to(out_dir)))
+            got[tag] = files[-1]
+            journal.record(spec.key, event="downloading", got={tag: files[-1]})
     nodes = [o.node_id for o in st.outputs]
     journal.record(spec.key, event="done", worker=worker.url, job_id=job_id, files=files, nodes=nodes, texts=st.texts)
     return JobResult(spec.key, "done", worker.url, job_id, files, st.texts, nodes=nodes)

@@ -16,6 +16,7 @@ holds a NUL byte is a :class:`~.base.ServerError` naming the field.
 """
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 from typing import Annotated, Any
@@ -30,6 +31,20 @@ from .transfer import safe_name, stream_to_file
 #: Output-list keys of ComfyUI's UI results that name files (``SavedResult``).
 FILE_KEYS = ("images", "gifs", "videos", "audio", "animated_images", "3d")
 _NS = uuid.UUID("6f0e4c52-3b0e-4b8e-9d1e-5a0c8f6b7e21")
+
+
+#: Longest server error message kept (characters); the rest is cut and counted.
+MAX_ERROR_CHARS = 2000
+#: Longest text output kept per item (characters), and items kept per node.
+MAX_TEXT_CHARS, MAX_TEXTS = 64 * 1024, 64
+#: Text output characters kept per job in all (they go into the journal and the terminal).
+MAX_TEXT_TOTAL = 1 << 20
+#: Most output files one job may list.
+MAX_OUTPUTS = 10000
+
+
+def _clip(text: str, limit: int = MAX_TEXT_CHARS) -> str:
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text) - limit} more characters cut)"
 
 
 def prompt_id_for(key: str) -> str:
@@ -96,39 +111,54 @@ def parse_history_entry(entry: Any, where: str) -> JobState:
     except ValidationError as err:
         raise ServerError(f"{where}: malformed history entry: {_field_errors(err)}") from None
     outputs, texts = [], {}
+    text_left = MAX_TEXT_TOTAL
     for nid, ui in e.outputs.items():
         for key in FILE_KEYS:
             for f in getattr(ui, "three_d" if key == "3d" else key):
+                if len(outputs) >= MAX_OUTPUTS:
+                    raise ServerError(f"{where}: the job lists more than {MAX_OUTPUTS} output files")
                 outputs.append(Output(node_id=nid, name=f.filename, kind=key,
                                       ref={"filename": f.filename, "subfolder": f.subfolder, "type": f.type}))
-        texts[nid] = [t if isinstance(t, str) else str(t) for t in ui.text]
+        kept = []
+        for t in ui.text[:MAX_TEXTS]:
+            t = _clip(t if isinstance(t, str) else str(t)[:MAX_TEXT_CHARS], min(MAX_TEXT_CHARS, max(0, text_left)))
+            text_left -= len(t)
+            kept.append(t)
+        texts[nid] = kept
     for kind, data in e.status.messages:
         data = data if isinstance(data, dict) else {}
         if kind == "execution_error":
-            msg = (f"node {data.get('node_id')} ({data.get('node_type')}) failed: "
-                   f"{data.get('exception_type', 'Error')}: {str(data.get('exception_message', '')).strip()}")
+            msg = (f"node {_clip(str(data.get('node_id')), 100)} ({_clip(str(data.get('node_type')), 100)}) failed: "
+                   f"{_clip(str(data.get('exception_type', 'Error')), 200)}: "
+                   f"{_clip(str(data.get('exception_message', '')).strip(), MAX_ERROR_CHARS)}")
             return JobState(FAILED, outputs, texts, msg)
         if kind == "execution_interrupted":
-            return JobState(CANCELED, outputs, texts, f"interrupted at node {data.get('node_id')} "
-                                                      f"({data.get('node_type')})")
+            return JobState(CANCELED, outputs, texts, f"interrupted at node {_clip(str(data.get('node_id')), 100)} "
+                                                      f"({_clip(str(data.get('node_type')), 100)})")
     if e.status.status_str == "error":
         return JobState(FAILED, outputs, texts, "failed (no error message in its history)")
     return JobState(SUCCEEDED, outputs, texts)
 
 
-def error_text(body: Any) -> str:
-    """ComfyUI's ``/prompt`` refusal (``{"error": {...}, "node_errors": {...}}``) as lines."""
+def error_text(body: Any, max_lines: int = 50) -> str:
+    """ComfyUI's ``/prompt`` refusal (``{"error": {...}, "node_errors": {...}}``) as lines:
+    at most ``max_lines`` node errors, each clipped (a server chooses their number and size)."""
     if not isinstance(body, dict):
-        return str(body)[:2000]
+        return _clip(str(body), MAX_ERROR_CHARS)
     err = body.get("error")
-    lines = [str(err.get("message", "")) + (f": {err['details']}" if err.get("details") else "")
-             if isinstance(err, dict) else str(err)]
+    lines = [_clip(str(err.get("message", "")) + (f": {err['details']}" if err.get("details") else ""), MAX_ERROR_CHARS)
+             if isinstance(err, dict) else _clip(str(err), MAX_ERROR_CHARS)]
     node_errors = body.get("node_errors")
+    count = 0
     for nid, ne in (node_errors.items() if isinstance(node_errors, dict) else ()):
         for e in (ne.get("errors") or [] if isinstance(ne, dict) else []):
             if isinstance(e, dict):
-                lines.append(f"  node {nid} ({ne.get('class_type', '?')}): {e.get('message', '')}"
-                             + (f": {e['details']}" if e.get("details") else ""))
+                count += 1
+                if count <= max_lines:
+                    lines.append(_clip(f"  node {nid} ({ne.get('class_type', '?')}): {e.get('message', '')}"
+                                       + (f": {e['details']}" if e.get("details") else ""), 500))
+    if count > max_lines:
+        lines.append(f"  ... and {count - max_lines} more node error(s)")
     return "\n".join(lines)
 
 
@@ -173,11 +203,21 @@ class NativeWorker(HttpWorker):
 
     # ----------------------------------------------------------------- jobs
     def find(self, key: str, deadline: Deadline) -> str | None:
+        """The queue is read before the history: ComfyUI moves a prompt from
+        its queue to its history under one lock, so a job that finishes
+        between the two reads is still seen (in the history)."""
         pid = prompt_id_for(key)
-        h = self._json(self._call("GET", f"/history/{pid}", deadline), "/history")
-        if isinstance(h, dict) and pid in h:
+        if self._queue_place(pid, deadline) is not None:
             return pid
-        return pid if self._queue_place(pid, deadline) is not None else None
+        return pid if self._history_entry(pid, deadline) is not None else None
+
+    def _history_entry(self, pid: str, deadline: Deadline):
+        """The raw ``/history/{pid}`` entry, or None when the history does not hold it."""
+        h = self._json(self._call("GET", f"/history/{pid}", deadline), f"/history/{pid}")
+        if not isinstance(h, dict):
+            raise ServerError(f"{self.url}/history/{pid}: expected an object of prompt id -> entry, "
+                              f"got {type(h).__name__}")
+        return h.get(pid)
 
     def submit(self, graph: dict, key: str, deadline: Deadline) -> str:
         found = self.find(key, deadline)
@@ -187,9 +227,9 @@ class NativeWorker(HttpWorker):
         r = self._call("POST", "/prompt", deadline,
                        json={"prompt": graph, "client_id": "soulid-" + key[:16], "prompt_id": pid})
         try:
-            body = r.json()
-        except ValueError:
-            body = r.text
+            body = self._json(r, "/prompt")
+        except ServerError:
+            body = r.text[:2000]
         if r.status_code != 200:
             raise JobRefused(f"ComfyUI at {self.url} refused the workflow (HTTP {r.status_code})", error_text(body))
         if not isinstance(body, dict) or not isinstance(body.get("prompt_id"), str) or not body["prompt_id"]:
@@ -215,21 +255,25 @@ class NativeWorker(HttpWorker):
         return None
 
     def state(self, job_id: str, deadline: Deadline) -> JobState:
+        """The job's state from one consistent view: the queue first, then the
+        history (a prompt leaves the queue only once its history entry is
+        written). A job in neither is looked up once more after a pause
+        before it counts as ``unknown`` (lost by the server)."""
         where = f"{self.url}/history/{job_id}"
-        h = self._json(self._call("GET", f"/history/{job_id}", deadline), f"/history/{job_id}")
-        if not isinstance(h, dict):
-            raise ServerError(f"{where}: expected an object of prompt id -> entry, got {type(h).__name__}")
-        entry = h.get(job_id)
-        if entry is not None:
-            status = entry.get("status") if isinstance(entry, dict) else None
-            if isinstance(status, dict) and not (status.get("completed") or
-                                                 status.get("status_str") in ("success", "error")):
-                return JobState(RUNNING)
-            return parse_history_entry(entry, where)
-        place = self._queue_place(job_id, deadline)
-        if place is None:
-            return JobState(UNKNOWN)
-        return JobState(RUNNING) if place == 0 else JobState(QUEUED, queue_position=place)
+        for attempt in range(2):
+            place = self._queue_place(job_id, deadline)
+            if place is not None:
+                return JobState(RUNNING) if place == 0 else JobState(QUEUED, queue_position=place)
+            entry = self._history_entry(job_id, deadline)
+            if entry is not None:
+                status = entry.get("status") if isinstance(entry, dict) else None
+                if isinstance(status, dict) and not (status.get("completed") or
+                                                     status.get("status_str") in ("success", "error")):
+                    return JobState(RUNNING)
+                return parse_history_entry(entry, where)
+            if attempt == 0:
+                time.sleep(min(0.5, deadline.left()))
+        return JobState(UNKNOWN)
 
     def download(self, output: Output, dest: Path, max_bytes: int, deadline: Deadline) -> Path:
         return stream_to_file(self.client, "/view", dest, params=output.ref, max_bytes=max_bytes,

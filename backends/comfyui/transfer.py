@@ -89,7 +89,7 @@ def stream_to_file(client: httpx.Client, url: str, dest: Path, *, params: dict |
                         raise ServerError(f"{what} is {int(length)} bytes, over the {max_bytes} byte limit "
                                           f"(--max-output-mb)")
                     n = 0
-                    for chunk in r.iter_raw(CHUNK):
+                    for chunk in r.iter_raw():  # as the bytes arrive: a trickle still meets the deadline
                         n += len(chunk)
                         if n > max_bytes:
                             raise ServerError(f"{what} exceeds the {max_bytes} byte limit (--max-output-mb)")

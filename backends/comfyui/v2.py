@@ -24,6 +24,7 @@ Served by Comfy Cloud and, in front of a self-hosted ComfyUI, by Comfy-Org's
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urljoin, urlsplit
@@ -33,12 +34,14 @@ from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationErro
 
 from .base import (REQUEST_TIMEOUT_S, CANCELED, FAILED, QUEUED, RUNNING, SUCCEEDED, UNKNOWN, Deadline, HttpWorker, JobRefused, JobState,
                    Output, ServerError, Upload, WorkerDown)
-from .native import _field_errors, error_text
+from .native import MAX_ERROR_CHARS, MAX_OUTPUTS, _clip, _field_errors, error_text
 from .. import http
 from ..media import check_url, is_loopback_url
 from .transfer import Redirected, safe_name, stream_to_file
 
 METADATA_PREFIX = "soulid-key:"
+#: What an asset id may be before it is put into a URL path (no ``/``, no ``..``).
+_ASSET_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 _STATUS = {"queued": QUEUED, "running": RUNNING, "canceling": RUNNING, "succeeded": SUCCEEDED,
            "failed": FAILED, "canceled": CANCELED, "expired": UNKNOWN}
 
@@ -109,8 +112,8 @@ class V2Worker(HttpWorker):
     def _code(r: httpx.Response) -> str:
         try:
             err = r.json().get("error") or {}
-            return f"{err.get('code', '')}: {err.get('message', '')}"
-        except (ValueError, AttributeError):
+            return _clip(f"{err.get('code', '')}: {err.get('message', '')}", MAX_ERROR_CHARS)
+        except (ValueError, AttributeError, RecursionError):
             return ""
 
     # ------------------------------------------------------------- uploads
@@ -198,6 +201,8 @@ class V2Worker(HttpWorker):
         except ValidationError as e:
             raise ServerError(f"{self.url}/api/v2/jobs/{job_id}: malformed job: {_field_errors(e)}") from None
         outputs = []
+        if len(job.outputs) > MAX_OUTPUTS:
+            raise ServerError(f"{self.url}/api/v2/jobs/{job_id}: the job lists more than {MAX_OUTPUTS} outputs")
         for i, o in enumerate(job.outputs):
             if o.type == "text":
                 continue
@@ -209,8 +214,9 @@ class V2Worker(HttpWorker):
         error = ""
         if st == FAILED:
             e = job.error or _Err()
-            error = (f"node {e.node_id} ({e.class_type}) failed: {e.message or e.code or 'error'}" if e.node_id
-                     else f"failed: {e.message or e.code or 'no reason given'}")
+            error = (f"node {_clip(e.node_id, 100)} ({_clip(str(e.class_type), 100)}) failed: "
+                     f"{_clip(e.message or e.code or 'error', MAX_ERROR_CHARS)}" if e.node_id
+                     else f"failed: {_clip(e.message or e.code or 'no reason given', MAX_ERROR_CHARS)}")
         return JobState(st, outputs, {}, error, job.queue_position)
 
     def download(self, output: Output, dest: Path, max_bytes: int, deadline: Deadline) -> Path:
@@ -219,6 +225,9 @@ class V2Worker(HttpWorker):
         if not url or urlsplit(url)[:2] != mine[:2]:  # never send our key to a host the server names
             if not output.ref.get("id"):
                 raise ServerError(f"{self.url}: output {output.name!r} points at another host and has no id")
+            if not _ASSET_ID.fullmatch(output.ref["id"]):
+                raise ServerError(f"{self.url}: output {output.name[:80]!r} has the asset id "
+                                  f"{output.ref['id'][:80]!r}, which is not an id (refused, not fetched)")
             url = f"{self.url}/api/v2/assets/{output.ref['id']}/content"
         what = f"{self.url} output {output.name!r} of node {output.node_id}"
         try:

@@ -56,7 +56,7 @@ def checkpoint_path(soul_name: str, arch: str = ARCH) -> Path:
 def train_persona(soul: SoulID, base: str, settings: TrainSettings | None = None, *,
                   trigger: str = DEFAULT_TRIGGER, class_word: str = DEFAULT_CLASS_WORD, captions=None,
                   resume: bool = False, check_images: int = 4, check_steps: int = 25,
-                  progress=None, interrupt=None) -> TrainResult:
+                  progress=None, interrupt=None, keep_checkpoint: bool = False) -> TrainResult:
     """Train a persona LoRA for ``soul`` on the SDXL base ``base``.
 
     Args:
@@ -70,6 +70,8 @@ def train_persona(soul: SoulID, base: str, settings: TrainSettings | None = None
         check_images: held-out images generated and scored after training (0: no check).
         check_steps: denoising steps of each check image.
         progress, interrupt: :mod:`soulid.soul.progress` callables.
+        keep_checkpoint: leave the last checkpoint for the caller to delete
+            once the LoRA is saved (a failed save can then ``resume``).
 
     Returns:
         :class:`TrainResult` (the caller attaches it: ``soul.attach_lora(r.arch, r.data, r.metadata)``).
@@ -134,7 +136,7 @@ def train_persona(soul: SoulID, base: str, settings: TrainSettings | None = None
     if check_images > 0:
         meta["check"] = _check(soul, bm, data_bytes, f"{trigger} {class_word}", check_images, check_steps, s,
                                device, dtype, progress, interrupt)
-    if ck.exists():
+    if ck.exists() and not keep_checkpoint:
         ck.unlink()
     return TrainResult(ARCH, data_bytes, meta, warnings)
 

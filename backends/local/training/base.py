@@ -5,9 +5,46 @@ import hashlib
 import json
 from pathlib import Path
 
-from ....soul.errors import ModelFilesMissing
-from ....soul.paths import atomic_write_bytes, cache_dir
-from ..models import BaseModel, DEFAULT_BASE, find_base, local_sdxl_config
+from ....soul.errors import ModelFilesMissing, SoulIDError
+from ....soul.paths import NotRegularFile, atomic_write_bytes, cache_dir, open_regular_file
+from ..models import SDXL_CLASSES, BaseModel, DEFAULT_BASE, find_base, local_sdxl_config
+
+#: Largest ``model_index.json`` read, bytes.
+MAX_MODEL_INDEX_BYTES = 1 << 20
+#: Largest single-file checkpoint accepted, bytes.
+MAX_CHECKPOINT_BYTES = 64 << 30
+
+
+class BaseModelError(SoulIDError):
+    """``--base`` names something that is not a usable SDXL base (the message says what it is)."""
+
+
+def _check_base(b: BaseModel, model: str) -> None:
+    """Refuse a base whose files are not what they claim, before diffusers reads them."""
+    p = Path(b.ref)
+    if b.kind == "hub":
+        if os.path.lexists(Path(model).expanduser()):
+            raise BaseModelError(f"--base {model}: this path is neither a diffusers folder with model_index.json "
+                                 f"nor a .safetensors/.ckpt checkpoint file")
+        return
+    target = p if b.kind == "single_file" else p / "model_index.json"
+    try:
+        f, _ = open_regular_file(target, MAX_CHECKPOINT_BYTES if b.kind == "single_file" else MAX_MODEL_INDEX_BYTES)
+        with f:
+            head = f.read(MAX_MODEL_INDEX_BYTES + 1) if b.kind == "diffusers" else b""
+    except NotRegularFile as e:
+        raise BaseModelError(f"--base {model}: {target} is {e.reason}") from None
+    except OSError as e:
+        raise BaseModelError(f"--base {model}: cannot read {target} ({e.strerror or e})") from None
+    if b.kind == "diffusers":
+        try:
+            index = json.loads(head)
+        except (ValueError, RecursionError):
+            index = None
+        cls = index.get("_class_name") if isinstance(index, dict) else None
+        if cls not in SDXL_CLASSES:
+            raise BaseModelError(f"--base {model}: {target} is not an SDXL diffusers model index "
+                                 f"(_class_name {str(cls)[:60]!r}; expected one of {', '.join(SDXL_CLASSES)})")
 
 
 def resolve_base(model: str) -> BaseModel:
@@ -15,13 +52,28 @@ def resolve_base(model: str) -> BaseModel:
 
     Raises:
         ModelFilesMissing: nothing matches ``model``.
+        BaseModelError: it matches a FIFO, a device, a junk ``model_index.json``...
     """
+    p = Path(model).expanduser() if model else None
+    if p is not None and os.path.lexists(p) and not (p.is_dir() or p.is_file()):
+        try:
+            open_regular_file(p, 0)[0].close()
+        except NotRegularFile as e:
+            raise BaseModelError(f"--base {model}: {e.reason}") from None
+        except OSError as e:
+            raise BaseModelError(f"--base {model}: cannot read it ({e.strerror or e})") from None
+    if p is not None and p.is_dir() and p.is_absolute():
+        if not os.path.lexists(p / "model_index.json"):
+            raise BaseModelError(f"--base {model}: this folder has no model_index.json, so it is not a diffusers "
+                                 f"model (pass the folder that holds model_index.json, or a .safetensors checkpoint)")
+        _check_base(BaseModel("diffusers", str(p)), model)
     b = find_base(model)
     if b is None:
         raise ModelFilesMissing(
             "local training", [f"{model or DEFAULT_BASE} (SDXL base: a diffusers folder with model_index.json, "
                                "a .safetensors checkpoint, or a path to either)"],
             "Pass --base with a path, or put the model in ComfyUI's models/diffusers or models/checkpoints.")
+    _check_base(b, model)
     return b
 
 
@@ -64,6 +116,11 @@ def load_pipeline(base: BaseModel, dtype=None):
     import diffusers
 
     cls = diffusers.StableDiffusionXLPipeline
-    if base.kind == "single_file":
-        return cls.from_single_file(base.ref, torch_dtype=dtype, config=local_sdxl_config())
-    return cls.from_pretrained(base.ref, torch_dtype=dtype)
+    try:
+        if base.kind == "single_file":
+            return cls.from_single_file(base.ref, torch_dtype=dtype, config=local_sdxl_config())
+        return cls.from_pretrained(base.ref, torch_dtype=dtype)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError) as e:
+        # diffusers' many ways of saying "these files are not a model": one line naming the base
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        raise BaseModelError(f"cannot load the SDXL base {base.ref}: {type(e).__name__}: {first}") from None

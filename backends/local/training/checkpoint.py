@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from ....soul.errors import SoulIDError
-from ....soul.paths import atomic_write_bytes
+from ....soul.paths import atomic_write_bytes, private_mkdir
 
 
 class CheckpointError(SoulIDError):
@@ -21,12 +21,15 @@ class CheckpointError(SoulIDError):
 
 
 def save(path: str | os.PathLike, state: dict) -> None:
-    """Write ``state`` to ``path`` atomically (a crash keeps the previous checkpoint)."""
+    """Write ``state`` to ``path`` atomically (a crash keeps the previous checkpoint),
+    0600 in a 0700 folder: it holds the persona's weights."""
     import torch
 
     buf = io.BytesIO()
     torch.save(state, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    folder = private_mkdir(Path(path).parent)
+    os.chmod(folder, 0o700)  # also a folder made by an earlier version
+    atomic_write_bytes(path, buf.getvalue(), mode=0o600)
 
 
 def load(path: str | os.PathLike, fingerprint: str) -> dict | None:

@@ -55,27 +55,35 @@ class DoPAnimate(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="SoulIDDoPAnimate",
-            display_name="DoP Animate",
+            display_name="Soul ID DoP Animate",
             category="Soul ID/animate",
             description="Animate a still with up to two camera motions: Higgsfield DoP (5 s MP4), WaveSpeed DoP, "
                         "or local camera moves over the still (CPU, no model).",
             inputs=[
-                io.Combo.Input(id="backend", options=ANIMATE_BACKENDS, default="higgsfield"),
-                io.Image.Input(id="image"),
-                io.String.Input(id="prompt", multiline=True, default=""),
+                io.Combo.Input(id="backend", options=ANIMATE_BACKENDS, default="higgsfield",
+                               tooltip="higgsfield or wavespeed: paid cloud DoP; local: free camera moves over the "
+                                       "still (CPU, no model; model, seed and max_usd are not used)."),
+                io.Image.Input(id="image", tooltip="The still to animate (first of the batch)."),
+                io.String.Input(id="prompt", multiline=True, default="",
+                                tooltip="What happens in the clip (cloud only)."),
                 io.String.Input(id="motion_1", default="", tooltip="Motion name or id (e.g. Dolly In)."),
-                io.Float.Input(id="motion_1_strength", default=0.5, min=0.0, max=1.0, step=0.05),
-                io.String.Input(id="motion_2", default=""),
-                io.Float.Input(id="motion_2_strength", default=0.5, min=0.0, max=1.0, step=0.05),
-                io.Combo.Input(id="model", options=DOP_MODELS, default="dop-turbo"),
+                io.Float.Input(id="motion_1_strength", default=0.5, min=0.0, max=1.0, step=0.05,
+                               tooltip="How strong the first motion is (0..1)."),
+                io.String.Input(id="motion_2", default="", tooltip="Optional second motion name or id."),
+                io.Float.Input(id="motion_2_strength", default=0.5, min=0.0, max=1.0, step=0.05,
+                               tooltip="How strong the second motion is (0..1)."),
+                io.Combo.Input(id="model", options=DOP_MODELS, default="dop-turbo",
+                               tooltip="Cloud DoP model (turbo: fastest; lite: cheapest; preview: best). Not used by local."),
                 io.Int.Input(id="seed", default=0, min=0, max=SEED_MAX, control_after_generate=True,
                              tooltip="Same seed + same widgets = the same paid request (reused, not paid again)."),
                 io.Float.Input(id="seconds", default=5.0, min=1.0, max=10.0, step=0.5, tooltip="Local only."),
                 io.Int.Input(id="fps", default=24, min=8, max=60, tooltip="Local only."),
                 *budget_inputs(),
-                io.Image.Input(id="end_image", optional=True),
-                MotionPresetType.Input(id="motions", optional=True),
-                SoulIDType.Input(id="soul_id", optional=True),
+                io.Image.Input(id="end_image", optional=True, tooltip="Optional last frame the clip moves towards (cloud)."),
+                MotionPresetType.Input(id="motions", optional=True,
+                                       tooltip="Motions from Soul ID Motion Preset (they come before motion_1/2)."),
+                SoulIDType.Input(id="soul_id", optional=True,
+                                 tooltip="Optional: the Soul ID of the person in the image (Higgsfield uses its remote id)."),
             ],
             outputs=[io.Video.Output(id="video", display_name="video"),
                      io.String.Output(id="request_id", display_name="request id"),
@@ -98,7 +106,8 @@ class DoPAnimate(io.ComfyNode):
             return io.NodeOutput(video, "", "{}", ui=ui.PreviewText(value=text))
         budget = Budget(max_usd)
         res = await call_backend(backend, "animate", req, budget)
-        text = f"{cost_text(backend, res.cost, bool(res.info.get('resumed')))}\n{budget.text()}"
+        reused = bool(res.info.get("resumed"))
+        text = f"{cost_text(backend, res.cost, reused)}\n{budget.text(reused)}"
         return io.NodeOutput(InputImpl.VideoFromFile(str(res.path)), res.request_id, json.dumps(res.cost),
                              ui=ui.PreviewText(value=text))
 

@@ -10,18 +10,26 @@
 import { app } from "../../scripts/app.js";
 import { ComfyWidgets } from "../../scripts/widgets.js";
 
-const RESULT = "result";
+export const RESULT = "result";
+//: Height the result box takes, px: the node grows by this much when the box
+//: is added, so the box never takes room from the other widgets (a prompt
+//: box keeps its size).
+const RESULT_MIN = 48;
+const RESULT_MAX = 120;
 
-function showText(node, text) {
+export function showText(node, text) {
   let w = node.widgets?.find((x) => x.name === RESULT);
   if (!w) {
+    const before = node.size ? [node.size[0], node.size[1]] : null;
     w = ComfyWidgets.STRING(node, RESULT, ["STRING", { multiline: true }], app).widget;
     w.serialize = false;
-    w.options = { ...(w.options || {}), serialize: false };
+    w.options = { ...(w.options || {}), serialize: false,
+                  getMinHeight: () => RESULT_MIN, getMaxHeight: () => RESULT_MAX, getHeight: () => RESULT_MAX };
     if (w.inputEl) {
       w.inputEl.readOnly = true;
       w.inputEl.style.opacity = 0.85;
     }
+    if (before && node.setSize) node.setSize([before[0], before[1] + RESULT_MAX + 8]);
   }
   w.value = text;
   node.setDirtyCanvas?.(true, true);

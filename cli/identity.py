@@ -299,6 +299,10 @@ def cmd_score(args) -> int:
             else:
                 verdict = "same person" if r.same_person else "different person"
                 print(f"{r.label}: similarity {r.similarity:.3f} -> {verdict} (threshold {r.threshold:.3f})")
+    missing = [str(p) for p in args.images if not Path(p).is_file()]
+    if missing:  # the others were scored; the command still fails
+        print(f"error: no such file: {', '.join(missing)}", file=sys.stderr)
+        return 2
     return 0
 
 

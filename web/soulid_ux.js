@@ -314,6 +314,11 @@ app.registerExtension({
           input.name = to;
           if (input.label === undefined || input.label in renames) input.label = to;
           if ("localized_name" in input) input.localized_name = to;
+          // The frontend may already have added the new socket, empty: drop that one.
+          for (let j = (this.inputs?.length ?? 0) - 1; j >= 0; j--) {
+            const other = this.inputs[j];
+            if (other !== input && other.name === to && other.link == null) this.removeInput(j);
+          }
         }
       }
       const r = onConfigure?.apply(this, arguments);

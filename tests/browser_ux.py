@@ -97,7 +97,7 @@ def main(argv=None) -> int:
                 browser = pw.chromium.launch(executable_path=a.chromium, args=ARGS)
                 page = browser.new_page(viewport={"width": 1600, "height": 1000})
                 errors = []
-                page.on("pageerror", lambda e: errors.append(str(e)))
+                page.on("pageerror", lambda e: errors.append(f"{e} {getattr(e, 'stack', '')}"[:600]))
                 page.goto(host.url)
                 page.wait_for_function("() => window.app && window.app.graph && window.app.canvas", timeout=120_000)
                 time.sleep(3)
@@ -200,7 +200,8 @@ def main(argv=None) -> int:
                 page.screenshot(path=str(out / "generate_result.png"))
                 page.evaluate("""() => { const g = window.app.graph; const ns = (g.nodes || g._nodes);
                   const t = ns.find(x => x.type === 'SoulIDGenerate');
-                  t.widgets.find(w => w.name === 'max_usd').value = 0.5; }""")  # no estimate: refused -> error
+                  t.widgets.find(w => w.name === 'max_usd').value = 0.5;
+                  t.widgets.find(w => w.name === 'seed').value = 99; }""")  # a new request, no estimate: refused
                 last = run_and_wait()
                 g2 = page.evaluate(NODE_JS, "SoulIDGenerate")
                 check("error: own line, no old result", last["status"]["status_str"] == "error" and

@@ -124,7 +124,9 @@ class _Progress:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=self.total, unit="%", file=sys.stderr, disable=self.quiet and not sys.stderr.isatty())
+            # No rate: "%/s" of a percentage reads as nonsense (e.g. "2221.02%/s").
+            self.bar = tqdm(total=self.total, file=sys.stderr, disable=self.quiet and not sys.stderr.isatty(),
+                            bar_format="{percentage:3.0f}%|{bar:24}| {elapsed}<{remaining} {postfix}")
         self.bar.set_postfix_str(message[-40:])
         if fraction is not None:
             self.bar.update(round(fraction * self.total) - self.bar.n)

@@ -271,8 +271,8 @@ def flag_identity_outliers(photos: list[PhotoQA], floor: float) -> dict:
         if out:
             flagged.append({"photo": Path(p.path).name, "similarity": round(float(s), 4)})
             p.exclude(
-                f"identity outlier: looks like another person (similarity {s:.3f} to the set, below the "
-                f"same-person threshold {floor:.3f}; set median {res.median:.3f}, robust z {z:.1f})"
+                f"identity outlier: looks like another person (similarity {s:.3f} to the reference photo, below "
+                f"the outlier floor {floor:.3f}; set median {res.median:.3f}, robust z {z:.1f})"
             )
     return {"checked": True, "method": "medoid", "median": round(res.median, 4), "mad": round(res.mad, 4),
             "threshold": round(float(floor), 4), "outliers": flagged}

@@ -284,6 +284,16 @@ const keySettings = PROVIDERS.map(([p, label]) => ({
   defaultValue: "",
 }));
 
+// An old workflow's renamed socket plus the one the frontend adds from the
+// node definition: keep the linked one, drop the empty twin.
+function dropEmptyTwins(node) {
+  const inputs = node.inputs ?? [];
+  for (let j = inputs.length - 1; j >= 0; j--) {
+    const twin = inputs.findIndex((x, k) => k !== j && x.name === inputs[j].name);
+    if (twin >= 0 && inputs[j].link == null && (inputs[twin].link != null || twin < j)) node.removeInput(j);
+  }
+}
+
 // ---------------------------------------------------------------- extension
 app.registerExtension({
   name: "soulid.UX",
@@ -292,6 +302,12 @@ app.registerExtension({
   async setup() {
     listenForRuns();
     await refreshLibrary(true);
+  },
+
+  afterConfigureGraph() {
+    for (const n of app.graph?._nodes ?? app.graph?.nodes ?? []) {
+      if (RENAMED_INPUTS[n.comfyClass ?? n.type]) dropEmptyTwins(n);
+    }
   },
 
   addCustomNodeDefs(defs) {
@@ -314,12 +330,9 @@ app.registerExtension({
           input.name = to;
           if (input.label === undefined || input.label in renames) input.label = to;
           if ("localized_name" in input) input.localized_name = to;
-          // The frontend may already have added the new socket, empty: drop that one.
-          for (let j = (this.inputs?.length ?? 0) - 1; j >= 0; j--) {
-            const other = this.inputs[j];
-            if (other !== input && other.name === to && other.link == null) this.removeInput(j);
-          }
         }
+        dropEmptyTwins(this);
+        setTimeout(() => dropEmptyTwins(this), 0);
       }
       const r = onConfigure?.apply(this, arguments);
       if (nodeData.name === "SoulIDLoad") setTimeout(() => refreshLibrary(true), 0);

@@ -6,6 +6,8 @@
   a Create or Save, and shows an entry's verdict and photo count.
 * ``GET /soulid/library/front?name=NAME``: the front reference photo of a
   Soul ID (JPEG as stored in the ``.soulid``), for Soul ID Load's preview.
+* ``GET /soulid/templates``: the pack's templates in reading order with
+  their titles; the editor puts the template browser's list in that order.
 * ``GET /soulid/keys``: which providers have an API key and where it comes
   from (``{"higgsfield": {"set": true, "source": "file"}, ...}``); never a key.
 * ``POST /soulid/keys`` ``{"provider": "wavespeed", "key": "..."}``: stores
@@ -73,6 +75,24 @@ def front_jpeg(name: str) -> bytes:
     return soul.photos[i].jpeg
 
 
+def template_order() -> list[dict]:
+    """The pack's templates in reading order (``extra.soulid.order``, then
+    file name): ``[{"name", "title", "order"}]``; Create comes first."""
+    import json
+    from pathlib import Path
+
+    out = []
+    for f in sorted((Path(__file__).resolve().parent.parent / "workflows").glob("*.json")):
+        try:
+            meta = (json.loads(f.read_text(encoding="utf-8")).get("extra") or {}).get("soulid") or {}
+        except (OSError, ValueError):
+            meta = {}
+        order = meta.get("order") if isinstance(meta.get("order"), (int, float)) else 1000
+        out.append({"name": f.stem, "title": str(meta.get("title") or f.stem), "order": order})
+    out.sort(key=lambda e: (e["order"], e["name"]))
+    return out
+
+
 def key_status() -> dict:
     """``{provider: {"set": bool, "source": "environment" | "file" | "none"}}``."""
     from ..backends import credentials
@@ -132,6 +152,10 @@ def register() -> bool:
         except (OSError, SoulIDError) as e:
             return web.json_response({"error": str(e)}, status=404)
         return web.Response(body=data, content_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    @routes.get("/soulid/templates")
+    async def get_templates(request):
+        return web.json_response(template_order())
 
     @routes.get("/soulid/keys")
     async def get_keys(request):

@@ -13,6 +13,7 @@ Soul ID ``my_soul``, then in the browser:
 3. the API key is typed into Settings > Soul ID and saved through our route:
    the cloud Generate then runs; the key is in neither the page's storage,
    the settings file, nor the saved workflow;
+5. the template browser shows the pack's templates in reading order, Create first;
 4. results are never stale: a run that fails shows its own error line with
    "may still run at the provider; Run again resumes it", a cancelled run shows
    "cancelled", and the prompt box keeps its height after the result box appears.
@@ -222,6 +223,31 @@ def main(argv=None) -> int:
                 check("cancel: own line, no old result", "cancelled" in (g3["result"] or "") and
                       "may still run at the provider" in g3["result"], g3["result"])
                 page.screenshot(path=str(out / "generate_cancel.png"))
+
+                # 5. the template browser lists ours in reading order, Create first
+                page.keyboard.press("Escape")
+                order = [e["name"] for e in host.client().get("/soulid/templates").json()]
+                page.evaluate("() => window.app.extensionManager?.command?.execute('Comfy.BrowseTemplates')")
+                time.sleep(3)
+                for label in ("Soul ID", "soulid"):
+                    try:
+                        page.get_by_text(label, exact=True).first.click(timeout=3000)
+                        break
+                    except Exception:
+                        continue
+                time.sleep(3)
+                page.screenshot(path=str(out / "template_browser.png"))
+                seen = []
+                for name in order:
+                    loc = page.get_by_text(name, exact=True)
+                    box = loc.first.bounding_box() if loc.count() else None
+                    if box:
+                        seen.append((round(box["y"] / 40), box["x"], name))
+                shown = [n for _, _, n in sorted(seen)]
+                check("template browser: reading order, Create first",
+                      len(shown) >= 4 and shown[0] == "soul_id_create" and shown == [n for n in order if n in shown],
+                      shown)
+                page.keyboard.press("Escape")
 
                 # nothing of the key client side or in the workflow
                 storage = page.evaluate("() => JSON.stringify({...localStorage}) + JSON.stringify({...sessionStorage})")

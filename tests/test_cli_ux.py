@@ -132,3 +132,22 @@ def test_share_keeps_accepted_thumbnails_only(small_lib, tmp_path):
     assert thumbs and set(s.extra_files) == thumbs
     readme = (REPO / "README.md").read_text()
     assert "the QA thumbnails of rejected photos" in readme
+
+
+def test_char_import_refuses_a_taken_name_before_analysis(small_lib, tmp_path, monkeypatch, capsys):
+    """No --name: the character's own name is checked against the library before any photo is analysed."""
+    from soulid.cli import main
+    from soulid.soul import create
+    from soulid.soul.charfile import export_char
+    from soulid.soul.library import Library
+
+    lib, _ = small_lib
+    char = tmp_path / "small.char"
+    export_char(Library(lib).load("small"), char)
+
+    def no_analysis(*a, **k):
+        raise AssertionError("analysed before refusing the name")
+
+    monkeypatch.setattr(create, "create_soul_id", no_analysis)
+    assert main(["--library", str(lib), "char", "import", str(char), "--analyzer", "dlib"]) == 2
+    assert "'small' already exists" in capsys.readouterr().err

@@ -294,6 +294,33 @@ function dropEmptyTwins(node) {
   }
 }
 
+// ---------------------------------------------------------------- templates
+// ComfyUI lists a pack's templates in file-system order and both frontends
+// keep that order: put ours in reading order (Create first), from
+// extra.soulid.order (GET /soulid/templates).
+function orderTemplates() {
+  if (api.getWorkflowTemplates?.soulidOrdered) return;
+  const original = api.getWorkflowTemplates.bind(api);
+  const ordered = async function () {
+    const lists = await original();
+    try {
+      const order = await (await api.fetchApi("/soulid/templates")).json();
+      const rank = new Map(order.map((e, i) => [e.name, i]));
+      for (const names of Object.values(lists ?? {})) {
+        if (Array.isArray(names) && names.includes("soul_id_create")) {
+          names.sort((a, b) => (rank.get(a) ?? 1e6) - (rank.get(b) ?? 1e6) || a.localeCompare(b));
+        }
+      }
+    } catch (e) {
+      console.warn("soulid: template order unavailable", e);
+    }
+    return lists;
+  };
+  ordered.soulidOrdered = true;
+  api.getWorkflowTemplates = ordered;
+}
+orderTemplates();
+
 // ---------------------------------------------------------------- extension
 app.registerExtension({
   name: "soulid.UX",

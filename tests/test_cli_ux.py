@@ -151,3 +151,13 @@ def test_char_import_refuses_a_taken_name_before_analysis(small_lib, tmp_path, m
     monkeypatch.setattr(create, "create_soul_id", no_analysis)
     assert main(["--library", str(lib), "char", "import", str(char), "--analyzer", "dlib"]) == 2
     assert "'small' already exists" in capsys.readouterr().err
+
+
+def test_train_local_without_a_base_gives_the_full_missing_model_report(small_lib, tmp_path):
+    lib, _ = small_lib
+    p = soulid("--library", lib, "train", "small", "--provider", "local", env={"SOULID_MODELS_DIR": str(tmp_path)})
+    assert p.returncode == 2
+    err = p.stderr
+    assert f"{tmp_path}/diffusers/stable-diffusion-xl-base-1.0/model_index.json" in err  # the real path
+    assert "https://huggingface.co/stabilityai/stable-diffusion-xl-base-1.0" in err  # where from
+    assert "7 GB" in err and "VRAM" in err and "Traceback" not in err

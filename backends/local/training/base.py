@@ -6,7 +6,6 @@ import json
 import os
 from pathlib import Path
 
-from ....soul.errors import ModelFilesMissing
 from ....soul.paths import cache_dir
 from ..models import BaseModel, DEFAULT_BASE, find_base, local_sdxl_config
 
@@ -15,14 +14,23 @@ def resolve_base(model: str) -> BaseModel:
     """The base model named by ``model`` (see :func:`..models.find_base`).
 
     Raises:
-        ModelFilesMissing: nothing matches ``model``.
+        LocalSetupMissing: nothing matches ``model`` (a :class:`ModelFilesMissing`):
+            the path, download source, size and VRAM, as local generate reports them.
     """
     b = find_base(model)
     if b is None:
-        raise ModelFilesMissing(
-            "local training", [f"{model or DEFAULT_BASE} (SDXL base: a diffusers folder with model_index.json, "
-                               "a .safetensors checkpoint, or a path to either)"],
-            "Pass --base with a path, or put the model in ComfyUI's models/diffusers or models/checkpoints.")
+        # The same report as local generate: the real path, where to download
+        # it, its size and the VRAM it needs, plus any missing package.
+        from ..models import SOURCES, LocalSetupMissing, _where, missing_packages
+
+        if model:
+            path = (f"{model} (SDXL base: a folder with model_index.json in {_where('diffusers')}, "
+                    f"a checkpoint in {_where('checkpoints')}, or a path to either)")
+        else:
+            path = f"{_where('diffusers')}/{DEFAULT_BASE}/model_index.json"
+        raise LocalSetupMissing("local training (soulid train --provider local --base PATH)",
+                                missing_packages("generate", "lora"),
+                                [(path, "SDXL base model, diffusers layout", SOURCES["sdxl_base"])])
     return b
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from browser_pass import ARGS  # noqa: E402
+from browser_pass import ARGS, BOXES_JS, overlaps  # noqa: E402
 from comfy_host import start_comfy  # noqa: E402
 from render_templates import error_of, prepare_inputs, queue  # noqa: E402
 from standin.fixtures import cloud_env_vars  # noqa: E402
@@ -142,6 +142,8 @@ def main(argv=None) -> int:
                       and "photo" in ld["result"], ld["result"])
                 check("Load: front reference shown", ld["imgs"] == 1, ld["imgs"])
                 page.screenshot(path=str(out / "load_node.png"))
+                ov = overlaps(page.evaluate(BOXES_JS))
+                check("Load's preview and text fit its box (no overlap)", not ov, ov)
                 crt = json.loads((REPO / "workflows" / "soul_id_create.json").read_text())
                 for n in crt["nodes"]:
                     if n["type"] == "SoulIDCreate":
@@ -199,6 +201,8 @@ def main(argv=None) -> int:
                 check("prompt box keeps its height", h0 and g1["promptH"] and g1["promptH"] >= h0 - 2,
                       f"{h0} -> {g1['promptH']}")
                 page.screenshot(path=str(out / "generate_result.png"))
+                ov = overlaps(page.evaluate(BOXES_JS))
+                check("result boxes fit the nodes (no overlap after the run)", not ov, ov)
                 page.evaluate("""() => { const g = window.app.graph; const ns = (g.nodes || g._nodes);
                   const t = ns.find(x => x.type === 'SoulIDGenerate');
                   t.widgets.find(w => w.name === 'max_usd').value = 0.5;

@@ -173,3 +173,16 @@ def test_every_input_of_every_node_has_a_tooltip(host):
                     names.append((node, inp))
     assert missing == [], f"inputs without a tooltip: {missing}"
     assert names and all(inp == "soul_id" for _, inp in names), names
+
+
+def test_the_editor_knows_which_nodes_show_a_result():
+    """web/soulid_ux.js gives these nodes their result box from the start (in
+    the room the templates keep for it): the same set the layout check counts."""
+    import re
+
+    from workflow_check import TEXT_NODES
+
+    js = (REPO / "web" / "soulid_ux.js").read_text()
+    block = js[js.index("const TEXT_NODES = new Set(["):]
+    block = block[:block.index("]);")]
+    assert set(re.findall(r'"(SoulID\w+)"', block)) == TEXT_NODES

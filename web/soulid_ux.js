@@ -32,6 +32,12 @@ const PROVIDERS = [
   ["wavespeed", "WaveSpeed API key"],
   ["aurashot", "AuraShot API key"],
 ];
+// Nodes that show a result text (kept in step with tests/workflow_check.py
+// TEXT_NODES): their result box is there from the start, in the room the
+// templates keep for it, so a run never takes height from the prompt box.
+const TEXT_NODES = new Set(["SoulIDCreate", "SoulIDSave", "SoulIDScore", "SoulIDGenerate", "SoulIDEdit",
+  "SoulIDTrainRemote", "SoulIDDoPAnimate", "SoulIDDriftGuard", "SoulIDIDPhotoSheet", "SoulIDCharacterLog",
+  "SoulIDReferences", "SoulIDDriftGuardPickBest", "SoulIDApply", "SoulIDAttachLoRA", "SoulIDCharExport"]);
 // Nodes whose run can add or change a library entry.
 const WRITES_LIBRARY = new Set(["SoulIDCreate", "SoulIDSave", "SoulIDCharacterLog", "SoulIDTrainRemote", "SoulIDCharImport"]);
 
@@ -57,7 +63,7 @@ const pending = new Map(); // node id -> text shown before this run
 let running = null;
 
 function setResult(node, text) {
-  if (widget(node, RESULT) || text) showText(node, text);
+  if (widget(node, RESULT) || text) showText(node, text, { compact: UNTRACKED.has(node.comfyClass ?? node.type) });
 }
 
 function onExecutionStart() {
@@ -371,6 +377,11 @@ app.registerExtension({
   nodeCreated(node) {
     const type = node.comfyClass ?? node.type;
     if (!isOurs(type)) return;
+    if (TEXT_NODES.has(type) && !widget(node, RESULT)) {
+      showText(node, "");
+      const el = widget(node, RESULT)?.inputEl;
+      if (el) el.placeholder = "the result of the last run shows here";
+    }
     watchModes(node);
     if (type === "SoulIDLoad") {
       const w = widget(node, "name");

@@ -27,11 +27,31 @@ ANIMATE_BACKENDS = ["higgsfield", "wavespeed", "local"]
 DOP_MODELS = ["dop-turbo", "dop-lite", "dop-preview"]
 
 
+#: The empty choice of the motion lists.
+NO_MOTION = "none"
+
+
+def motion_choices() -> list[str]:
+    """The motion lists' options: none, the local moves, the Higgsfield names
+    they match (static, e.g. "Dolly In"), then Higgsfield's other motions from
+    the cached list (``soulid motions --refresh``). Never calls the network."""
+    from ..soul.motions import list_motions, local_moves, provider_names
+
+    out = [NO_MOTION, *local_moves()]
+    for mv in local_moves().values():
+        out += provider_names(mv)
+    try:
+        out += [m.remote_name or m.name for m in list_motions()[0] if m.kind != "local"]
+    except Exception:  # an unreadable cache must not hide the node
+        pass
+    return list(dict.fromkeys(out))
+
+
 def motion_pairs(motions, motion_1: str, strength_1: float, motion_2: str, strength_2: float) -> list:
     """``[(name or id, strength)]``, at most two: the preset chain first, then the widgets."""
     pairs = [m.as_pair() if hasattr(m, "as_pair") else (str(m), 0.5) for m in (motions or [])]
     for name, s in ((motion_1, strength_1), (motion_2, strength_2)):
-        if name.strip():
+        if name.strip() and name.strip() != NO_MOTION:
             pairs.append((name.strip(), float(s)))
     if len(pairs) > 2:
         raise ValueError(f"DoP Animate takes at most two motions, got {len(pairs)}: "
@@ -66,10 +86,13 @@ class DoPAnimate(io.ComfyNode):
                 io.Image.Input(id="image", tooltip="The still to animate (first of the batch)."),
                 io.String.Input(id="prompt", multiline=True, default="",
                                 tooltip="What happens in the clip (cloud only)."),
-                io.String.Input(id="motion_1", default="", tooltip="Motion name or id (e.g. Dolly In)."),
+                io.Combo.Input(id="motion_1", options=motion_choices(), default=NO_MOTION,
+                               tooltip="First camera motion: a local move (dolly_in...) or the provider's name "
+                                       "(Dolly In...); `soulid motions` shows which match."),
                 io.Float.Input(id="motion_1_strength", default=0.5, min=0.0, max=1.0, step=0.05,
                                tooltip="How strong the first motion is (0..1)."),
-                io.String.Input(id="motion_2", default="", tooltip="Optional second motion name or id."),
+                io.Combo.Input(id="motion_2", options=motion_choices(), default=NO_MOTION,
+                               tooltip="Optional second camera motion (cloud DoP takes at most two)."),
                 io.Float.Input(id="motion_2_strength", default=0.5, min=0.0, max=1.0, step=0.05,
                                tooltip="How strong the second motion is (0..1)."),
                 io.Combo.Input(id="model", options=DOP_MODELS, default="dop-turbo",

@@ -46,7 +46,8 @@ def search_aliases() -> dict:
 
 
 def migrate_prompt(prompt: dict) -> int:
-    """Rename old input ids in an API-format ``prompt`` in place.
+    """Rename old input ids in an API-format ``prompt`` in place (and give
+    DoP Animate's motion lists ``none`` where an old workflow left them empty).
 
     Args:
         prompt: ``{node_id: {"class_type": str, "inputs": dict}}``; anything
@@ -70,6 +71,12 @@ def migrate_prompt(prompt: dict) -> int:
             if old in inputs and new not in inputs:
                 inputs[new] = inputs.pop(old)
                 n += 1
+    for node in prompt.values():  # motions were free text: "" is now the list's "none"
+        if isinstance(node, dict) and node.get("class_type") == "SoulIDDoPAnimate" and isinstance(node.get("inputs"), dict):
+            for k in ("motion_1", "motion_2"):
+                if node["inputs"].get(k) == "":
+                    node["inputs"][k] = "none"
+                    n += 1
     return n
 
 

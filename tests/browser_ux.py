@@ -13,6 +13,7 @@ Soul ID ``my_soul``, then in the browser:
 3. the API key is typed into Settings > Soul ID and saved through our route:
    the cloud Generate then runs; the key is in neither the page's storage,
    the settings file, nor the saved workflow;
+6. DoP Animate greys out what its backend ignores; motions are a list;
 5. the template browser shows the pack's templates in reading order, Create first;
 4. results are never stale: a run that fails shows its own error line with
    "may still run at the provider; Run again resumes it", a cancelled run shows
@@ -227,6 +228,20 @@ def main(argv=None) -> int:
                 check("cancel: own line, no old result", "cancelled" in (g3["result"] or "") and
                       "may still run at the provider" in g3["result"], g3["result"])
                 page.screenshot(path=str(out / "generate_cancel.png"))
+
+                # 6. widgets that fit the mode; motions as a list
+                load(json.loads((REPO / "workflows" / "soul_animate_local.json").read_text()))
+                modes = page.evaluate("""() => { const g = window.app.graph; const ns = (g.nodes || g._nodes);
+                  const n = ns.find(x => x.type === 'SoulIDDoPAnimate'); const w = (k) => n.widgets.find(x => x.name === k);
+                  const local = {model: !!w('model').disabled, seed: !!w('seed').disabled, fps: !!w('fps').disabled};
+                  w('backend').value = 'higgsfield'; w('backend').callback?.('higgsfield');
+                  const cloud = {model: !!w('model').disabled, fps: !!w('fps').disabled};
+                  return {local, cloud, motion: w('motion_1').type, values: (w('motion_1').options.values || []).length}; }""")
+                check("DoP Animate on local: model and seed disabled, fps enabled",
+                      modes["local"] == {"model": True, "seed": True, "fps": False}, modes)
+                check("DoP Animate on a cloud backend: model enabled, fps disabled",
+                      modes["cloud"] == {"model": False, "fps": True}, modes)
+                check("motions are a list", modes["motion"] == "combo" and modes["values"] > 12, modes)
 
                 # 5. the template browser lists ours in reading order, Create first
                 page.keyboard.press("Escape")

@@ -186,3 +186,23 @@ def test_the_editor_knows_which_nodes_show_a_result():
     block = js[js.index("const TEXT_NODES = new Set(["):]
     block = block[:block.index("]);")]
     assert set(re.findall(r'"(SoulID\w+)"', block)) == TEXT_NODES
+
+
+def test_old_api_workflows_migrate_to_the_current_ids_and_motion_lists():
+    """Shipped API workflows, turned back into their old form (``soul`` on the
+    four renamed nodes, an empty motion), come out as shipped."""
+    from comfy_host import import_comfy_or_skip
+
+    import_comfy_or_skip()  # the nodes package imports comfy_api
+    from soulid.nodes.compat import RENAMED_INPUTS, migrate_prompt
+
+    for name in ("campaign", "moodboard", "id_photo", "lookbook", "dop_animate_cloud"):
+        shipped = json.loads((REPO / "workflows" / "api" / f"{name}.json").read_text())
+        old = json.loads(json.dumps(shipped))
+        for node in old.values():
+            for oldid, new in RENAMED_INPUTS.get(node["class_type"], {}).items():
+                node["inputs"][oldid] = node["inputs"].pop(new)
+            if node["inputs"].get("motion_2") == "none":
+                node["inputs"]["motion_2"] = ""
+        assert old != shipped
+        assert migrate_prompt(old) > 0 and old == shipped, name

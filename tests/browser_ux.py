@@ -49,7 +49,7 @@ NODE_JS = """(type) => { const g = window.app.graph; const ns = (g.nodes || g._n
   return {id: n.id, inputs: (n.inputs || []).map(i => i.name), result: w('result')?.value ?? null,
           name: w('name')?.value ?? null, values: w('name')?.options?.values ?? null,
           promptH: el('prompt') ? el('prompt').getBoundingClientRect().height / (window.app.canvas.ds.scale || 1) : null,
-          imgs: (n.imgs || []).length, size: Array.from(n.size)}; }"""
+          imgs: (n.imgs || []).length + (n.soulidThumb ? 1 : 0), size: Array.from(n.size)}; }"""
 
 
 def wait_idle(host, before: int, t: float = 120) -> dict:

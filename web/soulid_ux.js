@@ -161,14 +161,14 @@ function showEntry(node) {
   const e = library.entries.find((x) => x.name === w?.value);
   if (!library.names.length) {
     setResult(node, "the library is empty: run Soul ID Create first (this list refreshes by itself)");
-    node.imgs = undefined;
+    node.soulidThumb = undefined;
   } else if (!e) {
     setResult(node, `no Soul ID named ${JSON.stringify(w?.value ?? "")}: pick one of ${library.names.length}`);
-    node.imgs = undefined;
+    node.soulidThumb = undefined;
   } else {
     setResult(node, describeEntry(e));
     const img = new Image();
-    img.onload = () => { node.imgs = [img]; node.setDirtyCanvas?.(true, true); };
+    img.onload = () => { node.soulidThumb = img; node.setDirtyCanvas?.(true, true); };
     img.src = api.apiURL(`/soulid/library/front?name=${encodeURIComponent(e.name)}&t=${e.modified}`);
   }
   node.setDirtyCanvas?.(true, true);
@@ -188,6 +188,25 @@ function updateLoadNode(node, pickNewest) {
 async function refreshLibrary(pickNewest = false) {
   await fetchLibrary();
   for (const n of ourNodes()) if ((n.comfyClass ?? n.type) === "SoulIDLoad") updateLoadNode(n, pickNewest);
+}
+
+// The front reference, drawn in the room left under the widgets (the node
+// never grows for it, so it cannot cover the node below).
+function drawThumb(node, ctx) {
+  const img = node.soulidThumb;
+  if (!img || node.flags?.collapsed) return;
+  let top = 0;
+  for (const w of node.widgets ?? []) {
+    const y = w.last_y ?? w.y ?? 0;
+    const h = w.computedHeight ?? (w.computeSize?.(node.size[0])?.[1]) ?? 20;
+    top = Math.max(top, y + h);
+  }
+  top += 6;
+  const room = [node.size[0] - 12, node.size[1] - top - 6];
+  if (room[0] < 24 || room[1] < 24) return;
+  const s = Math.min(room[0] / img.width, room[1] / img.height);
+  const w = img.width * s, h = img.height * s;
+  ctx.drawImage(img, (node.size[0] - w) / 2, top + (room[1] - h) / 2, w, h);
 }
 
 // ---------------------------------------------------------------- modes
@@ -352,6 +371,14 @@ app.registerExtension({
 
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (!isOurs(nodeData?.name)) return;
+    if (nodeData.name === "SoulIDLoad") {
+      const onDraw = nodeType.prototype.onDrawForeground;
+      nodeType.prototype.onDrawForeground = function (ctx) {
+        const r = onDraw?.apply(this, arguments);
+        drawThumb(this, ctx);
+        return r;
+      };
+    }
     const renames = RENAMED_INPUTS[nodeData.name];
     const onConfigure = nodeType.prototype.onConfigure;
     nodeType.prototype.onConfigure = function (info) {

@@ -171,6 +171,23 @@ def save_key(provider: str, key: str) -> Path:
     return p
 
 
+def forget_key(provider: str) -> bool:
+    """Remove ``provider``'s key from the credentials file (atomic, mode 0600).
+    Returns whether there was one. A key in the environment is not touched.
+
+    Raises:
+        ValueError: unknown provider.
+    """
+    if provider not in PROVIDERS:
+        raise ValueError(f"provider must be one of {', '.join(PROVIDERS)}, not {provider!r}")
+    data = _read_file()
+    if provider not in data:
+        return False
+    del data[provider]
+    atomic_write_bytes(credentials_path(), json.dumps(data, indent=1).encode(), mode=0o600)
+    return True
+
+
 def mask(secret: str) -> str:
     """Show at most the first 4 characters: ``"abcd…(36 chars)"``."""
     if not secret:

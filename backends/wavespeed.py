@@ -138,7 +138,7 @@ class WaveSpeedBackend(CloudBackend):
         return r.id
 
     def generate(self, req: GenerateRequest, progress=None, interrupt=None) -> ImageResult:
-        raise NotImplementedError("wavespeed resells Soul only as image-to-image: use Soul Edit "
+        raise NotImplementedError("wavespeed resells Soul only as image-to-image: use Soul ID Edit "
                                   "(or the higgsfield / aurashot backend for text-to-image)")
 
     def edit(self, req: EditRequest, progress=None, interrupt=None) -> ImageResult:

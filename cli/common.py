@@ -26,14 +26,28 @@ def library(args):
     return Library(getattr(args, "library", None))
 
 
-def progress_printer(quiet: bool = False):
-    """A progress callback printing changed messages to stderr."""
-    last = [""]
+#: Words that end a job's progress: the line is finished there on a terminal.
+_FINAL = ("succeeded", "failed", "canceled", "cancelled", "done", "saved")
 
-    def cb(_frac, msg):
-        if msg != last[0] and not quiet:
-            print(f"  {msg}", file=sys.stderr, flush=True)
+
+def progress_printer(quiet: bool = False):
+    """A progress callback printing changed messages to stderr: on a terminal
+    one line that overwrites itself (finished at 100 % or a final word),
+    otherwise one line per change (logs, pipes)."""
+    last = [""]
+    tty = sys.stderr.isatty()
+
+    def cb(frac, msg):
+        if msg == last[0] or quiet:
+            return
         last[0] = msg
+        if not tty:
+            print(f"  {msg}", file=sys.stderr, flush=True)
+            return
+        pct = f"{100 * frac:3.0f}% " if frac is not None else ""
+        final = (frac is not None and frac >= 1.0) or any(w in msg for w in _FINAL)
+        sys.stderr.write(f"\r\x1b[K  {pct}{msg}" + ("\n" if final else ""))
+        sys.stderr.flush()
 
     return cb
 

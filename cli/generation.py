@@ -251,8 +251,11 @@ def _report(args, res, files: list[Path]) -> None:
     if d["estimate_only"]:
         print(f"estimate: {res.cost or 'not offered by ' + args.backend}")
         return
-    cost = f", cost {res.cost}" if res.cost else ""
-    print(f"{args.backend} request {res.request_id or '-'}{' (resumed)' if d['resumed'] else ''}{cost}")
+    if args.backend == "local" or not res.request_id:  # nothing was sent anywhere: no request to name
+        print(f"{args.backend}: made here, free")
+    else:
+        cost = f", cost {res.cost}" if res.cost else ""
+        print(f"{args.backend} request {res.request_id}{' (resumed)' if d['resumed'] else ''}{cost}")
     for f in files:
         print(f)
 
@@ -360,9 +363,45 @@ def clip_path(args) -> Path:
     return new_output_path(data_dir() / "outputs", Path(args.image).stem, ".mp4")
 
 
+#: Longest side of a GIF, px (a GIF holds every pixel of every frame).
+GIF_MAX_SIDE = 480
+#: Above this size a GIF comes with a warning that the MP4 is far smaller.
+GIF_WARN_BYTES = 8_000_000
+
+
+def gif_plan(frames: list, fps: float) -> tuple[list, list[int]]:
+    """GIF frames and per-frame durations (ms) for a clip at ``fps``.
+
+    GIF delays are whole hundredths of a second, so 24 fps cannot be one
+    delay (4 cs plays at 25 fps): the delays alternate (4, 4, 5, ...) so that
+    frame ``i`` starts at ``i / fps`` to within 10 ms and the clip lasts its
+    real length. Frames are scaled to at most :data:`GIF_MAX_SIDE` px and
+    share one 256-colour palette taken from the middle frame.
+
+    Args:
+        frames: PIL images, RGB.
+        fps: the clip's frame rate, > 0.
+
+    Returns:
+        ``(palette images, durations in ms)``, one duration per frame.
+    """
+    from PIL import Image
+
+    w, h = frames[0].size
+    scale = min(1.0, GIF_MAX_SIDE / max(w, h))
+    if scale < 1.0:
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        frames = [f.resize(size, Image.LANCZOS) for f in frames]
+    ref = frames[len(frames) // 2].convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
+    out = [f.convert("RGB").quantize(palette=ref, dither=Image.Dither.NONE) for f in frames]
+    starts = [round(100 * i / fps) for i in range(len(frames) + 1)]  # centiseconds
+    durations = [10 * max(2, b - a) for a, b in zip(starts, starts[1:])]
+    return out, durations
+
+
 def write_clip(src: Path, out: Path) -> None:
     """Copy or convert the MP4 ``src`` to ``out`` atomically: ``.mp4`` as is,
-    ``.gif`` decoded with PyAV and written by Pillow (looping, the clip's frame rate)."""
+    ``.gif`` decoded with PyAV and written by Pillow (looping, the clip's frame rate, see :func:`gif_plan`)."""
     from ..soul.paths import atomic_path
 
     if out.suffix.lower() == ".gif":
@@ -372,9 +411,14 @@ def write_clip(src: Path, out: Path) -> None:
             stream = c.streams.video[0]
             rate = float(stream.average_rate or 24)
             frames = [f.to_image() for f in c.decode(stream)]
+        gif_frames, durations = gif_plan(frames, rate)
         with atomic_path(out) as tmp:
-            frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], loop=0,
-                           duration=max(20, round(1000 / rate)))
+            gif_frames[0].save(tmp, format="GIF", save_all=True, append_images=gif_frames[1:], loop=0,
+                               duration=durations, optimize=True, disposal=1)
+            size = tmp.stat().st_size
+        if size > GIF_WARN_BYTES:
+            print(f"warning: {out.name} is {size / 1e6:.1f} MB ({len(gif_frames)} frames); "
+                  "an .mp4 of the same clip is far smaller", file=sys.stderr)
     elif src.resolve() != out.resolve():
         with atomic_path(out) as tmp:
             shutil.copyfile(src, tmp)

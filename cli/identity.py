@@ -109,7 +109,9 @@ class _Progress:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=self.total, unit="%", file=sys.stderr, disable=self.quiet and not sys.stderr.isatty())
+            # No rate: "%/s" of a percentage reads as nonsense (e.g. "2221.02%/s").
+            self.bar = tqdm(total=self.total, file=sys.stderr, disable=self.quiet and not sys.stderr.isatty(),
+                            bar_format="{percentage:3.0f}%|{bar:24}| {elapsed}<{remaining} {postfix}")
         self.bar.set_postfix_str(message[-40:])
         if fraction is not None:
             self.bar.update(round(fraction * self.total) - self.bar.n)
@@ -291,6 +293,10 @@ def cmd_score(args) -> int:
             else:
                 verdict = "same person" if r.same_person else "different person"
                 print(f"{r.label}: similarity {r.similarity:.3f} -> {verdict} (threshold {r.threshold:.3f})")
+    missing = [str(p) for p in args.images if not Path(p).is_file()]
+    if missing:  # the others were scored; the command still fails
+        print(f"error: no such file: {', '.join(missing)}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -146,13 +146,15 @@ def cmd_char_export(args) -> int:
 def cmd_char_import(args) -> int:
     import sys
 
-    from ..soul.charfile import import_char
+    from ..soul.charfile import import_char, read_char
     from ..soul.errors import LibraryError, NoUsablePhotos
     from ..soul.library import validate_name
 
     lib = library(args)
-    name = validate_name(args.name) if args.name else None
-    if name and lib.exists(name) and not args.overwrite:
+    # The name it will get, checked before any photo is analysed (reading the
+    # file is quick; the face analysis is what takes time).
+    name = validate_name(args.name) if args.name else validate_name(read_char(args.file).name)
+    if lib.exists(name) and not args.overwrite:
         raise LibraryError(f"a Soul ID named {name!r} already exists in {lib.dir}; pass --overwrite to replace it")
     result, contents = import_char(args.file, name=name, analyzer=args.analyzer)
     if result.soul is None:

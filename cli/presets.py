@@ -53,6 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name", nargs="?", help="preset name or id (with show)")
     p.add_argument("--family", choices=FAMILIES, default=None)
     p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.add_argument("--long", action="store_true", help="also print each preset's local recipe (as `show` does)")
     p.add_argument("--refresh", action="store_true", help="fetch Higgsfield's style lists now (needs credentials)")
     p.set_defaults(func=cmd_presets)
 
@@ -114,9 +115,10 @@ def cmd_presets(args) -> int:
             state = f"id {p.remote_id}" if p.resolved else "unresolved"
             print(f"{p.name}  [{p.family}]  {state}  aspect {p.aspect}  guidance {p.guidance:g}"
                   + ("  (user)" if p.source != "catalog" else ""))
-            for k, v in p.recipe().items():
-                if k not in ("aspect", "guidance") and v:
-                    print(f"    {k:<9} {v}")
+            if args.long or args.action == "show":
+                for k, v in p.recipe().items():
+                    if k not in ("aspect", "guidance") and v:
+                        print(f"    {k:<9} {v}")
         print(f"{len(presets)} preset(s), {sum(p.resolved for p in presets)} resolved", file=sys.stderr)
     if note:
         print(note, file=sys.stderr)
@@ -127,15 +129,21 @@ def cmd_presets(args) -> int:
 
 
 def cmd_motions(args) -> int:
-    from ..soul.motions import list_motions
+    from ..soul.motions import list_motions, local_moves, provider_names
 
     fetch, why = _higgsfield_fetch() if args.refresh else (None, "")
     motions, source, err = list_motions(fetch, refresh=args.refresh)
     if args.json:
         print(json.dumps([m.to_dict() for m in motions], indent=1, ensure_ascii=False))
     else:
+        moves = local_moves()
         for m in motions:
-            state = f"id {m.remote_id} ({m.remote_name})" if m.remote_id else "unresolved"
+            if m.remote_id:
+                state = f"= {m.remote_name} (id {m.remote_id})"
+            elif m.name in moves:  # offline: the static mapping, ids after --refresh
+                state = "= " + " / ".join(provider_names(moves[m.name])) + " (id after --refresh)"
+            else:
+                state = "unresolved"
             print(f"{m.name:<18} [{m.kind}]  {state}  {m.description}")
     if args.refresh or source == "offline":
         print(f"motions list: {source}" + (f" ({err or why})" if err or why else ""), file=sys.stderr)

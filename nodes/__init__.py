@@ -97,4 +97,23 @@ def tidy_error_names() -> int:
 class SoulIDExtension(ComfyExtension):
     async def get_node_list(self):
         hand_in_comfy_dirs()
+        add_editor_routes()
         return all_nodes()
+
+
+_routes_added = False
+
+
+def add_editor_routes() -> None:
+    """The editor's routes (library list, front thumbnail, API keys) and the
+    old-workflow prompt migration, once (see :mod:`.routes`, :mod:`.compat`).
+    Called from ``get_node_list``: ComfyUI 0.3.64 never calls ``on_load``."""
+    global _routes_added
+    if _routes_added:
+        return
+    try:
+        from .routes import register
+
+        _routes_added = register()
+    except Exception:
+        log.exception("soulid: could not add the editor routes; the nodes still work")

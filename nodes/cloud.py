@@ -76,8 +76,12 @@ class Budget(SharedBudget):
             self.estimated = True
             self.last_usd = float(cost["usd"])
 
-    def text(self) -> str:
+    def text(self, reused: bool = False) -> str:
+        """The budget line a node shows; ``reused``: the result came from an
+        earlier paid request (resumed or reused), so nothing new was paid."""
         limit = "no limit" if self.max_usd is None else f"max ${self.max_usd:.2f}"
+        if reused and self.spent <= 0:
+            return f"nothing paid by this run: the earlier paid result was reused ({limit})"
         if not self.estimated:
             return f"{self.attempts} paid attempt(s), no estimate from the provider ({limit})"
         return f"{self.attempts} paid attempt(s), ${self.spent:.2f} spent by this run ({limit})"

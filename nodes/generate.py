@@ -29,8 +29,14 @@ from ..soul.errors import Interrupted
 from .cloud import CLOUD_BACKENDS, Budget, call_backend, cost_text
 from .comfy_progress import comfy_hooks, raise_if_interrupted
 from .convert import copy_soul, image_to_float_np, np_to_image
-from .types import SoulIDType, StylePresetType
+from .compat import search_aliases
+from .types import SOUL_ID_TIP, SoulIDType, StylePresetType
 
+#: Tooltip of every cloud ``backend`` input.
+BACKEND_TIP = ("Cloud provider that runs the job (paid). Its API key comes from the settings (Soul ID › API keys), "
+               "the environment or `soulid login`, never from the workflow.")
+PRESET_TIP = "Optional Soul ID Style Preset; overrides the style text."
+PROMPT_TIP = "What to show: scene, clothing, light. The face comes from the Soul ID; no need to describe it."
 ASPECTS = ["3:4", "2:3", "9:16", "1:1", "4:3", "3:2", "16:9"]
 SEED_MAX = 2**31 - 1
 
@@ -73,7 +79,7 @@ def image_outputs() -> list:
 def result_ui(provider: str, res, budget: Budget, images=None) -> dict:
     """The node's on-screen result: the cost line and, when given, the images."""
     reused = bool(res.info.get("resumed")) if isinstance(res.info, dict) else False
-    text = ui.PreviewText(value=f"{cost_text(provider, res.cost, reused)}\n{budget.text()}\n"
+    text = ui.PreviewText(value=f"{cost_text(provider, res.cost, reused)}\n{budget.text(reused)}\n"
                                 f"request {res.request_id or '-'}")
     out = dict(text.as_dict())
     if images is not None:
@@ -86,27 +92,32 @@ class SoulGenerate(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="SoulIDGenerate",
-            display_name="Soul Generate",
+            display_name="Soul ID Generate",
+            **search_aliases(),
             category="Soul ID/generate",
             description="Text-to-image with a Soul ID as the face anchor, on Higgsfield Soul, WaveSpeed or AuraShot. "
                         "Cloud jobs are submitted once: Run again with the same seed reuses the paid result; a new "
                         "seed or new_run pays for another.",
             inputs=[
-                io.Combo.Input(id="backend", options=CLOUD_BACKENDS, default="higgsfield"),
-                SoulIDType.Input(id="soul_id"),
-                io.String.Input(id="prompt", multiline=True, default=""),
+                io.Combo.Input(id="backend", options=CLOUD_BACKENDS, default="higgsfield", tooltip=BACKEND_TIP),
+                SoulIDType.Input(id="soul_id", tooltip=SOUL_ID_TIP),
+                io.String.Input(id="prompt", multiline=True, default="", tooltip=PROMPT_TIP),
                 io.String.Input(id="style", default="", tooltip="Style name or id (ignored when a preset is connected)."),
-                io.Combo.Input(id="aspect_ratio", options=ASPECTS, default="3:4"),
-                io.Combo.Input(id="quality", options=["1080p", "720p"], default="1080p"),
-                io.Combo.Input(id="batch_size", options=["1", "4"], default="1"),
+                io.Combo.Input(id="aspect_ratio", options=ASPECTS, default="3:4", tooltip="Width:height of the images."),
+                io.Combo.Input(id="quality", options=["1080p", "720p"], default="1080p",
+                               tooltip="Output resolution (1080p costs more on some providers)."),
+                io.Combo.Input(id="batch_size", options=["1", "4"], default="1",
+                               tooltip="Images per paid request (the provider prices a batch of 4 as one job)."),
                 io.Int.Input(id="seed", default=0, min=0, max=SEED_MAX, control_after_generate=True,
                              tooltip="Same seed + same widgets = the same paid request (reused, not paid again)."),
-                io.Boolean.Input(id="enhance_prompt", default=False),
+                io.Boolean.Input(id="enhance_prompt", default=False,
+                                 tooltip="Let the provider rewrite the prompt for more detail (Higgsfield)."),
                 io.Combo.Input(id="model_version", options=["auto", "v1", "v2", "cinema"], default="auto",
                                tooltip="Higgsfield: use the Soul ID trained for this model version."),
                 *budget_inputs(),
-                StylePresetType.Input(id="preset", optional=True),
-                io.Image.Input(id="image_reference", optional=True),
+                StylePresetType.Input(id="preset", optional=True, tooltip=PRESET_TIP),
+                io.Image.Input(id="image_reference", optional=True,
+                               tooltip="Optional composition/pose reference image (first of the batch)."),
             ],
             outputs=image_outputs(),
         )
@@ -133,22 +144,25 @@ class SoulEdit(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="SoulIDEdit",
-            display_name="Soul Edit",
+            display_name="Soul ID Edit",
+            **search_aliases(),
             category="Soul ID/generate",
             description="Edit an image with a Soul ID's identity (Higgsfield Soul, WaveSpeed Soul image-to-image or "
                         "AuraShot edit). strength 0 keeps the source, 1 restyles freely.",
             inputs=[
-                io.Combo.Input(id="backend", options=CLOUD_BACKENDS, default="higgsfield"),
-                io.Image.Input(id="image"),
-                io.String.Input(id="prompt", multiline=True, default=""),
-                SoulIDType.Input(id="soul_id"),
-                io.Float.Input(id="strength", default=0.6, min=0.0, max=1.0, step=0.05),
-                io.Combo.Input(id="quality", options=["1080p", "720p"], default="1080p"),
+                io.Combo.Input(id="backend", options=CLOUD_BACKENDS, default="higgsfield", tooltip=BACKEND_TIP),
+                io.Image.Input(id="image", tooltip="The image to edit (first of the batch)."),
+                io.String.Input(id="prompt", multiline=True, default="", tooltip="What to change."),
+                SoulIDType.Input(id="soul_id", tooltip=SOUL_ID_TIP),
+                io.Float.Input(id="strength", default=0.6, min=0.0, max=1.0, step=0.05,
+                               tooltip="0 keeps the source image, 1 restyles it freely."),
+                io.Combo.Input(id="quality", options=["1080p", "720p"], default="1080p",
+                               tooltip="Output resolution (1080p costs more on some providers)."),
                 io.Int.Input(id="seed", default=0, min=0, max=SEED_MAX, control_after_generate=True,
                              tooltip="Same seed + same widgets = the same paid request (reused, not paid again)."),
-                io.String.Input(id="style", default=""),
+                io.String.Input(id="style", default="", tooltip="Style name or id (ignored when a preset is connected)."),
                 *budget_inputs(),
-                StylePresetType.Input(id="preset", optional=True),
+                StylePresetType.Input(id="preset", optional=True, tooltip=PRESET_TIP),
             ],
             outputs=image_outputs(),
         )
@@ -197,10 +211,13 @@ class SoulIDTrain(io.ComfyNode):
                         "already trained for that model version is passed through); the remote id is stored in the "
                         "Soul ID (and in the library file when save is on).",
             inputs=[
-                SoulIDType.Input(id="soul_id"),
-                io.Combo.Input(id="provider", options=["higgsfield"], default="higgsfield"),
-                io.Combo.Input(id="model_version", options=["v1", "v2", "cinema"], default="v1"),
-                io.Boolean.Input(id="save_to_library", default=True),
+                SoulIDType.Input(id="soul_id", tooltip=SOUL_ID_TIP),
+                io.Combo.Input(id="provider", options=["higgsfield"], default="higgsfield",
+                               tooltip="Provider that trains the Soul ID (paid once per model version)."),
+                io.Combo.Input(id="model_version", options=["v1", "v2", "cinema"], default="v1",
+                               tooltip="Soul model version to train for."),
+                io.Boolean.Input(id="save_to_library", default=True,
+                                 tooltip="Write the remote id into the library file too."),
             ],
             outputs=[SoulIDType.Output(id="trained", display_name="trained Soul ID"),
                      io.String.Output(id="remote_id", display_name="remote id")],

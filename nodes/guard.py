@@ -28,8 +28,9 @@ from ..soul.grid import moodboard
 from .cloud import CLOUD_BACKENDS, Budget, BudgetedBackend, BudgetExhausted, preflight, run_with_backend
 from .comfy_progress import comfy_hooks, raise_if_interrupted
 from .convert import copy_soul, image_to_uint8_list, np_to_image
-from .generate import budget_inputs, cost_options
-from .types import SoulIDType, StylePresetType
+from .generate import BACKEND_TIP, budget_inputs, cost_options
+from .compat import search_aliases
+from .types import SOUL_ID_TIP, SoulIDType, StylePresetType
 
 
 def _video_frames(video, max_frames: int) -> tuple[list[np.ndarray], list[str]]:
@@ -77,14 +78,16 @@ class DriftGuardNode(io.ComfyNode):
         return io.Schema(
             node_id="SoulIDDriftGuard",
             display_name="Soul ID Drift Guard",
+            **search_aliases(),
             category="Soul ID/guard",
             description="Did the face hold? Scores images or a video's frames against the Soul ID with its own "
                         "analyzer (cosine similarity to the centroid vs the person's threshold). best_of_n keeps "
                         "the best candidate that passes; without images it generates them on a cloud backend, "
                         "all attempts within max_usd.",
             inputs=[
-                SoulIDType.Input(id="soul"),
-                io.Combo.Input(id="mode", options=["report", "best_of_n"], default="report"),
+                SoulIDType.Input(id="soul_id", tooltip=SOUL_ID_TIP),
+                io.Combo.Input(id="mode", options=["report", "best_of_n"], default="report",
+                               tooltip="report: score every image or frame; best_of_n: keep the best candidate that passes."),
                 io.Image.Input(id="images", optional=True, tooltip="Images to check, or best-of-N candidates."),
                 io.Video.Input(id="video", optional=True, tooltip="A clip: evenly spaced frames are checked."),
                 io.Int.Input(id="max_frames", default=16, min=1, max=256, tooltip="Frames sampled from the video."),
@@ -95,11 +98,14 @@ class DriftGuardNode(io.ComfyNode):
                                          "(saves paid generations)."),
                 io.Combo.Input(id="backend", options=["none", *CLOUD_BACKENDS], default="none",
                                tooltip="best_of_n without images: cloud backend that generates the candidates."),
-                io.String.Input(id="prompt", default="", multiline=True, optional=True),
-                StylePresetType.Input(id="preset", optional=True),
+                io.String.Input(id="prompt", default="", multiline=True, optional=True,
+                                tooltip="best_of_n without images: the prompt of the generated candidates."),
+                StylePresetType.Input(id="preset", optional=True,
+                                      tooltip="best_of_n without images: style of the generated candidates."),
                 io.Int.Input(id="seed", default=1, min=0, max=2**31 - 1, control_after_generate=True,
                              tooltip="First candidate's seed (then +1 each). Same seed = the same paid requests."),
-                io.Combo.Input(id="aspect", options=["3:4", "1:1", "4:3", "2:3", "3:2", "9:16", "16:9"], default="3:4"),
+                io.Combo.Input(id="aspect", options=["3:4", "1:1", "4:3", "2:3", "3:2", "9:16", "16:9"], default="3:4",
+                               tooltip="best_of_n without images: width:height of the generated candidates."),
                 *budget_inputs(),
             ],
             outputs=[
@@ -112,9 +118,9 @@ class DriftGuardNode(io.ComfyNode):
         )
 
     @classmethod
-    async def execute(cls, soul, mode, max_frames, n, stop_at_first_pass, backend, seed, aspect, max_usd,
+    async def execute(cls, soul_id, mode, max_frames, n, stop_at_first_pass, backend, seed, aspect, max_usd,
                       new_run=False, images=None, video=None, prompt="", preset=None) -> io.NodeOutput:
-        return await asyncio.to_thread(cls.run, soul, mode, max_frames, n, stop_at_first_pass, backend, seed,
+        return await asyncio.to_thread(cls.run, soul_id, mode, max_frames, n, stop_at_first_pass, backend, seed,
                                        aspect, max_usd, new_run, images, video, prompt, preset)
 
     @classmethod
@@ -170,15 +176,15 @@ class CharacterLogNode(io.ComfyNode):
                         "ID's log and save it in the library, so the persona can be regenerated the same way; "
                         "lists the log.",
             inputs=[
-                SoulIDType.Input(id="soul"),
+                SoulIDType.Input(id="soul_id", tooltip=SOUL_ID_TIP),
                 io.Image.Input(id="image", optional=True, tooltip="Connect to append an entry (first image of the batch)."),
-                io.String.Input(id="prompt", default="", multiline=True, optional=True),
-                StylePresetType.Input(id="preset", optional=True),
-                io.Int.Input(id="seed", default=0, min=0, max=2**31 - 1, optional=True),
-                io.String.Input(id="backend", default="", optional=True),
-                io.String.Input(id="model", default="", optional=True),
+                io.String.Input(id="prompt", default="", multiline=True, optional=True, tooltip="The prompt the image was made with."),
+                StylePresetType.Input(id="preset", optional=True, tooltip="The style preset the image was made with."),
+                io.Int.Input(id="seed", default=0, min=0, max=2**31 - 1, optional=True, tooltip="The seed it was made with."),
+                io.String.Input(id="backend", default="", optional=True, tooltip="Where it was made (higgsfield, native...)."),
+                io.String.Input(id="model", default="", optional=True, tooltip="The model it was made with."),
                 io.Boolean.Input(id="score_image", default=True, tooltip="Score the image against the Soul ID."),
-                io.Boolean.Input(id="save_to_library", default=True),
+                io.Boolean.Input(id="save_to_library", default=True, tooltip="Write the new entry into the library file."),
             ],
             outputs=[
                 SoulIDType.Output(id="soul_out", display_name="Soul ID (with the entry)"),
@@ -190,9 +196,9 @@ class CharacterLogNode(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, soul, score_image, save_to_library, image=None, prompt="", preset=None, seed=0,
+    def execute(cls, soul_id, score_image, save_to_library, image=None, prompt="", preset=None, seed=0,
                 backend="", model="") -> io.NodeOutput:
-        soul = copy_soul(soul)  # the log entry goes into a copy: the upstream Soul ID stays as it was
+        soul = copy_soul(soul_id)  # the log entry goes into a copy: the upstream Soul ID stays as it was
         if image is not None:
             img = image_to_uint8_list(image)[0]
             score = guard.check_images(soul, [img]).entries[0] if score_image else None
@@ -220,25 +226,25 @@ class MoodboardNode(io.ComfyNode):
             description="A labelled grid of images with captions: preset, seed and (with a Soul ID connected) "
                         "the drift-guard score of each image.",
             inputs=[
-                io.Image.Input(id="images"),
-                StylePresetType.Input(id="preset", optional=True),
+                io.Image.Input(id="images", tooltip="The images to lay out."),
+                StylePresetType.Input(id="preset", optional=True, tooltip="Caption each image with this preset's name."),
                 io.Int.Input(id="first_seed", default=-1, min=-1, max=2**31 - 1,
                              tooltip="Seed of the first image (then +1 per image); -1 = no seed caption."),
-                SoulIDType.Input(id="soul", optional=True, tooltip="Connect to caption each image with its score."),
+                SoulIDType.Input(id="soul_id", optional=True, tooltip="Connect to caption each image with its score."),
                 io.String.Input(id="captions", default="", multiline=True, optional=True,
                                 tooltip="Extra caption per image, one line each."),
                 io.Int.Input(id="columns", default=0, min=0, max=16, tooltip="0 = about square."),
-                io.Int.Input(id="tile", default=384, min=64, max=2048),
-                io.String.Input(id="title", default="", optional=True),
+                io.Int.Input(id="tile", default=384, min=64, max=2048, tooltip="Size of each tile, px."),
+                io.String.Input(id="title", default="", optional=True, tooltip="Title above the grid."),
             ],
             outputs=[io.Image.Output(id="moodboard", display_name="moodboard")],
         )
 
     @classmethod
-    def execute(cls, images, first_seed, columns, tile, preset=None, soul=None, captions="", title="") -> io.NodeOutput:
+    def execute(cls, images, first_seed, columns, tile, preset=None, soul_id=None, captions="", title="") -> io.NodeOutput:
         imgs = image_to_uint8_list(images)
         extra = (captions or "").splitlines()
-        scores = guard.check_images(soul, imgs).entries if soul is not None else [None] * len(imgs)
+        scores = guard.check_images(soul_id, imgs).entries if soul_id is not None else [None] * len(imgs)
         entries = []
         for i, s in enumerate(scores):
             entries.append({
@@ -256,15 +262,15 @@ class IDPhotoSheetNode(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="SoulIDIDPhotoSheet",
-            display_name="Soul ID ID Photo Sheet",
+            display_name="Soul ID Photo Sheet (4 views)",
             category="Soul ID/generate",
             description="The 4-in-1 reference of a Soul ID (front, left 45°, right 45°, smiling) through a cloud "
                         "backend, on a neutral background with labels; the four paid views stay within max_usd "
                         "(checked against the provider's estimate before the first is submitted). The views "
                         "output can build a new Soul ID.",
             inputs=[
-                SoulIDType.Input(id="soul"),
-                io.Combo.Input(id="backend", options=CLOUD_BACKENDS, default="higgsfield"),
+                SoulIDType.Input(id="soul_id", tooltip=SOUL_ID_TIP),
+                io.Combo.Input(id="backend", options=CLOUD_BACKENDS, default="higgsfield", tooltip=BACKEND_TIP),
                 io.String.Input(id="prompt", default="", multiline=True, optional=True,
                                 tooltip="Extra wording for every view (outfit, hair...)."),
                 io.Int.Input(id="seed", default=1, min=0, max=2**31 - 1, control_after_generate=True,
@@ -278,8 +284,9 @@ class IDPhotoSheetNode(io.ComfyNode):
         )
 
     @classmethod
-    async def execute(cls, soul, backend, seed, max_usd, new_run=False, prompt="") -> io.NodeOutput:
+    async def execute(cls, soul_id, backend, seed, max_usd, new_run=False, prompt="") -> io.NodeOutput:
         budget = Budget(max_usd)
+        soul = soul_id
 
         def work(be, progress, interrupt):
             reqs = idsheet.view_requests(prompt or "", seed)

@@ -31,7 +31,8 @@ from ..soul.report import render_png, sheet_from_result
 from ..soul.score import score_images
 from .comfy_progress import comfy_hooks, raise_if_interrupted
 from .convert import image_to_uint8_list, np_to_image
-from .types import SoulIDType
+from .compat import search_aliases
+from .types import SOUL_ID_TIP, SoulIDType
 
 log = logging.getLogger("soulid")
 
@@ -70,6 +71,21 @@ def _library_names() -> list[str]:
         return []
 
 
+def check_key(provider: str) -> None:
+    """Raise when ``provider`` has no API key, saying where to set one in the editor.
+
+    Raises:
+        CredentialsMissing: no key in the environment or the credentials file.
+    """
+    from ..backends.credentials import CredentialsMissing, get_key
+
+    try:
+        get_key(provider)
+    except CredentialsMissing as e:
+        raise CredentialsMissing(f"{e} (in the editor: Settings > Soul ID > API keys; no restart needed). "
+                                 "Nothing was analysed or paid.") from None
+
+
 def _no_usable_message(result) -> str:
     lines = [f"no Soul ID made: none of the {len(result.photos)} photo(s) passed QA"]
     lines += [f"  {Path(p.path).name}: {'; '.join(p.reasons) or p.rating}" for p in result.photos[:40]]
@@ -98,6 +114,7 @@ class SoulIDCreate(io.ComfyNode):
         return io.Schema(
             node_id="SoulIDCreate",
             display_name="Soul ID Create",
+            **search_aliases(),
             category=CATEGORY,
             description=cls.__doc__,
             inputs=[
@@ -164,6 +181,8 @@ class SoulIDCreate(io.ComfyNode):
         if not inputs:
             raise SoulIDError("Soul ID Create: give a folder (under ComfyUI's input directory) or connect images")
 
+        if train_remote != "none":
+            check_key(train_remote)  # before analysing every photo, not after
         progress, interrupt = comfy_hooks()
         try:
             result = create_soul_id(
@@ -201,6 +220,7 @@ class SoulIDLoad(io.ComfyNode):
         return io.Schema(
             node_id="SoulIDLoad",
             display_name="Soul ID Load",
+            **search_aliases(),
             category=CATEGORY,
             description=cls.__doc__,
             inputs=[io.Combo.Input(id="name", options=_library_names(), tooltip="A Soul ID in the library.")],
@@ -244,7 +264,7 @@ class SoulIDSave(io.ComfyNode):
             category=CATEGORY,
             description=cls.__doc__,
             inputs=[
-                SoulIDType.Input(id="soul_id"),
+                SoulIDType.Input(id="soul_id", tooltip=SOUL_ID_TIP),
                 io.String.Input(id="name", default="", tooltip="Library name; empty keeps the Soul ID's own name."),
                 io.Boolean.Input(id="overwrite", default=False, tooltip="Replace an existing Soul ID of that name."),
             ],
@@ -257,7 +277,10 @@ class SoulIDSave(io.ComfyNode):
         # A copy: Library.save renames the object, and the input is shared
         # with other nodes (and cached by ComfyUI).
         soul = copy.copy(soul_id)
-        path = Library().save(soul, name=name.strip() or None, overwrite=overwrite)
+        try:
+            path = Library().save(soul, name=name.strip() or None, overwrite=overwrite)
+        except LibraryError as e:  # the library speaks the CLI's words; this node has a toggle
+            raise LibraryError(str(e).replace("pass --overwrite", "turn on overwrite")) from None
         return io.NodeOutput(str(path), ui=ui.PreviewText(value=f"saved Soul ID {soul.name!r} to {path}"))
 
 
@@ -271,9 +294,11 @@ class SoulIDScore(io.ComfyNode):
         return io.Schema(
             node_id="SoulIDScore",
             display_name="Soul ID Score",
+            **search_aliases(),
             category=CATEGORY,
             description=cls.__doc__,
-            inputs=[SoulIDType.Input(id="soul_id"), io.Image.Input(id="images")],
+            inputs=[SoulIDType.Input(id="soul_id", tooltip=SOUL_ID_TIP),
+                    io.Image.Input(id="images", tooltip="Images to score (the largest face of each).")],
             outputs=[
                 io.Float.Output(id="similarity", display_name="similarity", is_output_list=True),
                 io.Boolean.Output(id="same_person", display_name="same_person", is_output_list=True),

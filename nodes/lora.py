@@ -26,7 +26,7 @@ import time
 from comfy_api.latest import io, ui
 
 from ..soul.errors import SoulIDError
-from .types import SoulIDType
+from .types import SOUL_ID_TIP, SoulIDType
 
 CATEGORY = "Soul ID/native"
 #: ComfyUI model config class (``comfy.supported_models``; ``type(model.model.model_config).__name__``)
@@ -258,11 +258,13 @@ class SoulIDApply(io.ComfyNode):
                         "or `soulid train`, or attach a file with `soulid lora attach`.",
             inputs=[
                 io.Model.Input(id="model", tooltip="Your diffusion model (checkpoint / UNet loader output)."),
-                SoulIDType.Input(id="soul_id"),
-                io.Float.Input(id="strength_model", default=1.0, min=-4.0, max=4.0, step=0.05),
+                SoulIDType.Input(id="soul_id", tooltip=SOUL_ID_TIP),
+                io.Float.Input(id="strength_model", default=1.0, min=-4.0, max=4.0, step=0.05,
+                               tooltip="LoRA strength on the diffusion model (1 = as trained)."),
                 io.Clip.Input(id="clip", optional=True, tooltip="Also patch the text encoder when the LoRA has "
                                                                "text-encoder weights."),
-                io.Float.Input(id="strength_clip", default=1.0, min=-4.0, max=4.0, step=0.05),
+                io.Float.Input(id="strength_clip", default=1.0, min=-4.0, max=4.0, step=0.05,
+                               tooltip="LoRA strength on the text encoder (used only with clip connected)."),
                 io.Float.Input(id="min_match", default=MIN_MATCH, min=0.0, max=1.0, step=0.01,
                                tooltip="Refuse when a smaller share of the LoRA's tensors match this model."),
             ],
@@ -330,7 +332,7 @@ class SoulIDAttachLoRA(io.ComfyNode):
                         "for the MODEL's architecture, with the trigger, steps and loss curve. Save the Soul ID "
                         "afterwards (Soul ID Save) to keep it.",
             inputs=[
-                SoulIDType.Input(id="soul_id"),
+                SoulIDType.Input(id="soul_id", tooltip=SOUL_ID_TIP),
                 io.LoraModel.Input(id="lora", tooltip="LORA_MODEL from Train LoRA."),
                 io.Model.Input(id="model", tooltip="The MODEL it was trained on (its architecture is recorded)."),
                 io.String.Input(id="trigger", default="ohwx person", tooltip="Trigger words used in the captions."),

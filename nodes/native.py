@@ -29,7 +29,7 @@ from ..soul.errors import NoUsablePhotos, SoulIDError
 from ..soul.references import CROP_MODES, MAX_SIZE, MIN_SIZE, SIZE_MULTIPLE, reference_images
 from .comfy_progress import comfy_hooks
 from .convert import image_to_uint8_list, np_to_image
-from .types import SoulIDType
+from .types import SOUL_ID_TIP, SoulIDType
 
 CATEGORY = "Soul ID/native"
 #: Numbered single-image outputs (Qwen-Image-Edit-Plus takes image1..image3).
@@ -51,7 +51,7 @@ class SoulIDReferences(io.ComfyNode):
                         "(FLUX Kontext / FLUX.2), TextEncodeQwenImageEditPlus (image_1..image_3), Wan Phantom. "
                         "mode all_photos gives every accepted photo (a LoRA training set). Reads only the .soulid.",
             inputs=[
-                SoulIDType.Input(id="soul_id"),
+                SoulIDType.Input(id="soul_id", tooltip=SOUL_ID_TIP),
                 io.Int.Input(id="k", default=3, min=1, max=16, tooltip="How many references (best_k mode)."),
                 io.Int.Input(id="size", default=1024, min=MIN_SIZE, max=MAX_SIZE, step=SIZE_MULTIPLE,
                              tooltip="Longest side of each reference, px (multiple of 16)."),
@@ -99,7 +99,7 @@ class SoulIDDriftGuardPickBest(io.ComfyNode):
                         "the highest-scoring one that reaches the person's threshold. When none passes, the best "
                         "is returned with passed = false, or the run stops (on_fail = error).",
             inputs=[
-                SoulIDType.Input(id="soul_id"),
+                SoulIDType.Input(id="soul_id", tooltip=SOUL_ID_TIP),
                 io.Image.Input(id="images", tooltip="Candidates, e.g. KSampler batch_size N -> VAE Decode."),
                 io.Combo.Input(id="on_fail", options=["return_best", "error"], default="return_best",
                                tooltip="What to do when no candidate passes."),
@@ -187,13 +187,13 @@ class SoulIDCharExport(io.ComfyNode):
             description="Writes the Soul ID as an Omnichar .char (output/soulid/NAME.char): its references in role "
                         "order, the description and every persona LoRA.",
             inputs=[
-                SoulIDType.Input(id="soul_id"),
+                SoulIDType.Input(id="soul_id", tooltip=SOUL_ID_TIP),
                 io.String.Input(id="filename", default="", tooltip="File name; empty uses the Soul ID's name."),
                 io.Int.Input(id="k", default=0, min=0, max=80,
                              tooltip="References to export; 0 = every distinct photo."),
                 io.String.Input(id="description", default="", multiline=True,
                                 tooltip="Character description; empty keeps the Soul ID's own (or a summary)."),
-                io.Boolean.Input(id="overwrite", default=True),
+                io.Boolean.Input(id="overwrite", default=True, tooltip="Replace an existing file of that name."),
             ],
             outputs=[io.String.Output(id="path", display_name="saved .char path")],
             is_output_node=True,
@@ -223,7 +223,8 @@ class SoulIDCharImport(io.ComfyNode):
             inputs=[
                 io.String.Input(id="file", default="character.char", tooltip="Path under ComfyUI's input directory."),
                 io.String.Input(id="name", default="", tooltip="Soul ID name; empty uses the character's name."),
-                io.Combo.Input(id="analyzer", options=list(ANALYZER_NAMES), default="auto"),
+                io.Combo.Input(id="analyzer", options=list(ANALYZER_NAMES), default="auto",
+                               tooltip="Face analyzer: auto picks insightface when its models are installed, else dlib."),
             ],
             outputs=[
                 SoulIDType.Output(id="soul_id", display_name="Soul ID"),

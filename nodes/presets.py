@@ -45,7 +45,8 @@ class StylePresetNode(io.ComfyNode):
             inputs=[
                 io.Combo.Input(id="family", options=["auto", *FAMILIES], default="auto",
                                tooltip="Model family: auto = the preset's own; soul, soul_2 (Soul 2) or cinema."),
-                io.Combo.Input(id="style", options=_style_names(), default="Realistic"),
+                io.Combo.Input(id="style", options=_style_names(), default="Realistic",
+                               tooltip="Soul style (`soulid presets` lists them; --refresh updates the remote ids)."),
                 io.Float.Input(id="strength", default=1.0, min=0.0, max=1.0, step=0.05,
                                tooltip="How strongly the look is applied (Higgsfield style_strength; locally, "
                                        "how much of the recipe goes into the prompt)."),
@@ -77,8 +78,10 @@ class MotionPresetNode(io.ComfyNode):
             description="A camera move for DoP Animate: local moves (zoom, pan, tilt, dolly, crash zoom, orbit, "
                         "handheld) matched to Higgsfield's motions by name, plus Higgsfield-only motions.",
             inputs=[
-                io.Combo.Input(id="motion", options=_motion_names(), default="dolly_in"),
-                io.Float.Input(id="strength", default=0.5, min=0.0, max=1.0, step=0.05),
+                io.Combo.Input(id="motion", options=_motion_names(), default="dolly_in",
+                               tooltip="Camera move (`soulid motions` shows the Higgsfield names they map to)."),
+                io.Float.Input(id="strength", default=0.5, min=0.0, max=1.0, step=0.05,
+                               tooltip="How strong the move is (0..1)."),
                 MotionPresetType.Input(id="previous", optional=True,
                                        tooltip="Chain a second motion (cloud DoP takes at most two)."),
             ],

@@ -9,3 +9,6 @@ SoulIDType = io.Custom(io_type="SOUL_ID")
 StylePresetType = io.Custom(io_type="SOUL_STYLE_PRESET")
 #: A motion preset for DoP Animate.
 MotionPresetType = io.Custom(io_type="SOUL_MOTION_PRESET")
+
+#: The one tooltip of every node's ``soul_id`` input.
+SOUL_ID_TIP = "The Soul ID: from Soul ID Create, or picked from the library with Soul ID Load."

@@ -30,7 +30,7 @@ from .identity import baseline_and_threshold, find_outliers
 from .imageio import MAX_DECODE_BYTES, safe_label, scan_photo_inputs
 from .paths import inside_comfy
 from .progress import InterruptFn, ProgressFn, check, report
-from .qa import PhotoQA, assess_photo
+from .qa import GOOD_MIN_SIDE, PERFECT_MIN_SIDE, PhotoQA, assess_photo
 from .soulfile import AnalyzerIdentity, SoulID, StoredPhoto
 
 #: Recommended photo count (Higgsfield Soul ID: 20+; at most 80 are kept).
@@ -272,8 +272,8 @@ def flag_identity_outliers(photos: list[PhotoQA], floor: float) -> dict:
         if out:
             flagged.append({"photo": Path(p.path).name, "similarity": round(float(s), 4)})
             p.exclude(
-                f"identity outlier: looks like another person (similarity {s:.3f} to the set, below the "
-                f"same-person threshold {floor:.3f}; set median {res.median:.3f}, robust z {z:.1f})"
+                f"identity outlier: looks like another person (similarity {s:.3f} to the reference photo, below "
+                f"the outlier floor {floor:.3f}; set median {res.median:.3f}, robust z {z:.1f})"
             )
     return {"checked": True, "method": "medoid", "median": round(res.median, 4), "mad": round(res.mad, 4),
             "threshold": round(float(floor), 4), "outliers": flagged}
@@ -304,8 +304,18 @@ def summarise(photos: list[PhotoQA], max_photos: int = MAX_PHOTOS) -> dict:
     poses = {c: sum(1 for p in used if p.pose_class == c) for c in ("front", "three_quarter", "profile")}
     warnings = []
     if 0 < len(used) < RECOMMENDED_MIN:
+        # Worded to agree with any verdict: "few" is a count, the verdict says what it means.
         warnings.append(
-            f"weak persona: {len(used)} usable photo(s); {RECOMMENDED_MIN}-{max_photos} varied photos are recommended"
+            f"few photos: {len(used)} usable; {RECOMMENDED_MIN}-{max_photos} varied photos are recommended "
+            "for a strong Soul ID"
+        )
+    sized = [min(p.image_size) for p in photos if p.image_size]
+    small = [s for s in sized if s < PERFECT_MIN_SIDE]
+    if sized and len(small) * 2 > len(sized):
+        warnings.append(
+            f"small photos: {len(small)} of {len(sized)} have a shortest side under {PERFECT_MIN_SIDE} px "
+            f"(largest of them {max(small)} px); use photos of at least {GOOD_MIN_SIDE} px, ideally "
+            f"{PERFECT_MIN_SIDE} px or more, on the short side"
         )
     if used and poses["three_quarter"] + poses["profile"] == 0:
         warnings.append("no three-quarter or profile views: add photos from other angles")

@@ -258,9 +258,10 @@ class Library:
 
         Args:
             share: also leave out the generation log (and its thumbnails), the
-                provider-side remote ids (a cast's request ids too) and the QA-sheet thumbnails of the
-                input photos (rejected ones may show other people): for a
-                file given to someone else.
+                provider-side remote ids (a cast's request ids too) and the QA-sheet
+                thumbnails of the rejected and excluded input photos (they may
+                show other people); the accepted photos' thumbnails stay, so the
+                QA sheet still shows the set: for a file given to someone else.
 
         Raises:
             LibraryError: no such entry, or ``dest`` exists and ``overwrite`` is False.
@@ -273,10 +274,14 @@ class Library:
             soul.log, soul.remote_ids = [], []
             if soul.cast:  # a cast's provider request ids are provider-side ids too
                 soul.cast = {**soul.cast, "request_ids": {}, "redraws": []}
-            soul.extra_files = {k: v for k, v in soul.extra_files.items() if not k.startswith(("thumbs/", "qa/"))}
+            photos = soul.qa_report.get("photos", [])
+            keep = {d.get("thumb") for d in photos if isinstance(d, dict) and d.get("thumb")
+                    and d.get("rating") != "rejected" and not d.get("excluded")}
+            soul.extra_files = {k: v for k, v in soul.extra_files.items()
+                                if not k.startswith(("thumbs/", "qa/")) or k in keep}
             soul.qa_report = {**soul.qa_report, "photos": [
-                {k: v for k, v in d.items() if k != "thumb"} if isinstance(d, dict) else d
-                for d in soul.qa_report.get("photos", [])]}
+                {k: v for k, v in d.items() if k != "thumb" or v in keep} if isinstance(d, dict) else d
+                for d in photos]}
         d = Path(dest)
         if d.is_dir():
             d = d / src.name

@@ -68,6 +68,13 @@ def local_moves() -> dict[str, LocalMove]:
     return {m.name: m for m in LOCAL_MOVES}
 
 
+def provider_names(move: LocalMove) -> list[str]:
+    """The Higgsfield DoP motion names this move matches, as Higgsfield
+    spells them (``dolly_in`` -> ``["Dolly In", "Push In"]``): the static
+    mapping, known without credentials; the ids come with the motions list."""
+    return [" ".join(w.capitalize() for w in n.split("_")) for n in (move.name,) + move.aliases]
+
+
 def move_aliases() -> dict[str, str]:
     """Other spelling -> move name, for every alias of :data:`LOCAL_MOVES`."""
     return {a: m.name for m in LOCAL_MOVES for a in m.aliases}
@@ -167,4 +174,4 @@ def get_motion(name: str, strength: float = 0.5, motions: list[MotionPreset] | N
     raise PresetError(f"motion {name!r} is unknown; local moves: {', '.join(moves)}")
 
 
-__all__ = ["LocalMove", "LOCAL_MOVES", "MotionPreset", "local_moves", "move_aliases", "list_motions", "get_motion"]
+__all__ = ["LocalMove", "LOCAL_MOVES", "MotionPreset", "local_moves", "move_aliases", "provider_names", "list_motions", "get_motion"]

@@ -64,6 +64,9 @@ class QASheet:
     entries: list[SheetEntry]
     summary: dict = field(default_factory=dict)
     character: list[str] = field(default_factory=list)
+    #: The person's same-person threshold (cosine), the one ``show``, ``score``
+    #: and ``guard`` use; None when the sheet has no Soul ID.
+    threshold: float | None = None
 
     def header(self) -> list[tuple[str, tuple]]:
         """The header lines, ``(text, rgb)``: counts, verdict and why, poses,
@@ -94,6 +97,8 @@ class QASheet:
                         WARN if flagged else TEXT))
         elif o:
             out.append((f"Identity check: not run ({o.get('reason', '')})", MUTED))
+        if self.threshold is not None:
+            out.append((f"Same-person threshold {self.threshold:.3f} (what show, score and guard use)", TEXT))
         out += [(f"Warning: {w}", WARN) for w in s.get("warnings", [])]
         out += [(f"Character: {line}", TEXT) for line in self.character]
         return out
@@ -102,8 +107,11 @@ class QASheet:
         lines = [(e.label, TEXT), (e.state, e.colour)]
         thr = (self.summary.get("outliers") or {}).get("threshold")
         if e.similarity is not None and thr is not None:
-            lines.append((f"similarity {e.similarity:.3f} (threshold {thr:.3f})",
-                          WARN if e.similarity < thr else MUTED))
+            if e.similarity >= 0.9999:  # the medoid itself
+                lines.append(("reference photo: the others are compared to it", MUTED))
+            else:
+                lines.append((f"similar to the reference {e.similarity:.3f} (outlier below {thr:.3f})",
+                              WARN if e.similarity < thr else MUTED))
         return lines + [(f"- {r}", MUTED) for r in e.reasons]
 
 
@@ -126,7 +134,13 @@ def sheet_from_result(result, title: str = "") -> QASheet:
     rejected and excluded ones with their thumbnails too)."""
     entries = [_entry(d, _decode(p.thumbnail)) for d, p in zip(result.report["photos"], result.photos)]
     s = result.report.get("summary", {})
-    return QASheet(title or f"Soul ID QA: {s.get('verdict', '')}", entries, s)
+    return QASheet(title or f"Soul ID QA: {s.get('verdict', '')}", entries, s,
+                   threshold=_person_threshold(getattr(result, "soul", None)))
+
+
+def _person_threshold(soul) -> float | None:
+    ident = next(iter(soul.analyzers.values()), None) if soul is not None and soul.analyzers else None
+    return None if ident is None else float(ident.threshold)
 
 
 def sheet_from_soul(soul) -> QASheet:
@@ -150,7 +164,8 @@ def sheet_from_soul(soul) -> QASheet:
     s = soul.qa_report.get("summary", {})
     from .cast import character_lines
 
-    return QASheet(f"Soul ID {soul.name}: {s.get('verdict', 'no QA summary')}", entries, s, character_lines(soul))
+    return QASheet(f"Soul ID {soul.name}: {s.get('verdict', 'no QA summary')}", entries, s, character_lines(soul),
+                   threshold=_person_threshold(soul))
 
 
 def sheet_layout(sheet: QASheet, columns: int = 5, tile: int = 256) -> GridLayout:

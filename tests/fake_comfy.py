@@ -256,9 +256,9 @@ class FakeComfy:
             elif typ == "SoulIDDriftGuard":  # its report, as a Preview Any node shows it (text + JSON)
                 sims = [round(guard_similarity(int(prompt["2"]["inputs"].get("seed", 0)), i), 4) for i in range(3)]
                 best = max(range(3), key=sims.__getitem__)
-                report = {"soul": ins["soul"], "mode": "best_of_n", "best": best, "threshold": 0.6,
+                report = {"soul": ins["soul_id"], "mode": "best_of_n", "best": best, "threshold": 0.6,
                           "entries": [{"index": i, "similarity": v, "passed": v >= 0.6} for i, v in enumerate(sims)]}
-                outputs[nid] = {"text": [f"Soul ID {ins['soul']!r}: best_of_n\n" + json.dumps(report)]}
+                outputs[nid] = {"text": [f"Soul ID {ins['soul_id']!r}: best_of_n\n" + json.dumps(report)]}
             elif typ == "SoulIDScore":
                 outputs[nid] = {"text": ["image 1: 0.912 same person"]}
             executed.append(nid)

@@ -182,7 +182,7 @@ def test_jobs_a_worker_forgot_are_submitted_again_under_a_new_key(tmp_path, caps
 
 
 def test_manifest_carries_the_drift_guard_score(tmp_path):
-    graph = {**GRAPH, "4": {"class_type": "SoulIDDriftGuard", "inputs": {"soul": ["1", 0], "images": ["2", 0]}}}
+    graph = {**GRAPH, "4": {"class_type": "SoulIDDriftGuard", "inputs": {"soul_id": ["1", 0], "images": ["2", 0]}}}
     plan = write_plan(tmp_path, "seeds: [11, 12, 13]\n", graph)
     with FakeComfy(polls_pending=0, polls_running=0) as native:
         assert main(["campaign", str(plan), "--server", native.url, "--out", str(tmp_path / "o")]) == 0

@@ -128,6 +128,6 @@ def test_set_summary_counts_and_warnings(obama_plus_biden):
     s = obama_plus_biden.report["summary"]
     assert s["photos"] == 7
     assert s["accepted"] == len(obama_plus_biden.soul.photos)
-    assert any(w.startswith("weak persona") for w in s["warnings"])
+    assert any(w.startswith("few photos: ") for w in s["warnings"])
     assert sum(s["angle_coverage"].values()) == s["accepted"]
     assert s["verdict"] in ("usable", "weak")

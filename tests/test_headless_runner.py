@@ -283,7 +283,7 @@ OBAMA = ["obama.jpg", "obama2.jpg", "obama-480p.jpg", "obama_small.jpg", "obama4
 #: replace the Soul ID the others load; Higgsfield's v1 DoP route offers no
 #: cost estimate, so a max_usd cap cannot be enforced there and the engine
 #: refuses the job (CostLimit): run it uncapped (0) against the stand-in.
-HOST_SETS = {"soul_id_create": ["Soul ID Create.name=fresh_soul"], "dop_animate_cloud": ["DoP Animate.max_usd=0"]}
+HOST_SETS = {"soul_id_create": ["Soul ID Create.name=fresh_soul"], "dop_animate_cloud": ["Soul ID DoP Animate.max_usd=0"]}
 #: Output nodes whose files the runner must download.
 FILE_NODES = {"SaveImage", "PreviewImage", "SaveVideo"}
 PICTURE_SIDE, PICTURE_MAX_BYTES = 720, 300_000
@@ -480,7 +480,7 @@ def test_failing_cloud_job_exits_1_with_the_providers_reason(cloud_host, tmp_pat
     httpx.post(standin.url + "/_standin/faults", json={"faults": [
         {"kind": "failed", "path": "/higgsfield-ai/soul", "count": 1, "reason": "out of GPUs"}]}).raise_for_status()
     code = run_cli(API_DIR / "soul_generate_cloud.json", "--server", host.url, "--out", tmp_path / "o",
-                   "--set", "Soul Generate.seed=424242", "--timeout", HOST_RUN_TIMEOUT)  # a request not in the ledger
+                   "--set", "Soul ID Generate.seed=424242", "--timeout", HOST_RUN_TIMEOUT)  # a request not in the ledger
     err = capsys.readouterr().err
     assert code == 1, err
     assert "(SoulIDGenerate) failed" in err and "out of GPUs" in err, err

@@ -75,12 +75,12 @@ run("SoulIDLoad", name="child")
 run("SoulIDScore", soul_id=soul, images=batch)
 preset = run("SoulIDStylePreset", family="auto", style="Realistic", strength=1.0).args[0]
 motions = run("SoulIDMotionPreset", motion="dolly_in", strength=0.5).args[0]
-run("SoulIDDriftGuard", soul=soul, mode="report", max_frames=4, n=2, stop_at_first_pass=True, backend="none",
+run("SoulIDDriftGuard", soul_id=soul, mode="report", max_frames=4, n=2, stop_at_first_pass=True, backend="none",
     seed=1, aspect="3:4", max_usd=0.0, images=batch)
-run("SoulIDDriftGuard", soul=soul, mode="best_of_n", max_frames=4, n=2, stop_at_first_pass=True, backend="none",
+run("SoulIDDriftGuard", soul_id=soul, mode="best_of_n", max_frames=4, n=2, stop_at_first_pass=True, backend="none",
     seed=1, aspect="3:4", max_usd=0.0, images=batch)
-run("SoulIDMoodboard", images=batch, first_seed=1, columns=0, tile=128, soul=soul)
-run("SoulIDCharacterLog", soul=soul, score_image=True, save_to_library=False, image=batch[:1], prompt="p")
+run("SoulIDMoodboard", images=batch, first_seed=1, columns=0, tile=128, soul_id=soul)
+run("SoulIDCharacterLog", soul_id=soul, score_image=True, save_to_library=False, image=batch[:1], prompt="p")
 run("SoulIDDoPAnimate", backend="local", image=imgs[1], prompt="", motion_1="", motion_1_strength=0.5, motion_2="",
     motion_2_strength=0.5, model="dop-turbo", seed=0, seconds=1.0, fps=8, max_usd=0.0, motions=motions)
 heavy = ["diffusers", "transformers", "peft", "insightface", "onnxruntime", "soulid.backends.local.pipelines",
@@ -144,7 +144,7 @@ def test_character_log_does_not_mutate_its_input(obama, faces):
     import copy
 
     before = copy.deepcopy(obama.log)
-    out = run_node(CharacterLogNode, soul=obama, score_image=True, save_to_library=False, image=_photo(faces),
+    out = run_node(CharacterLogNode, soul_id=obama, score_image=True, save_to_library=False, image=_photo(faces),
               prompt="on a boat", seed=3)
     assert obama.log == before == []  # the upstream Soul ID got no entry
     assert len(out.args[0].log) == 1
@@ -211,7 +211,7 @@ def test_best_of_n_stops_before_going_over_max_usd(trained_obama, cloud_env):
                                           options={"estimate_only": True}), None, None).cost
     paid0 = sum(stats(cloud_env)["paid"].values())
     budget_for_two = 2 * float(est["usd"]) + 0.001
-    out = run_node(DriftGuardNode, soul=soul, mode="best_of_n", max_frames=4, n=6, stop_at_first_pass=True,
+    out = run_node(DriftGuardNode, soul_id=soul, mode="best_of_n", max_frames=4, n=6, stop_at_first_pass=True,
               backend="higgsfield", seed=200, aspect="3:4", max_usd=budget_for_two, prompt="portrait")
     paid = sum(stats(cloud_env)["paid"].values()) - paid0
     assert paid == 2, shown(out)["text"][0]
@@ -225,9 +225,9 @@ def test_id_sheet_refuses_a_budget_below_four_views_before_paying(trained_obama,
 
     paid0 = sum(stats(cloud_env)["paid"].values())
     with pytest.raises(BudgetExhausted, match="does not cover the 4 views|above max_usd"):
-        run_node(IDPhotoSheetNode, soul=trained_obama, backend="higgsfield", seed=3, max_usd=0.01)
+        run_node(IDPhotoSheetNode, soul_id=trained_obama, backend="higgsfield", seed=3, max_usd=0.01)
     assert sum(stats(cloud_env)["paid"].values()) == paid0
-    out = run_node(IDPhotoSheetNode, soul=trained_obama, backend="higgsfield", seed=3, max_usd=5.0)
+    out = run_node(IDPhotoSheetNode, soul_id=trained_obama, backend="higgsfield", seed=3, max_usd=5.0)
     assert sum(stats(cloud_env)["paid"].values()) == paid0 + 4
     assert tuple(out.args[1].shape[:1]) == (4,) and "images" in shown(out) and "paid attempt" in shown(out)["text"][0]
 

@@ -180,7 +180,7 @@ def test_cli_presets_lists_family_state_and_recipe(capsys):
     rows = json.loads(capsys.readouterr().out)
     assert [r["name"] for r in rows] == NAMES
     assert all(r["resolved"] is False and r["lighting"] for r in rows)
-    assert main(["presets", "--family", "cinema"]) == 0
+    assert main(["presets", "--family", "cinema", "--long"]) == 0  # short by default: recipes with --long
     out, err = capsys.readouterr()
     assert "Movie  [cinema]  unresolved" in out and "lighting" in out and "Realistic" not in out
     assert "unresolved" in err

@@ -348,7 +348,12 @@ def test_no_absolute_path_of_this_machine_inside_a_soulid(faces, tmp_path):
     assert {e["path"] for e in full.qa_report["photos"]} == {"obama.jpg", "obama3.jpg", "obama4.jpg"}
     assert [e["path"] for e in full.qa_report["summary"]["skipped"]] == ["anim.gif"]
     s = SoulID.load(shared)
-    assert s.log == [] and s.remote_ids == [] and not s.extra_files
+    assert s.log == [] and s.remote_ids == []
+    # --share keeps the QA thumbnails of accepted photos only (README: "of rejected photos" go).
+    kept = {d["thumb"] for d in full.qa_report["photos"]
+            if d.get("thumb") and d["rating"] != "rejected" and not d.get("excluded")}
+    assert kept and set(s.extra_files) == kept
+    assert all(d.get("thumb") in kept for d in s.qa_report["photos"] if d.get("thumb"))
     with zipfile.ZipFile(shared) as z:
         m = json.loads(z.read("manifest.json"))
         assert m["log"] == [] and m["remote_ids"] == [] and not any(n.startswith("thumbs/") for n in z.namelist())

@@ -10,18 +10,28 @@
 import { app } from "../../scripts/app.js";
 import { ComfyWidgets } from "../../scripts/widgets.js";
 
-const RESULT = "result";
+export const RESULT = "result";
+//: The result box takes at most RESULT_MAX px (the room the templates keep
+//: for it), so it never takes height from the other widgets: a prompt box
+//: keeps its size. A node too small for it grows just enough.
+const RESULT_MIN = 40;
+const RESULT_MAX = 100;
 
-function showText(node, text) {
+export function showText(node, text, { compact = false } = {}) {
   let w = node.widgets?.find((x) => x.name === RESULT);
   if (!w) {
+    const before = node.size ? [node.size[0], node.size[1]] : null;
+    const max = compact ? RESULT_MIN : RESULT_MAX;
     w = ComfyWidgets.STRING(node, RESULT, ["STRING", { multiline: true }], app).widget;
     w.serialize = false;
-    w.options = { ...(w.options || {}), serialize: false };
+    w.options = { ...(w.options || {}), serialize: false,
+                  getMinHeight: () => RESULT_MIN, getMaxHeight: () => max, getHeight: () => max };
     if (w.inputEl) {
       w.inputEl.readOnly = true;
       w.inputEl.style.opacity = 0.85;
     }
+    const need = node.computeSize?.();
+    if (before && need && node.setSize) node.setSize([Math.max(before[0], need[0]), Math.max(before[1], need[1])]);
   }
   w.value = text;
   node.setDirtyCanvas?.(true, true);

@@ -5,7 +5,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from ....soul.errors import ModelFilesMissing, SoulIDError
+from ....soul.errors import SoulIDError
 from ....soul.paths import NotRegularFile, atomic_write_bytes, cache_dir, open_regular_file
 from ..models import SDXL_CLASSES, BaseModel, DEFAULT_BASE, find_base, local_sdxl_config
 
@@ -51,7 +51,8 @@ def resolve_base(model: str) -> BaseModel:
     """The base model named by ``model`` (see :func:`..models.find_base`).
 
     Raises:
-        ModelFilesMissing: nothing matches ``model``.
+        LocalSetupMissing: nothing matches ``model`` (a :class:`ModelFilesMissing`):
+            the path, download source, size and VRAM, as local generate reports them.
         BaseModelError: it matches a FIFO, a device, a junk ``model_index.json``...
     """
     p = Path(model).expanduser() if model else None
@@ -69,10 +70,18 @@ def resolve_base(model: str) -> BaseModel:
         _check_base(BaseModel("diffusers", str(p)), model)
     b = find_base(model)
     if b is None:
-        raise ModelFilesMissing(
-            "local training", [f"{model or DEFAULT_BASE} (SDXL base: a diffusers folder with model_index.json, "
-                               "a .safetensors checkpoint, or a path to either)"],
-            "Pass --base with a path, or put the model in ComfyUI's models/diffusers or models/checkpoints.")
+        # The same report as local generate: the real path, where to download
+        # it, its size and the VRAM it needs, plus any missing package.
+        from ..models import SOURCES, LocalSetupMissing, _where, missing_packages
+
+        if model:
+            path = (f"{model} (SDXL base: a folder with model_index.json in {_where('diffusers')}, "
+                    f"a checkpoint in {_where('checkpoints')}, or a path to either)")
+        else:
+            path = f"{_where('diffusers')}/{DEFAULT_BASE}/model_index.json"
+        raise LocalSetupMissing("local training (soulid train --provider local --base PATH)",
+                                missing_packages("generate", "lora"),
+                                [(path, "SDXL base model, diffusers layout", SOURCES["sdxl_base"])])
     _check_base(b, model)
     return b
 

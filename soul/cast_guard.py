@@ -46,7 +46,8 @@ import numpy as np
 
 from .analysis.base import Face, FaceAnalyzer
 from .analysis.registry import get_analyzer
-from .guard import GuardError, _as_uint8, decode_video, sample_frames
+from .guard import GuardError, decode_video, sample_frames
+from .imageio import to_rgb
 from .progress import InterruptFn, ProgressFn, check, report
 from .soulfile import AnalyzerIdentity, SoulID
 
@@ -339,7 +340,7 @@ class Cast:
         Raises:
             GuardError: the image has the wrong shape.
         """
-        rgb = _as_uint8(image, label)
+        rgb = to_rgb(image, what=label, error=GuardError)
         return self.judge(self.detect(rgb), label, rgb.shape[:2], time)
 
     def detect(self, rgb: np.ndarray) -> list[Face]:

@@ -109,9 +109,11 @@ def test_one_http_client_factory_and_retry_policy():
     assert not _only_in(clients, {"backends/http.py"}), f"make clients with backends.http.client: {clients}"
     retry = _where(lambda n: isinstance(n, ast.Tuple) and [getattr(e, "value", None) for e in n.elts] == [408, 429])
     assert not _only_in(retry, {"backends/http.py"}), f"use backends.http.RETRY: {retry}"
+    # ``from aiohttp import web`` is ComfyUI's server (the pack's routes), not an HTTP client.
     other = _where(lambda n: isinstance(n, (ast.Import, ast.ImportFrom)) and any(
         (getattr(n, "module", None) or a.name).split(".")[0] in ("requests", "aiohttp", "urllib3")
-        or (getattr(n, "module", None) or a.name) == "urllib.request" for a in n.names))
+        or (getattr(n, "module", None) or a.name) == "urllib.request" for a in n.names)
+        and not (isinstance(n, ast.ImportFrom) and n.module == "aiohttp" and [a.name for a in n.names] == ["web"]))
     assert not other, other
 
 

@@ -37,7 +37,8 @@ const PROVIDERS = [
 // templates keep for it, so a run never takes height from the prompt box.
 const TEXT_NODES = new Set(["SoulIDCreate", "SoulIDSave", "SoulIDScore", "SoulIDGenerate", "SoulIDEdit",
   "SoulIDTrainRemote", "SoulIDDoPAnimate", "SoulIDDriftGuard", "SoulIDIDPhotoSheet", "SoulIDCharacterLog",
-  "SoulIDReferences", "SoulIDDriftGuardPickBest", "SoulIDApply", "SoulIDAttachLoRA", "SoulIDCharExport"]);
+  "SoulIDReferences", "SoulIDDriftGuardPickBest", "SoulIDApply", "SoulIDAttachLoRA", "SoulIDCharExport",
+  "SoulIDFromImages", "SoulIDCast", "SoulIDCastGuard", "SoulIDHook"]);
 // Nodes whose run can add or change a library entry.
 const WRITES_LIBRARY = new Set(["SoulIDCreate", "SoulIDSave", "SoulIDCharacterLog", "SoulIDTrainRemote", "SoulIDCharImport"]);
 

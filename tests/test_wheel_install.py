@@ -106,6 +106,11 @@ def installed(tmp_path_factory) -> Installed:
     return inst
 
 
+def _site_dirs() -> str:
+    """This interpreter's site folders: the local extra (torch, diffusers...), behind the fresh venv's packages."""
+    return os.pathsep.join(p for p in sys.path if p.endswith(("site-packages", "dist-packages")))
+
+
 def _env(tmp: Path, **extra) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOULID_") and k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     for var in ("DATA_DIR", "CONFIG_DIR", "CACHE_DIR", "LIBRARY", "MODELS_DIR"):
@@ -120,7 +125,7 @@ def test_wheel_holds_every_module_and_data_file(installed):
     assert len(modules) > 50 and "soulid/backends/comfyui/__init__.py" in modules
     missing = [m for m in modules if m not in names]
     assert missing == [], f"modules of the source tree missing from the wheel: {missing}"
-    data = data_files()
+    data = data_files() + ["soulid/requirements-local.txt"]
     assert any(d.endswith(".jpg") for d in data) and any("/api/" in d for d in data)
     missing = [d for d in data if d not in names]
     assert missing == [], f"data files missing from the wheel: {missing}"
@@ -154,9 +159,7 @@ def test_every_module_imports_from_the_installed_package(installed, tmp_path):
     if not comfy:
         node_mods = [m for m in mods if m.startswith("soulid.nodes")]
         mods = [m for m in mods if m not in node_mods]
-    # The local extra (torch, diffusers...) of this interpreter, behind the fresh venv's own packages.
-    site_dirs = [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
-    env = _env(tmp_path, PYTHONPATH=os.pathsep.join(site_dirs))
+    env = _env(tmp_path, PYTHONPATH=_site_dirs())
     r = _run([installed.python, "-c", _IMPORT_ALL, json.dumps(mods)], env=env, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
@@ -210,3 +213,21 @@ def test_main_job_from_the_installed_package(installed, tmp_path, faces):
     assert "saved Soul ID 'obama'" in r.stdout
     r = _run([installed.soulid, "show", "obama"], env=env, cwd=tmp_path, timeout=120)
     assert r.returncode == 0 and "obama" in r.stdout, r.stderr
+
+
+def test_local_extra_advice_of_the_installed_package_runs(installed, tmp_path):
+    """The wheel's own advice, and README's line for an installed package, resolve the local extra."""
+    env = _env(tmp_path, PYTHONPATH=_site_dirs(), PATH=f"{installed.venv / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    code = "from soulid.backends.install import install_kind, local_extra_command as c; print(install_kind()); print(c())"
+    r = _run([installed.python, "-c", code], env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    kind, cmd = r.stdout.strip().splitlines()
+    readme = (REPO / "README.md").read_text()
+    line = next(x for x in readme.splitlines() if x.startswith("python -m pip install -r \"$(python -c"))
+    assert kind == "wheel" and cmd.startswith(f"{installed.python} -m pip install -r "), (kind, cmd)
+    for c in (cmd, line):
+        r = subprocess.run(c.replace(" -m pip install ", " -m pip install --dry-run ", 1), shell=True,
+                           capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+        assert r.returncode == 0, (c, r.stdout[-2000:], r.stderr[-2000:])
+        for name in ("torch", "diffusers", "insightface", "peft"):
+            assert f"Requirement already satisfied: {name}" in r.stdout, (c, name, r.stdout[-2000:])

@@ -353,7 +353,7 @@ def markdown(report: dict) -> str:
         else:
             shown = _yes(r["result_on_node"], "; ".join(r["not_shown"]))
             if r["result_on_node"]:
-                shown += f" ({', '.join(r['outputs'])})"
+                shown += f" ({', '.join(k for k in r['outputs'] if k != 'animated')})"
         lines.append(f"| `{r['template']}` | {_yes(r['loads'], why)} | {runs} | {shown} |")
     tb = report["template_browser"]
     lines += ["", f"Template browser: {len(tb['listed'])} of {len(tb['listed']) + len(tb['missing'])} templates "

@@ -24,7 +24,6 @@ COMMAND_MODULES = ("identity", "cloud", "generation", "local", "presets", "workf
 #: Python modules of the ``local`` extra: a command that needs one of them
 #: and finds it missing ends with one line naming the extra.
 LOCAL_MODULES = {"torch", "diffusers", "transformers", "accelerate", "peft", "insightface", "onnxruntime"}
-LOCAL_EXTRA = 'pip install "soulid[local]"'
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,8 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         root = (e.name or "").split(".")[0]
         if root not in LOCAL_MODULES:
             raise
+        from ..backends.install import local_extra_command
+
         print(f"soulid: this command needs the Python package {root!r} of the local extra; "
-              f"install it with: {LOCAL_EXTRA}", file=sys.stderr)
+              f"install it with: {local_extra_command()}", file=sys.stderr)
         return 2
     except SoulIDError as e:
         from .common import shown  # a message may quote a server or a file: no raw terminal escapes

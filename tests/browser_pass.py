@@ -1,21 +1,46 @@
 """One browser pass over every template in a real ComfyUI, as a user meets it.
 
-    COMFYUI_PATH=/path/to/ComfyUI python tests/browser_pass.py --out DIR [--chromium /usr/bin/chromium]
+    COMFYUI_PATH=/path/to/ComfyUI python tests/browser_pass.py --out DIR \\
+        [--front-end-root STATIC] [--vue-nodes] [--chromium /usr/bin/chromium] [--only NAME...]
 
-Starts the cloud stand-in and ComfyUI (``--cpu``, 127.0.0.1), makes the Soul
-ID ``my_soul`` from real photos, then in headless Chromium (Playwright) for
-each template: fetches it from the template route the browser uses
-(``/api/workflow_templates/soulid/<name>.json``), loads it into the editor,
-fits the view, queues it with the editor's own Run (``app.queuePrompt``),
-waits for the run, and saves a screenshot ``DIR/<name>.png``. It also reads
-back every node's bounding box as the frontend laid it out and reports
-overlaps, and screenshots the template browser (``DIR/template_browser.png``).
-Prints one line per template and exits 1 on a failed run or an overlap.
+Starts the cloud stand-in and ComfyUI (``--cpu``, 127.0.0.1; with
+``--front-end-root`` another frontend, e.g. the newest
+``comfyui-frontend-package``'s ``static`` folder), makes the Soul ID
+``my_soul`` from real photos, then in headless Chromium (Playwright) for each
+template in ``workflows/`` (whatever exists, in the browser's order):
+
+1. fetches it from the template route the browser uses
+   (``/api/workflow_templates/soulid/<name>.json``) and loads it into the
+   editor; **loads** = every node type is registered in the frontend (no
+   unknown / missing node), no dialog opened, no two nodes overlap (node
+   boxes as the frontend laid them out, before and after the run);
+2. queues it with the editor's own Run (``app.queuePrompt``) and waits;
+   **runs** = ComfyUI's history says success; templates whose every output
+   hangs off a model loader (:func:`stops_at_loaders`) must instead be refused
+   at ComfyUI's validation ("value not in list": no weights here), and that is
+   what is reported;
+3. **result on node** = every node the run gave an output (``/history``
+   outputs: images, clips, text) shows it on the canvas: a preview image or
+   clip, and for text (our nodes' ``ui.text``) the ``result`` box of
+   ``web/soulid.js`` holding that text; with ``--vue-nodes`` (the "Nodes 2.0"
+   renderer) checked in the node's DOM;
+4. screenshots ``DIR/<name>.png`` and the main Soul ID node at 100 %
+   (``DIR/<name>_node.png``).
+
+Finally it opens the template browser, picks the pack's category (1.27:
+``soulid``; 1.58: EXTENSIONS -> ``Soul ID``), checks that every template is
+listed there and shoots ``DIR/template_browser.png``.
+
+Writes ``DIR/report.json`` (frontend version, one row per template) and
+``DIR/report.md`` (the table), prints one line per template and exits 1 when
+a template does not load, run or show its result as expected, or a template
+is missing from the browser.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 import time
@@ -25,12 +50,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from comfy_host import start_comfy  # noqa: E402
-from render_templates import FACES, ORDER, error_of, make_second_soul, prepare_inputs, queue  # noqa: E402
+from render_templates import FACES, ORDER, depends_on_loaders, error_of, make_second_soul, prepare_inputs, queue  # noqa: E402
 from standin.fixtures import cloud_env_vars, enable_cast_mode  # noqa: E402
 from standin.server import StandIn  # noqa: E402
 
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run"]
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 #: Node boxes as LiteGraph lays them out (title bar included).
 BOXES_JS = """() => {
@@ -40,6 +65,55 @@ BOXES_JS = """() => {
     return {id: n.id, type: n.type, box: b};
   });
 }"""
+
+#: Node types of the loaded graph that the frontend does not know (a missing node pack / node).
+UNKNOWN_JS = """() => {
+  const reg = window.LiteGraph?.registered_node_types || {};
+  const g = window.app.graph;
+  return (g.nodes || g._nodes).filter(n => !(n.type in reg))
+    .map(n => n.type);
+}"""
+
+#: Open dialogs (PrimeVue and ARIA), with their text.
+DIALOGS_JS = """() => Array.from(document.querySelectorAll('.p-dialog, [role=dialog], [role=alertdialog]'))
+  .filter(d => d.offsetParent !== null || getComputedStyle(d).position === 'fixed')
+  .filter(d => d.getBoundingClientRect().width > 0)
+  .map(d => (d.innerText || '').trim().replace(/\\s+/g, ' ').slice(0, 300))"""
+
+#: What each node with a run output shows: preview images / clips and the result text box.
+SHOWN_JS = """(ids) => {
+  const g = window.app.graph;
+  return ids.map(id => {
+    const n = g.getNodeById(Number(id)) || g.getNodeById(id);
+    if (!n) return {id, found: false};
+    const w = (n.widgets || []).find(w => w.name === 'result');  // web/soulid.js's box
+    const all = (n.widgets || []).map(w => { try { return String(w.value ?? ''); } catch (e) { return ''; } }).join('\\n');
+    const el = document.querySelector(`[data-node-id="${id}"]`);
+    const domText = el ? Array.from(el.querySelectorAll('textarea')).map(t => t.value).join('\\n') : '';
+    const media = (n.imgs?.length || 0) + (n.widgets || []).filter(w => w.element?.querySelector?.('video,img')).length
+      + (el ? el.querySelectorAll('img, video').length : 0) + (n.videoContainer ? 1 : 0);
+    return {id, found: true, type: n.type, media, text: w ? String(w.value ?? '') : all, soulBox: !!w, domText, vueNode: !!el};
+  });
+}"""
+
+
+
+def stops_at_loaders(prompt: dict, object_info: dict) -> bool:
+    """True when every output node of the API ``prompt`` is, or hangs off, a model-file loader.
+
+    Without weights ComfyUI then refuses the whole prompt at validation ("value
+    not in list"; test_native_workflows.py checks the message); the pass still
+    loads, queues and shoots such a template, and reports the refusal. A
+    template with one output free of loaders runs that part and must succeed.
+    """
+    outs = [k for k, n in prompt.items() if object_info.get(n["class_type"], {}).get("output_node")]
+    dep = depends_on_loaders(prompt)
+    return bool(outs) and all(k in dep for k in outs)
+
+#: The node the 100 % shot centres on: the first of these in the graph.
+MAIN_NODES = ["SoulIDGenerate", "SoulIDEdit", "SoulIDIDPhotoSheet", "SoulIDDriftGuard", "SoulIDDoPAnimate",
+              "SoulIDCreate"]
+MEDIA_KEYS = ("images", "gifs", "video", "videos", "animated")
 
 
 def overlaps(nodes: list[dict]) -> list[str]:
@@ -53,38 +127,137 @@ def overlaps(nodes: list[dict]) -> list[str]:
     return out
 
 
-#: Templates whose every output depends on a model loader: without weights
-#: ComfyUI refuses the whole prompt at validation (test_native_workflows.py
-#: checks the message); the pass still loads, queues and shoots them.
-STOPS_AT_LOADERS = {"soul_id_apply_lora", "soul_id_train_lora", "soul_cast_native", "soul_id_cast_qwen_edit",
-                    "soul_id_cast_reference_latent", "soul_id_cast_hook_loras"}
+def _text_of(out: dict) -> str:
+    t = out.get("text")
+    if not t:
+        return ""
+    return "\n".join(map(str, t)) if isinstance(t, list) else str(t)
+
+
+def result_on_node(outputs: dict, shown: list[dict]) -> list[str]:
+    """Problems: nodes whose run output (history ``outputs``) the canvas does not show."""
+    by_id = {str(s["id"]): s for s in shown}
+    bad = []
+    for nid, out in outputs.items():
+        s = by_id.get(str(nid))
+        if not s or not s.get("found"):
+            continue  # a node the API prompt adds (none in the UI graph)
+        wants_media = any(out.get(k) for k in MEDIA_KEYS if k != "animated")
+        text = _text_of(out)
+        if wants_media and not s["media"]:
+            bad.append(f"{nid} {s['type']}: no preview shown")
+        if text:
+            on = s["text"] or s["domText"]
+            if text.splitlines()[0].strip() not in on:
+                bad.append(f"{nid} {s['type']}: result text not shown")
+    return bad
+
+
+def _run(page, host) -> tuple[str, str, dict]:
+    """Queue with the editor's Run; (status, error, outputs of the nodes that executed in this run).
+
+    The editor's POST /prompt answer tells a refusal at validation (400) from
+    a queued prompt (its ``prompt_id``), which is then awaited in ``/history``.
+    Cached nodes are left out of the outputs: the server sends the browser
+    nothing for them, so there is nothing new to show.
+    """
+    with page.expect_response(lambda r: r.url.endswith("/prompt") and r.request.method == "POST",
+                              timeout=120_000) as resp:
+        page.evaluate("async () => { await window.app.queuePrompt(0, 1); }")
+    r = resp.value
+    if r.status != 200:
+        try:
+            body = r.json()
+            err = (body.get("error") or {}).get("message", "") + " " + "; ".join(
+                f"{e.get('message')}: {e.get('details')}" for ne in (body.get("node_errors") or {}).values()
+                for e in ne.get("errors", []))[:300]
+        except Exception:
+            err = r.text()[:300]
+        return "refused at validation", err.strip(), {}
+    pid = r.json()["prompt_id"]
+    t0 = time.monotonic()
+    with host.client() as c:
+        while time.monotonic() < t0 + 300:
+            h = c.get(f"/history/{pid}").json()
+            if pid in h and h[pid].get("status", {}).get("status_str") in ("success", "error"):
+                e = h[pid]
+                cached = {str(n) for kind, data in e["status"].get("messages", [])
+                          if kind == "execution_cached" for n in data.get("nodes", [])}
+                outs = {k: v for k, v in e.get("outputs", {}).items() if str(k) not in cached}
+                return e["status"]["status_str"], error_of(e), outs
+            time.sleep(0.3)
+    return "timeout", "", {}
+
+
+def _open_category(page) -> str:
+    """Open the template browser on the pack's category; returns the dialog's text."""
+    page.keyboard.press("Escape")
+    page.evaluate("() => window.app.extensionManager?.command?.execute('Comfy.BrowseTemplates')")
+    time.sleep(3)
+    for label in ("Soul ID", "soulid"):  # 1.58: EXTENSIONS -> "Soul ID"; 1.27: the module name
+        loc = page.locator(".p-dialog, [role=dialog]").get_by_text(label, exact=True)
+        if loc.count():
+            loc.first.click(timeout=5000)
+            time.sleep(3)
+            break
+    texts = []
+    for _ in range(6):  # the card grid may render lazily: read, scroll down, read again
+        texts.append(page.evaluate("""() => Array.from(document.querySelectorAll('.p-dialog, [role=dialog]'))
+          .map(d => d.innerText || '').join(' ')"""))
+        page.evaluate("""() => document.querySelectorAll('.p-dialog *, [role=dialog] *').forEach(e => {
+          if (e.scrollHeight > e.clientHeight + 10) e.scrollTop += e.clientHeight; })""")
+        time.sleep(0.7)
+    page.evaluate("""() => document.querySelectorAll('.p-dialog *, [role=dialog] *').forEach(e => { e.scrollTop = 0; })""")
+    time.sleep(0.5)
+    return " ".join(texts)
+
+
+def _listed(name: str, text: str, title: str | None) -> bool:
+    words = re.sub(r"\s+", " ", text.lower())
+    cands = {name.lower(), name.replace("_", " ").lower()} | ({title.lower()} if title else set())
+    return any(c in words for c in cands)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
     ap.add_argument("--chromium", default="/usr/bin/chromium")
+    ap.add_argument("--front-end-root", help="a frontend's static folder (default: the host's own)")
+    ap.add_argument("--vue-nodes", action="store_true", help='turn on the Vue node renderer ("Nodes 2.0")')
     ap.add_argument("--only", nargs="*")
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     from playwright.sync_api import sync_playwright
 
-    bad = 0
+    rows, bad = [], 0
+    extra = ("--front-end-root", a.front_end_root) if a.front_end_root else ()
     with StandIn(queue_s=0.5, run_s=1.0) as standin, tempfile.TemporaryDirectory(prefix="soulid_browser_") as tmp:
         env = {**cloud_env_vars(standin.url), "SOULID_POLL_INITIAL": "0.1", "SOULID_POLL_MAX": "0.25"}
         enable_cast_mode(standin.url, FACES)  # Soul Cast: a prompt draws a fixture person
-        with start_comfy(Path(tmp), env=env) as host:
+        with start_comfy(Path(tmp), extra_args=extra, env=env) as host:
             prepare_inputs(host)
-            create = json.loads((HERE.parent / "workflows" / "api" / "soul_id_create.json").read_text())
-            for n in create.values():
-                if n["class_type"] == "SoulIDCreate":
-                    n["inputs"]["name"] = "my_soul"
-            entry = queue(host, create)
-            assert entry["status"]["status_str"] == "success", error_of(entry)
             make_second_soul(host)  # my_soul_2, for the two-character templates
+            names = [n for n in ORDER if not a.only or n in a.only]
+            if "soul_id_create" not in names:
+                # The Soul ID `my_soul` the other templates load. When the pass runs the create
+                # template (first in ORDER) the browser makes it, as a user would: queued here
+                # too, ComfyUI would answer the browser's identical prompt from its cache and
+                # send the page nothing to show.
+                create = json.loads((HERE.parent / "workflows" / "api" / "soul_id_create.json").read_text())
+                for n in create.values():
+                    if n["class_type"] == "SoulIDCreate":
+                        n["inputs"]["name"] = "my_soul"
+                entry = queue(host, create)
+                assert entry["status"]["status_str"] == "success", error_of(entry)
             with host.client() as c:  # no first-run template dialog over the canvas
                 c.post("/settings/Comfy.TutorialCompleted", json=True)
+                c.post("/settings/Comfy.VueNodes.Enabled", json=bool(a.vue_nodes))
+                object_info = c.get("/object_info").json()
+            api = HERE.parent / "workflows" / "api"
+            #: Templates whose every output depends on a model loader (computed, see stops_at_loaders).
+            stops = {n for n in names if stops_at_loaders(json.loads((api / f"{n}.json").read_text()), object_info)}
+            print(f"templates that stop at the model loaders here (no weights): {sorted(stops) or 'none'}", flush=True)
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=a.chromium, args=ARGS)
                 page = browser.new_page(viewport={"width": 1680, "height": 1000})
@@ -92,67 +265,102 @@ def main(argv=None) -> int:
                 page.goto(host.url)
                 page.wait_for_function("() => window.app && window.app.graph && window.app.canvas", timeout=120_000)
                 time.sleep(2)
-                for name in ORDER:
-                    if a.only and name not in a.only:
-                        continue
+                version = page.evaluate("() => window.__COMFYUI_FRONTEND_VERSION__ || ''")
+                vue = bool(page.evaluate("() => window.app.extensionManager?.setting?.get?.('Comfy.VueNodes.Enabled')"))
+                print(f"frontend {version}; Vue nodes (Nodes 2.0): {'on' if vue else 'off'}", flush=True)
+                page.keyboard.press("Escape")
+                titles = {}
+                for name in names:
                     wf = page.evaluate(f"async () => (await fetch('/api/workflow_templates/soulid/{name}.json')).json()")
+                    titles[name] = (wf.get("extra") or {}).get("soulid", {}).get("title")
                     page.keyboard.press("Escape")
                     page.evaluate("async (wf) => { await window.app.loadGraphData(wf, true, true, wf.extra?.soulid?.title); }", wf)
-                    time.sleep(1.0)
+                    time.sleep(1.5)
                     page.evaluate("() => window.app.extensionManager?.command?.execute('Comfy.Canvas.FitView')")
                     time.sleep(0.5)
-                    boxes = page.evaluate(BOXES_JS)
-                    before = len(host.client().get("/history").json())
-                    page.evaluate("async () => { await window.app.queuePrompt(0, 1); }")
-                    t0 = time.monotonic()
-                    end = t0 + 300
-                    status, err = "timeout", ""
-                    with host.client() as c:
-                        while time.monotonic() < end:
-                            hist = c.get("/history").json()
-                            q = c.get("/queue").json()
-                            if len(hist) > before and not q["queue_running"] and not q["queue_pending"]:
-                                last = list(hist.values())[-1]
-                                status = last["status"]["status_str"]
-                                err = error_of(last)
-                                break
-                            if (len(hist) == before and not q["queue_running"] and not q["queue_pending"]
-                                    and time.monotonic() - t0 > 5):
-                                # ComfyUI refused the prompt at validation: nothing was queued.
-                                status = "refused at validation"
-                                break
-                            time.sleep(0.3)
-                    time.sleep(1.5)  # let the node previews and texts draw
-                    page.screenshot(path=str(out / f"{name}.png"))
+                    unknown = page.evaluate(UNKNOWN_JS)
+                    dialogs = page.evaluate(DIALOGS_JS)
+                    ov = overlaps(page.evaluate(BOXES_JS))
+                    page.keyboard.press("Escape")
+                    status, err, outputs = _run(page, host)
+                    time.sleep(2.0)  # let the node previews and texts draw
+                    page.screenshot(path=str(out / f"{name}.png"), type="png")
                     ov_after = overlaps(page.evaluate(BOXES_JS))
+                    shown = page.evaluate(SHOWN_JS, list(outputs))
+                    missing = result_on_node(outputs, shown)
                     # And at 100 % on the main Soul ID node, where its texts are readable.
-                    page.evaluate("""() => {
+                    page.evaluate("""(pick) => {
                       const c = window.app.canvas, g = window.app.graph;
                       const ns = (g.nodes || g._nodes);
-                      const pick = ['SoulIDGenerate', 'SoulIDEdit', 'SoulIDIDPhotoSheet', 'SoulIDDriftGuard',
-                                    'SoulIDDoPAnimate', 'SoulIDCreate'];
                       const n = pick.map(t => ns.find(x => x.type === t)).find(Boolean) || ns[0];
                       c.ds.scale = 1.0;
                       c.ds.offset[0] = -n.pos[0] + 120; c.ds.offset[1] = -n.pos[1] + 120;
                       c.setDirty(true, true);
-                    }""")
+                    }""", MAIN_NODES)
                     time.sleep(1.0)
                     page.screenshot(path=str(out / f"{name}_node.png"))
-                    ov = overlaps(boxes)
-                    print(f"{name}: {status} {err if status != 'success' else ''} overlaps as loaded: {ov or 'none'}; "
-                          f"after the run: {ov_after or 'none'}", flush=True)
-                    expected = "refused at validation" if name in STOPS_AT_LOADERS else "success"
-                    bad += status != expected or bool(ov) or bool(ov_after)
-                page.evaluate("() => window.app.extensionManager?.command?.execute('Comfy.BrowseTemplates')")
-                time.sleep(3)
-                try:
-                    page.get_by_text("soulid", exact=True).first.click(timeout=5000)
-                    time.sleep(3)
-                except Exception as e:  # the category list differs between frontend versions
-                    print("  template browser: no 'soulid' category to click:", type(e).__name__)
+                    expected = "refused at validation" if name in stops else "success"
+                    loads = not unknown and not dialogs and not ov and not ov_after
+                    runs = status == expected
+                    shows = runs and (status != "success" or (bool(outputs) and not missing))
+                    kinds = sorted({k for o in outputs.values() for k in o if o.get(k)})
+                    row = {"template": name, "loads": loads, "unknown_nodes": unknown, "dialogs": dialogs,
+                           "overlaps": ov + ov_after, "status": status, "expected": expected, "error": err,
+                           "runs": runs, "outputs": kinds, "result_on_node": shows, "not_shown": missing}
+                    rows.append(row)
+                    print(f"{name}: loads={loads} (unknown {unknown or 'none'}, dialogs {dialogs or 'none'}, "
+                          f"overlaps {ov + ov_after or 'none'}); run: {status} {err}; expected {expected}; "
+                          f"result on node: {shows} {missing or ''}", flush=True)
+                    bad += not (loads and runs and shows)
+                text = _open_category(page)
                 page.screenshot(path=str(out / "template_browser.png"))
+                unlisted = [n for n in titles if not _listed(n, text, titles[n])]
+                print(f"template browser: {len(titles) - len(unlisted)} of {len(titles)} Soul ID templates listed"
+                      + (f"; missing: {unlisted}" if unlisted else ""), flush=True)
+                bad += bool(unlisted)
                 browser.close()
+    report = {"frontend": version, "vue_nodes": vue, "comfyui": _host_version(), "rows": rows,
+              "template_browser": {"listed": [n for n in titles if n not in unlisted], "missing": unlisted}}
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    (out / "report.md").write_text(markdown(report))
     return 1 if bad else 0
+
+
+def _host_version() -> str:
+    import os
+
+    f = Path(os.environ.get("COMFYUI_PATH", "")) / "comfyui_version.py"
+    m = re.search(r"__version__\s*=\s*['\"]([^'\"]+)", f.read_text()) if f.is_file() else None
+    return m.group(1) if m else "?"
+
+
+def _yes(ok: bool, why: str = "") -> str:
+    return "yes" if ok else f"**no**{': ' + why if why else ''}"
+
+
+def markdown(report: dict) -> str:
+    """The report as a Markdown table: template, loads, runs, result on node."""
+    lines = [f"Frontend {report['frontend']} on ComfyUI {report['comfyui']}"
+             f" (Vue node renderer \"Nodes 2.0\": {'on' if report['vue_nodes'] else 'off'}).", "",
+             "| template | loads | runs | result on node |", "|---|---|---|---|"]
+    for r in report["rows"]:
+        why = "; ".join(filter(None, [", ".join(r["unknown_nodes"]) and f"unknown {', '.join(r['unknown_nodes'])}",
+                                      "; ".join(r["dialogs"]), "; ".join(r["overlaps"])]))
+        if r["status"] == "refused at validation" and r["runs"]:
+            runs = "stops at the model loaders, as expected (no weights here: ComfyUI refuses at validation)"
+        else:
+            runs = _yes(r["runs"], f"{r['status']} {r['error']}".strip())
+        if not r["runs"] or r["status"] != "success":
+            shown = "-"
+        else:
+            shown = _yes(r["result_on_node"], "; ".join(r["not_shown"]))
+            if r["result_on_node"]:
+                shown += f" ({', '.join(k for k in r['outputs'] if k != 'animated')})"
+        lines.append(f"| `{r['template']}` | {_yes(r['loads'], why)} | {runs} | {shown} |")
+    tb = report["template_browser"]
+    lines += ["", f"Template browser: {len(tb['listed'])} of {len(tb['listed']) + len(tb['missing'])} templates "
+                  f"listed in the pack's category" + (f"; missing: {', '.join(tb['missing'])}" if tb["missing"] else ".")]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -4,10 +4,15 @@
   with ``$SOULID_FIXTURES``); tests that need them skip with a reason when absent.
 * Every test runs with its own data, config, cache and library folders, so no
   test reads or writes the user's real files or credentials.
+* Under ``CI=true`` a skip for something CI must have (a ComfyUI host, the
+  face fixtures, Chromium, the test or local extra's packages, the package
+  index; or any test marked ``comfyui``) is turned into a failure: a missing
+  host must be loud, never a silent green (:func:`ci_must_not_skip`).
 """
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -45,3 +50,90 @@ def _isolated_user_dirs(tmp_path, monkeypatch):
     for var in ("HF_KEY", "HF_API_KEY", "HF_API_SECRET", "WAVESPEED_API_KEY", "AURASHOT_API_KEY"):
         monkeypatch.delenv(var, raising=False)
     yield
+
+
+# ------------------------------------------------------------ CI: no silent skips
+#: Skip reasons that mean "CI lacks something it must have" (the host, the fixtures, Chromium,
+#: the newest frontend, a package of the test or local extra, the package index).
+_CI_NEEDS = re.compile(r"COMFYUI_PATH|not a ComfyUI checkout|comfy_api is not importable|ComfyUI (at .*)?(does not import|did not answer|"
+                       r"exited)|face fixtures|chromium|playwright|frontend is not set up|package index|"
+                       r"not installed|could not import|no module named", re.IGNORECASE)
+#: Skips that stay skips in CI: what no test machine has (model weights).
+_CI_ALLOWED = re.compile(r"model files this machine does not have", re.IGNORECASE)
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def ci_must_not_skip(reason: str, markers: set[str]) -> bool:
+    """True when a skip with ``reason`` (of a test with ``markers``) must fail under ``CI=true``."""
+    reason = reason or ""
+    if _CI_ALLOWED.search(reason):
+        return False
+    return "comfyui" in markers or bool(_CI_NEEDS.search(reason))
+
+
+def _skip_reason(longrepr) -> str:
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2])
+    return str(longrepr)
+
+
+def _fail_skip(report, markers: set[str]) -> None:
+    reason = _skip_reason(report.longrepr)
+    if ci_must_not_skip(reason, markers):
+        report.outcome = "failed"
+        report.longrepr = f"CI=true: this skip hides a missing requirement, failing instead: {reason}"
+
+
+def host_versions() -> list[str]:
+    """The ComfyUI host's version and both frontends' (host's own, newest): for the log's header."""
+    out = []
+    root = os.environ.get("COMFYUI_PATH")
+    ver = None
+    if root and (Path(root) / "comfyui_version.py").is_file():
+        m = re.search(r"__version__\s*=\s*['\"]([^'\"]+)", (Path(root) / "comfyui_version.py").read_text())
+        ver = m.group(1) if m else "?"
+    out.append(f"ComfyUI host: {ver or 'none'} ({root or 'COMFYUI_PATH not set'})")
+    try:
+        from importlib.metadata import version
+
+        out.append(f"host's frontend: comfyui-frontend-package {version('comfyui-frontend-package')}")
+    except Exception:
+        out.append("host's frontend: comfyui-frontend-package not installed")
+    new = os.environ.get("SOULID_NEW_FRONTEND_ROOT")
+    out.append(f"newest frontend: {frontend_version(Path(new)) if new else 'none'} ({new or 'SOULID_NEW_FRONTEND_ROOT not set'})")
+    return out
+
+
+def frontend_version(static: Path) -> str:
+    """Version of the comfyui-frontend-package whose ``static`` folder this is (from its dist-info)."""
+    for d in static.parent.parent.glob("comfyui_frontend_package-*.dist-info"):
+        return d.name.removesuffix(".dist-info").split("-")[1]
+    return "?"
+
+
+def pytest_report_header(config):
+    return host_versions()
+
+
+def pytest_configure(config):
+    if _in_ci():  # a module failed for a missing host: still run (and report) every other test
+        config.option.continue_on_collection_errors = True
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if _in_ci() and report.skipped and not hasattr(report, "wasxfail"):
+        _fail_skip(report, {m.name for m in item.iter_markers()})
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    report = outcome.get_result()
+    if _in_ci() and report.skipped:  # a module-level pytest.skip / importorskip
+        _fail_skip(report, set())

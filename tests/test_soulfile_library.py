@@ -381,7 +381,8 @@ def test_cli_finds_comfyuis_library_with_comfyui_path(soul, tmp_path, monkeypatc
     assert saved == comfy / "user" / "soulid" / "library" / "made_in_comfy.soulid"
     monkeypatch.setattr(paths, "_comfy", None)
 
-    env = {k: v for k, v in os.environ.items() if k not in ("SOULID_LIBRARY", "SOULID_DATA_DIR")}
+    # Not the ComfyUI the test run may point at (CI sets COMFYUI_PATH to its host).
+    env = {k: v for k, v in os.environ.items() if k not in ("SOULID_LIBRARY", "SOULID_DATA_DIR", "COMFYUI_PATH")}
     p = _cli("show", "made_in_comfy", env={**env, "COMFYUI_PATH": str(comfy)})
     assert p.returncode == 0, p.stderr
     assert "Soul ID made_in_comfy" in p.stdout

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from ...soul.errors import ModelFilesMissing, SoulIDError
 from ...soul.paths import models_dirs
+from ..install import local_extra_command
 
 METHODS = ("faceid_plusv2", "instantid")
 
@@ -96,8 +97,6 @@ def _where(kind: str) -> str:
 
 
 # ------------------------------------------------- one missing-setup report
-#: The install command of the local stack.
-LOCAL_EXTRA = 'pip install "soulid[local]"'
 
 
 @dataclass(frozen=True)
@@ -154,7 +153,8 @@ class LocalSetupMissing(ModelFilesMissing):
         self.packages = list(packages)
         lines = []
         if packages:
-            lines.append(f"missing Python package(s): {', '.join(packages)}; install the local extra: {LOCAL_EXTRA}")
+            lines.append(f"missing Python package(s): {', '.join(packages)}; install the local extra: "
+                         f"{local_extra_command()}")
         for path, role, src in files:
             facts = f" ({role}" + (f"; {src.size}, VRAM {src.vram}; from {src.url}" if src else "") + ")"
             lines.append(f"  - {path}{facts}")

@@ -80,6 +80,7 @@ def _photo_sets(root: Path, faces: Path) -> Path:
     return root / "sets"
 
 
+@pytest.mark.slow  # measured: 15-40 s on the 2-core CI machine (.ci/run --durations)
 def test_campaign_across_proxy_and_native_survives_kill9(two_workers, tmp_path, faces):
     a, b, proxy = two_workers
     missing = [p for p in PHOTOS if not (faces / p).is_file()]

@@ -55,6 +55,7 @@ def test_login_writes_a_private_credentials_file(cloud_env, monkeypatch):
         get_key("wavespeed")
 
 
+@pytest.mark.slow  # measured: 15-40 s on the 2-core CI machine (.ci/run --durations)
 def test_train_generate_edit_animate_jobs_remote(lib_obama, cloud_env, tmp_path, faces):
     out = tmp_path / "out"
     t = json.loads(soulid("train", "obama", "--provider", "higgsfield", "--model-version", "v1", "--json").stdout)

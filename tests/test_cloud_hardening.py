@@ -413,6 +413,7 @@ def test_no_file_name_comes_from_the_server(cloud_env, faces, tmp_path):
     assert a.parent == b.parent == tmp_path / "o" and a != b
 
 
+@pytest.mark.slow  # measured: 15-40 s on the 2-core CI machine (.ci/run --durations)
 # ------------------------------------------------------- two processes
 def test_two_identical_generate_processes_never_crash_and_pay_once(cloud_env, tmp_path):
     """2 processes x 10 rounds of the same ``soulid generate``: no crash, one

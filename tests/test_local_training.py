@@ -69,6 +69,7 @@ def test_dataset_face_crops_buckets_flips(obama):
     assert build_captions(["front"], "ohwx", captions=["a man smiling"]) == ["ohwx a man smiling"]
 
 
+@pytest.mark.slow  # measured: 15-40 s on the 2-core CI machine (.ci/run --durations)
 def test_training_loss_finite_and_falls(trained, obama):
     m = trained.metadata
     curve = m["loss_curve"]
@@ -179,6 +180,7 @@ def _cli(lib, base, *extra):
             "--check-images", "0", "--device", "cpu", "--json", *extra]
 
 
+@pytest.mark.slow  # measured: 15-40 s on the 2-core CI machine (.ci/run --durations)
 def test_cli_kill9_then_resume_continues(obama, base, tmp_path):
     lib = Library(tmp_path / "lib")
     lib.save(obama)

@@ -183,16 +183,6 @@ def read_lora_file(path: str | os.PathLike) -> bytes:
     Raises:
         SoulFileError: missing, unreadable, not a regular file, or too large.
     """
-    from .paths import NotRegularFile, open_regular_file
+    from .paths import read_regular_file
 
-    try:
-        f, size = open_regular_file(path, MAX_LORA_BYTES)
-        with f:
-            data = f.read(MAX_LORA_BYTES + 1)
-    except NotRegularFile as e:
-        raise SoulFileError(f"{path}: cannot use as a LoRA ({e.reason})") from None
-    except OSError as e:
-        raise SoulFileError(f"{path}: cannot read ({e.strerror or e})") from None
-    if len(data) > MAX_LORA_BYTES:
-        raise SoulFileError(f"{path}: over the {MAX_LORA_BYTES}-byte limit for a LoRA")
-    return data
+    return read_regular_file(path, MAX_LORA_BYTES, "LoRA", SoulFileError)

@@ -363,14 +363,13 @@ def open_regular_file(path: str | os.PathLike, max_bytes: int):
         raise
 
 
-
-def read_text_file(path: str | os.PathLike, max_bytes: int, what: str, error: type[Exception]) -> str:
-    """A regular file's text (UTF-8), read only when it is a regular file of
-    at most ``max_bytes`` (a FIFO or ``/dev/zero`` is refused at once).
+def read_regular_file(path: str | os.PathLike, max_bytes: int, what: str, error: type[Exception]) -> bytes:
+    """The bytes of ``path``, read only when it is a regular file of at most
+    ``max_bytes`` (a FIFO or ``/dev/zero`` is refused at once, never read).
 
     Raises:
-        ``error``: unreadable, not a regular file, too large, or not UTF-8
-            (the message names the file, the ``what`` and the reason).
+        ``error``: missing, unreadable, not a regular file or too large (the
+            message names the file, the ``what`` and the reason).
     """
     try:
         f, _size = open_regular_file(path, max_bytes)
@@ -381,11 +380,22 @@ def read_text_file(path: str | os.PathLike, max_bytes: int, what: str, error: ty
     except OSError as e:
         raise error(f"{path}: cannot read the {what} ({e.strerror or e})") from None
     if len(data) > max_bytes:
-        raise error(f"{path}: the {what} is over the {max_bytes >> 20} MiB limit")
+        raise error(f"{path}: the {what} is over the {max_bytes:,}-byte limit")
+    return data
+
+
+def read_text_file(path: str | os.PathLike, max_bytes: int, what: str, error: type[Exception]) -> str:
+    """A regular file's text (UTF-8), read as :func:`read_regular_file` reads it.
+
+    Raises:
+        ``error``: as :func:`read_regular_file`, or the bytes are not UTF-8.
+    """
+    data = read_regular_file(path, max_bytes, what, error)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise error(f"{path}: the {what} is not UTF-8 text (byte {e.start}: {data[e.start:e.start + 1]!r})") from None
+
 
 def resolve_input_folder(base: str | os.PathLike, rel: str) -> Path:
     """The folder ``rel`` names inside ``base`` (ComfyUI's input directory).

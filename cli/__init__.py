@@ -19,8 +19,8 @@ import sys
 from ..soul.errors import Interrupted, SoulIDError
 
 #: Modules that each define ``register(subparsers)``; missing ones are skipped.
-COMMAND_MODULES = ("identity", "cloud", "generation", "local", "presets", "workflow", "config", "campaign", "native",
-                   "cast", "cast_guard")
+COMMAND_MODULES = ("identity", "cloud", "generation", "local", "presets", "guard", "charlog", "idphoto", "workflow",
+                   "config", "campaign", "native", "cast", "cast_guard")
 #: Python modules of the ``local`` extra: a command that needs one of them
 #: and finds it missing ends with one line naming the extra.
 LOCAL_MODULES = {"torch", "diffusers", "transformers", "accelerate", "peft", "insightface", "onnxruntime"}

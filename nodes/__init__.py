@@ -14,7 +14,8 @@ import sys
 from comfy_api.latest import ComfyExtension
 
 #: Capability modules; each defines ``NODES``, a list of ``io.ComfyNode`` classes.
-NODE_MODULES = ("identity", "generate", "animate", "presets", "guard", "native", "lora", "cast", "cast_guard")
+NODE_MODULES = ("identity", "generate", "animate", "presets", "guard", "charlog", "idphoto", "native", "lora", "cast",
+                "cast_guard")
 
 log = logging.getLogger("soulid")
 

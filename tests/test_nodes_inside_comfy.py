@@ -105,7 +105,8 @@ def test_no_node_path_imports_diffusers_or_loads_a_pipeline(faces):
 def test_local_is_not_a_generation_backend_inside_comfyui():
     from soulid.nodes.animate import DoPAnimate
     from soulid.nodes.generate import SoulEdit, SoulGenerate
-    from soulid.nodes.guard import DriftGuardNode, IDPhotoSheetNode
+    from soulid.nodes.guard import DriftGuardNode
+    from soulid.nodes.idphoto import IDPhotoSheetNode
 
     for node in (SoulGenerate, SoulEdit, IDPhotoSheetNode, DriftGuardNode):
         opts = node.GET_NODE_INFO_V1()["input"]["required"]["backend"]
@@ -139,7 +140,7 @@ def test_local_animate_leaves_no_temp_file_or_descriptor(faces):
 
 
 def test_character_log_does_not_mutate_its_input(obama, faces):
-    from soulid.nodes.guard import CharacterLogNode
+    from soulid.nodes.charlog import CharacterLogNode
 
     import copy
 
@@ -221,7 +222,7 @@ def test_best_of_n_stops_before_going_over_max_usd(trained_obama, cloud_env):
 
 def test_id_sheet_refuses_a_budget_below_four_views_before_paying(trained_obama, cloud_env):
     from soulid.nodes.cloud import BudgetExhausted
-    from soulid.nodes.guard import IDPhotoSheetNode
+    from soulid.nodes.idphoto import IDPhotoSheetNode
 
     paid0 = sum(stats(cloud_env)["paid"].values())
     with pytest.raises(BudgetExhausted, match="does not cover the 4 views|above max_usd"):

@@ -78,7 +78,7 @@ UNKNOWN_JS = """() => {
 DIALOGS_JS = """() => Array.from(document.querySelectorAll('.p-dialog, [role=dialog], [role=alertdialog]'))
   .filter(d => d.offsetParent !== null || getComputedStyle(d).position === 'fixed')
   .filter(d => d.getBoundingClientRect().width > 0)
-  .map(d => (d.innerText || '').trim().replace(/\\s+/g, ' ').slice(0, 300))"""
+  .map(d => (d.innerText || '').trim().replace(/\\s+/g, ' ').slice(0, 2000))"""
 
 #: What each node with a run output shows: preview images / clips and the result text box.
 SHOWN_JS = """(ids) => {
@@ -125,6 +125,27 @@ def overlaps(nodes: list[dict]) -> list[str]:
             if ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah:
                 out.append(f"{a['id']} {a['type']} / {b['id']} {b['type']}")
     return out
+
+
+def model_dialogs(dialogs: list[str], wf: dict) -> tuple[list[str], list[str] | None]:
+    """``(other dialogs, model files the Missing Models dialog lists)``.
+
+    A template whose loaders carry ``properties.models`` opens the frontend's
+    Missing Models dialog on a host without those files (1.27; 1.58 lists them
+    in its side panel instead): that dialog is what the template is for, not a
+    defect, when it names the template's own files. Any other dialog, or a
+    Missing Models dialog that names none of them, stays a failure."""
+    names = [m["name"] for n in wf.get("nodes", []) for m in (n.get("properties") or {}).get("models") or []
+             if isinstance(m, dict) and m.get("name")]
+    other, listed = [], None
+    for d in dialogs:
+        if d.lstrip().startswith("Missing Models") and names:
+            hits = [x for x in names if x in d]
+            if hits:
+                listed = (listed or []) + hits
+                continue
+        other.append(d)
+    return other, listed
 
 
 def _text_of(out: dict) -> str:
@@ -279,7 +300,7 @@ def main(argv=None) -> int:
                     page.evaluate("() => window.app.extensionManager?.command?.execute('Comfy.Canvas.FitView')")
                     time.sleep(0.5)
                     unknown = page.evaluate(UNKNOWN_JS)
-                    dialogs = page.evaluate(DIALOGS_JS)
+                    dialogs, model_files = model_dialogs(page.evaluate(DIALOGS_JS), wf)
                     ov = overlaps(page.evaluate(BOXES_JS))
                     page.keyboard.press("Escape")
                     status, err, outputs = _run(page, host)
@@ -305,6 +326,7 @@ def main(argv=None) -> int:
                     shows = runs and (status != "success" or (bool(outputs) and not missing))
                     kinds = sorted({k for o in outputs.values() for k in o if o.get(k)})
                     row = {"template": name, "loads": loads, "unknown_nodes": unknown, "dialogs": dialogs,
+                           "missing_models_listed": model_files,
                            "overlaps": ov + ov_after, "status": status, "expected": expected, "error": err,
                            "runs": runs, "outputs": kinds, "result_on_node": shows, "not_shown": missing}
                     rows.append(row)

@@ -40,11 +40,9 @@ import json
 import math
 import os
 import queue
-import re
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal
@@ -53,8 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ...soul.errors import SoulIDError
 from ...soul.imageio import PHOTO_EXTENSIONS
-from .base import (FAILED, QUEUED, RUNNING, Deadline, DeadlineExceeded, JobRefused, JobState, ServerError,
-                   Upload, Worker, WorkerDown)
+from .base import QUEUED, RUNNING, Deadline, DeadlineExceeded, JobRefused, JobState, ServerError, Upload, Worker, WorkerDown
 from .jobs import GraphJob, JobLost, JobResult, drift_score, execute
 from .graph import WorkflowError, apply_overrides, find_node, load_api_workflow
 from .journal import JOURNAL_NAME, Journal

@@ -18,8 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from ...soul.paths import try_lock
-from .base import (FAILED, QUEUED, RUNNING, SUCCEEDED, TERMINAL, UNKNOWN, Deadline, DeadlineExceeded, JobState,
-                   ServerError, Upload, Worker, job_key)
+from .base import QUEUED, SUCCEEDED, TERMINAL, UNKNOWN, Deadline, DeadlineExceeded, JobState, ServerError, Upload, Worker, job_key
 from .journal import Journal
 from .transfer import MAX_OUTPUT_BYTES, safe_name
 

@@ -30,7 +30,7 @@ from ..soul.analysis.registry import get_analyzer, resolve_name
 from ..soul.cast import (ROLE_LABELS, ROLES, CastCheck, CastError, CastRecord, NotOnePerson, embed_views, judge,
                          role_prompt)
 from ..soul.idsheet import NEGATIVE
-from ..soul.imageio import to_uint8
+from ..soul.imageio import to_float01, to_uint8
 from ..soul.progress import InterruptFn, ProgressFn, check, report
 from .base import EditRequest, GenerateRequest
 from .engine import Budget
@@ -137,7 +137,7 @@ def cast_views(backend, prompt: str, *, front_backend=None, roles: tuple[str, ..
     if emb[0] is None:
         chk = judge(["front"], emb, az.default_threshold, az.threshold_ceiling, az.name)
         raise NotOnePerson("the front view has no face the analyzer can find; try other words or --seed", chk, rec)
-    front_in = front.astype(np.float32) / 255.0
+    front_in = to_float01(front)
     face = {"face_reference": front_in} if backend.name == "aurashot" else {}  # AuraShot's edit takes the face apart
     chk = judge(["front"], emb, az.default_threshold, az.threshold_ceiling, az.name)
     for i, role in enumerate(roles[1:], start=1):

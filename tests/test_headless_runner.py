@@ -31,6 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -451,7 +452,17 @@ def test_api_twin_runs_headless_in_comfyui(cloud_host, api_path, tmp_path, capsy
         pytest.skip(why)
     out = tmp_path / "out"
     sets = [a for s in HOST_SETS.get(api_path.stem, []) for a in ("--set", s)]
-    code = run_cli(api_path, "--server", host.url, "--out", out, "--timeout", HOST_RUN_TIMEOUT, *sets)
+    cast = api_path.stem.startswith("soul_cast")  # Soul Cast: the stand-in draws a fixture person from the words
+    if cast:
+        from conftest import fixtures_root
+        from standin.fixtures import enable_cast_mode
+
+        enable_cast_mode(standin.url, fixtures_root())
+    try:
+        code = run_cli(api_path, "--server", host.url, "--out", out, "--timeout", HOST_RUN_TIMEOUT, *sets)
+    finally:
+        if cast:
+            httpx.post(standin.url + "/_standin/config", json={"cast_people": {}}).raise_for_status()
     cap = capsys.readouterr()
     assert code == 0, f"{cap.err}\n{host.log_tail()}"
     for nid, n in prompt.items():

@@ -175,37 +175,26 @@ def test_persona_lora_round_trip_and_version_1_files_still_load(soul, tmp_path):
 
 
 # ------------------------------------------------------------ issue 12: writes
-def _race_worker(lib_dir, data, marker, rounds, barrier, results):
-    """Child process: each round, save one new name without overwrite."""
-    from soulid.soul.library import Library
-    from soulid.soul.soulfile import SoulID
-
-    lib = Library(lib_dir)
-    soul = SoulID.from_bytes(data)
-    soul.created = marker
-    wins = []
-    for r in range(rounds):
-        barrier.wait()
-        try:
-            lib.save(soul, f"race{r}", overwrite=False)
-            wins.append(r)
-        except LibraryError:
-            pass
-    results.put((marker, wins))
-
-
 def test_two_processes_saving_one_new_name_get_exactly_one_success(soul, tmp_path):
     import multiprocessing as mp
+
+    from race_worker import save_new_names
 
     ctx = mp.get_context("spawn")
     rounds = 50
     barrier, results = ctx.Barrier(2), ctx.Queue()
-    data = soul.to_bytes()
-    procs = [ctx.Process(target=_race_worker, args=(str(tmp_path / "lib"), data, float(m), rounds, barrier, results))
+    # The Soul ID goes by file: a child that dies at start must not leave
+    # start() blocked writing a large argument into its pipe.
+    (tmp_path / "soul.bin").write_bytes(soul.to_bytes())
+    procs = [ctx.Process(target=save_new_names,
+                         args=(str(tmp_path / "lib"), str(tmp_path / "soul.bin"), float(m), rounds, barrier, results))
              for m in (1, 2)]
     for p in procs:
         p.start()
-    got = dict(results.get(timeout=240) for _ in procs)
+    try:
+        got = dict(results.get(timeout=240) for _ in procs)
+    except Exception:
+        raise AssertionError(f"a saving process gave no result (exit codes {[p.exitcode for p in procs]})") from None
     for p in procs:
         p.join(30)
         assert p.exitcode == 0

@@ -76,8 +76,12 @@ def front_jpeg(name: str) -> bytes:
 
 
 def template_order() -> list[dict]:
-    """The pack's templates in reading order (``extra.soulid.order``, then
-    file name): ``[{"name", "title", "order"}]``; Create comes first."""
+    """The pack's templates in reading order: ``[{"name", "title", "twin"}]``.
+
+    ``name`` is the file stem both frontends list and title the card with
+    (``NN Title``: the two-digit prefix is the reading order, Create is 01);
+    ``twin`` the API twin ``workflows/api/<twin>.json`` (``extra.soulid.name``).
+    """
     import json
     from pathlib import Path
 
@@ -87,9 +91,7 @@ def template_order() -> list[dict]:
             meta = (json.loads(f.read_text(encoding="utf-8")).get("extra") or {}).get("soulid") or {}
         except (OSError, ValueError):
             meta = {}
-        order = meta.get("order") if isinstance(meta.get("order"), (int, float)) else 1000
-        out.append({"name": f.stem, "title": str(meta.get("title") or f.stem), "order": order})
-    out.sort(key=lambda e: (e["order"], e["name"]))
+        out.append({"name": f.stem, "title": str(meta.get("title") or f.stem), "twin": str(meta.get("name") or "")})
     return out
 
 

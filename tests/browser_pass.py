@@ -29,7 +29,8 @@ template in ``workflows/`` (whatever exists, in the browser's order):
 
 Finally it opens the template browser, picks the pack's category (1.27:
 ``soulid``; 1.58: EXTENSIONS -> ``Soul ID``), checks that every template is
-listed there and shoots ``DIR/template_browser.png``.
+listed there under its title (the file name, ``01 Create a Soul ID`` ...) in
+reading order, Create first, and shoots ``DIR/template_browser.png``.
 
 Writes ``DIR/report.json`` (frontend version, one row per template) and
 ``DIR/report.md`` (the table), prints one line per template and exits 1 when
@@ -53,6 +54,7 @@ from comfy_host import start_comfy  # noqa: E402
 from render_templates import FACES, ORDER, depends_on_loaders, error_of, make_second_soul, prepare_inputs, queue  # noqa: E402
 from standin.fixtures import cloud_env_vars, enable_cast_mode  # noqa: E402
 from standin.server import StandIn  # noqa: E402
+from workflow_check import ui_templates  # noqa: E402
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -233,10 +235,15 @@ def _open_category(page) -> str:
     return " ".join(texts)
 
 
-def _listed(name: str, text: str, title: str | None) -> bool:
+def _listed(title: str, text: str) -> bool:
+    return title.lower() in re.sub(r"\s+", " ", text.lower())
+
+
+def reading_order(titles: list[str], text: str) -> list[str]:
+    """The ``titles`` found in the template browser's ``text``, in the order it shows them."""
     words = re.sub(r"\s+", " ", text.lower())
-    cands = {name.lower(), name.replace("_", " ").lower()} | ({title.lower()} if title else set())
-    return any(c in words for c in cands)
+    found = [(words.find(t.lower()), t) for t in titles if t.lower() in words]
+    return [t for _, t in sorted(found)]
 
 
 def main(argv=None) -> int:
@@ -290,12 +297,15 @@ def main(argv=None) -> int:
                 vue = bool(page.evaluate("() => window.app.extensionManager?.setting?.get?.('Comfy.VueNodes.Enabled')"))
                 print(f"frontend {version}; Vue nodes (Nodes 2.0): {'on' if vue else 'off'}", flush=True)
                 page.keyboard.press("Escape")
-                titles = {}
+                titles, files = {}, ui_templates()
                 for name in names:
-                    wf = page.evaluate(f"async () => (await fetch('/api/workflow_templates/soulid/{name}.json')).json()")
-                    titles[name] = (wf.get("extra") or {}).get("soulid", {}).get("title")
+                    titles[name] = files[name].stem  # what both frontends list and title the card with
+                    wf = page.evaluate("async (stem) => (await fetch("
+                                       "`/api/workflow_templates/soulid/${encodeURIComponent(stem)}.json`)).json()",
+                                       titles[name])
                     page.keyboard.press("Escape")
-                    page.evaluate("async (wf) => { await window.app.loadGraphData(wf, true, true, wf.extra?.soulid?.title); }", wf)
+                    page.evaluate("async ([wf, stem]) => { await window.app.loadGraphData(wf, true, true, stem); }",
+                                  [wf, titles[name]])
                     time.sleep(1.5)
                     page.evaluate("() => window.app.extensionManager?.command?.execute('Comfy.Canvas.FitView')")
                     time.sleep(0.5)
@@ -336,13 +346,18 @@ def main(argv=None) -> int:
                     bad += not (loads and runs and shows)
                 text = _open_category(page)
                 page.screenshot(path=str(out / "template_browser.png"))
-                unlisted = [n for n in titles if not _listed(n, text, titles[n])]
+                unlisted = [n for n in titles if not _listed(titles[n], text)]
+                shown_order = reading_order(list(titles.values()), text)
+                in_order = shown_order == sorted(titles.values()) and (
+                    "soul_id_create" not in titles or shown_order[0] == titles["soul_id_create"])
                 print(f"template browser: {len(titles) - len(unlisted)} of {len(titles)} Soul ID templates listed"
-                      + (f"; missing: {unlisted}" if unlisted else ""), flush=True)
-                bad += bool(unlisted)
+                      + (f"; missing: {unlisted}" if unlisted else "")
+                      + f"; in reading order: {in_order} ({' | '.join(shown_order)})", flush=True)
+                bad += bool(unlisted) + (not in_order)
                 browser.close()
     report = {"frontend": version, "vue_nodes": vue, "comfyui": _host_version(), "rows": rows,
-              "template_browser": {"listed": [n for n in titles if n not in unlisted], "missing": unlisted}}
+              "template_browser": {"listed": [n for n in titles if n not in unlisted], "missing": unlisted,
+                                   "shown_order": shown_order, "in_reading_order": in_order}}
     (out / "report.json").write_text(json.dumps(report, indent=2))
     (out / "report.md").write_text(markdown(report))
     return 1 if bad else 0
@@ -381,7 +396,8 @@ def markdown(report: dict) -> str:
         lines.append(f"| `{r['template']}` | {_yes(r['loads'], why)} | {runs} | {shown} |")
     tb = report["template_browser"]
     lines += ["", f"Template browser: {len(tb['listed'])} of {len(tb['listed']) + len(tb['missing'])} templates "
-                  f"listed in the pack's category" + (f"; missing: {', '.join(tb['missing'])}" if tb["missing"] else ".")]
+                  f"listed in the pack's category" + (f"; missing: {', '.join(tb['missing'])}" if tb["missing"] else ".")
+              + f" In reading order: {_yes(tb['in_reading_order'])}" + (f" ({' | '.join(tb['shown_order'])})." if tb['shown_order'] else "")]
     return "\n".join(lines) + "\n"
 
 

@@ -38,6 +38,7 @@ from comfy_host import start_comfy  # noqa: E402
 from render_templates import error_of, prepare_inputs, queue  # noqa: E402
 from standin.fixtures import cloud_env_vars  # noqa: E402
 from standin.server import AURASHOT_KEY, StandIn  # noqa: E402
+from workflow_check import ui_template  # noqa: E402
 
 REPO = HERE.parent
 KEY_VARS = ("HF_KEY", "HF_API_KEY", "HF_API_SECRET", "WAVESPEED_API_KEY", "AURASHOT_API_KEY")
@@ -117,7 +118,7 @@ def main(argv=None) -> int:
                     return last
 
                 # 1. an old workflow
-                old = json.loads((REPO / "workflows" / "moodboard.json").read_text())
+                old = json.loads(ui_template("moodboard").read_text())
                 for n in old["nodes"]:
                     for i in n.get("inputs", []):
                         if n["type"] == "SoulIDMoodboard" and i["name"] == "soul_id":
@@ -131,7 +132,7 @@ def main(argv=None) -> int:
                 check("old workflow: queued with soul_id", "soul_id" in mb_api["inputs"], sorted(mb_api["inputs"]))
 
                 # 2. Soul ID Load knows the library; a new Soul ID appears without a reload
-                gen = json.loads((REPO / "workflows" / "soul_generate_cloud.json").read_text())
+                gen = json.loads(ui_template("soul_generate_cloud").read_text())
                 for n in gen["nodes"]:
                     if n["type"] == "SoulIDLoad":
                         n["widgets_values"] = ["someone_else"]
@@ -145,7 +146,7 @@ def main(argv=None) -> int:
                 page.screenshot(path=str(out / "load_node.png"))
                 ov = overlaps(page.evaluate(BOXES_JS))
                 check("Load's preview and text fit its box (no overlap)", not ov, ov)
-                crt = json.loads((REPO / "workflows" / "soul_id_create.json").read_text())
+                crt = json.loads(ui_template("soul_id_create").read_text())
                 for n in crt["nodes"]:
                     if n["type"] == "SoulIDCreate":
                         n["widgets_values"][0] = "made_in_editor"
@@ -230,7 +231,7 @@ def main(argv=None) -> int:
                 page.screenshot(path=str(out / "generate_cancel.png"))
 
                 # 6. widgets that fit the mode; motions as a list
-                load(json.loads((REPO / "workflows" / "soul_animate_local.json").read_text()))
+                load(json.loads(ui_template("soul_animate_local").read_text()))
                 modes = page.evaluate("""() => { const g = window.app.graph; const ns = (g.nodes || g._nodes);
                   const n = ns.find(x => x.type === 'SoulIDDoPAnimate'); const w = (k) => n.widgets.find(x => x.name === k);
                   const local = {model: !!w('model').disabled, seed: !!w('seed').disabled, fps: !!w('fps').disabled};
@@ -264,7 +265,7 @@ def main(argv=None) -> int:
                         seen.append((round(box["y"] / 40), box["x"], name))
                 shown = [n for _, _, n in sorted(seen)]
                 check("template browser: reading order, Create first",
-                      len(shown) >= 4 and shown[0] == "soul_id_create" and shown == [n for n in order if n in shown],
+                      len(shown) >= 4 and shown[0] == "01 Create a Soul ID" and shown == [n for n in order if n in shown],
                       shown)
                 page.keyboard.press("Escape")
 

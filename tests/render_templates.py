@@ -14,16 +14,18 @@ pasted in, and real MP4 clips). It
 3. queues every other template's API twin (``workflows/api/<name>.json``),
    waits for it and collects its images (saved, previewed, and the first frame
    of a saved clip);
-4. with ``--thumbs``, writes ``workflows/<name>.jpg`` (768 x 576, the
-   template browser's thumbnail) from those images.
+4. with ``--thumbs``, writes the thumbnail ``workflows/NN Title.jpg`` beside
+   the template (768 x 576; the template browser shows it about 256 px wide)
+   from those images.
 
 Templates that run local diffusion models (``soul_id_qwen_edit_refs``,
 ``soul_id_apply_lora``, ...) stop at ComfyUI's model loaders here: there are
 no weights on the test machine. For them, the part of the graph that does not
 hang off a loader (:data:`LOADERS`) really runs: the Soul ID references, or
 the Drift Guard (pick best) step on real fixture photos that stand in for the
-decoded batch (:data:`STAND_INS`). Their thumbnail carries a caption saying
-what ran and that it is not a generation (:data:`NOT_A_GENERATION`).
+decoded batch (:data:`STAND_INS`). Their thumbnail carries a two-line caption,
+large enough to read on the card, saying what is shown and that it is not a
+generation (:data:`NOT_A_GENERATION`); the template's note says the rest.
 
 Prints one line per template: status, seconds, images, paid jobs on the stand-in.
 Exit status 1 when a template fails.
@@ -50,13 +52,13 @@ sys.path.insert(0, str(HERE))
 from comfy_host import REPO, start_comfy  # noqa: E402
 from standin.fixtures import cloud_env_vars, enable_cast_mode  # noqa: E402
 from standin.server import StandIn  # noqa: E402
+from workflow_check import ui_template, ui_templates  # noqa: E402
 
 FACES = REPO.parent / "shared" / "fixtures" / "faces"
 PHOTOS = ["obama.jpg", "obama2.jpg", "obama-480p.jpg", "obama_small.jpg", "obama4.jpg"]
 THUMB = (768, 576)
-#: Every template, in the template browser's order (``extra.soulid.order``).
-ORDER = sorted((p.stem for p in (REPO / "workflows").glob("*.json")),
-               key=lambda n: json.loads((REPO / "workflows" / f"{n}.json").read_text())["extra"]["soulid"]["order"])
+#: Every template by name (``extra.soulid.name``), in the template browser's order (file name).
+ORDER = list(ui_templates())
 #: Core loaders of model files: nothing downstream of them runs without weights.
 LOADERS = {"CheckpointLoaderSimple", "UNETLoader", "CLIPLoader", "DualCLIPLoader", "VAELoader", "CLIPVisionLoader",
            "LoraLoader", "LoraLoaderModelOnly"}
@@ -72,27 +74,19 @@ SECOND_SOUL = ("my_soul_2", ["biden/biden.jpg", "biden/biden2.jpg"])
 #: Template -> ``(node class, output slot)`` shown by an added PreviewImage: an IMAGE
 #: the template passes on without showing it (the training set it feeds to the trainer).
 SHOW = {"soul_id_train_lora": [("SoulIDReferences", 0)]}
-#: Captions of the thumbnails of templates whose model part cannot run here.
+#: Captions of the thumbnails of templates whose model part cannot run here: two
+#: short lines drawn large (:func:`thumbnail`), readable at the card's ~256 px.
 NOT_A_GENERATION = {
-    "soul_id_qwen_edit_refs": ["The Soul ID references fed to TextEncodeQwenImageEditPlus image1..3,",
-                               "from a real headless run. Not a generation: no model weights here."],
-    "soul_id_flux_kontext_refs": ["The Soul ID references fed to the ReferenceLatent chain (FLUX Kontext),",
-                                  "from a real headless run. Not a generation: no model weights here."],
-    "soul_id_wan_phantom": ["The Soul ID references fed to WanPhantomSubjectToVideo,",
-                            "from a real headless run. Not a generation: no model weights here."],
-    "soul_id_train_lora": ["The training set (Soul ID References, all_photos) fed to Train LoRA, from a",
-                           "real headless run. Not a training: no base model weights here."],
-    "soul_cast_native": ["Soul ID From Images, real headless run: the QA sheet of the locked views.",
-                         "Not a generation: fixture photos stand in for the front view and its edits."],
-    "soul_id_apply_lora": ["Drift Guard (pick best), real headless run: kept (large) of 3 candidates.",
-                           "Not a generation: fixture photos stand in for the SDXL batch."],
-    **{name: [f"{route} -> Cast Guard, real headless run:",
-              "kept image (large) and character 2's face mask per image.",
-              "Not a generation: fixture photos stand in for the decoded batch."]
-       for name, route in (("soul_id_cast_qwen_edit", "Two Soul IDs in Qwen-Image-Edit image1/2"),
-                           ("soul_id_cast_reference_latent", "Two Soul IDs in a ReferenceLatent chain"),
-                           ("soul_id_cast_hook_loras", "Two persona LoRAs as masked hooks"))},
+    **{name: ["Soul ID references only", "not a generation"]
+       for name in ("soul_id_qwen_edit_refs", "soul_id_flux_kontext_refs", "soul_id_wan_phantom")},
+    "soul_id_train_lora": ["The training set only", "not a trained LoRA"],
+    "soul_cast_native": ["QA of stand-in views", "not a generation"],
+    "soul_id_apply_lora": ["Drift Guard on stand-ins", "not a generation"],
+    **{name: ["Cast Guard on stand-ins", "not a generation"]
+       for name in ("soul_id_cast_qwen_edit", "soul_id_cast_reference_latent", "soul_id_cast_hook_loras")},
 }
+#: Caption font size on the 768 x 576 thumbnail: about 15 px on a 256 px card.
+CAPTION_PX = 46
 
 
 def queue(host, prompt: dict, timeout: float = 600.0) -> dict:
@@ -155,8 +149,8 @@ def thumbnail(imgs: list[Image.Image], caption: list[str] | None = None) -> Imag
     """Up to four of the run's images on a 768 x 576 canvas (the first large),
     with ``caption`` lines in a band at the bottom when given."""
     canvas = Image.new("RGB", THUMB, (28, 30, 36))
-    line_h = 22
-    band = line_h * len(caption) + 12 if caption else 0
+    line_h = CAPTION_PX + 8
+    band = line_h * len(caption) + 16 if caption else 0
     height = THUMB[1] - band
     picks = imgs[:4]
     if len(picks) == 1:
@@ -173,10 +167,14 @@ def thumbnail(imgs: list[Image.Image], caption: list[str] | None = None) -> Imag
         canvas.paste(im, (l + (r - l - im.width) // 2, t + (b - t - im.height) // 2))
     draw = ImageDraw.Draw(canvas)
     if caption:
-        font = ImageFont.load_default(size=17)
+        font = ImageFont.load_default(size=CAPTION_PX)
         draw.rectangle((0, height, THUMB[0], THUMB[1]), fill=(16, 16, 20))
         for i, line in enumerate(caption):
-            draw.text((10, height + 6 + line_h * i), line, fill=(235, 235, 235), font=font)
+            w = draw.textlength(line, font=font)
+            if w > THUMB[0] - 24:
+                raise ValueError(f"thumbnail caption {line!r} is {w:.0f} px wide: too long for {THUMB[0]} px")
+            draw.text(((THUMB[0] - w) / 2, height + 8 + line_h * i), line,
+                      fill=(250, 250, 250) if i == 0 else (255, 196, 84), font=font)
     draw.rectangle((0, 0, THUMB[0] - 1, THUMB[1] - 1), outline=(80, 84, 96))
     return canvas
 
@@ -258,7 +256,7 @@ def make_second_soul(host) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--thumbs", action="store_true", help="write workflows/<name>.jpg (of the --only templates)")
+    ap.add_argument("--thumbs", action="store_true", help="write the thumbnails (of the --only templates)")
     ap.add_argument("--only", nargs="*", help="template names (soul_id_create always runs first)")
     ap.add_argument("--keep", help="copy the run's images to this folder")
     a = ap.parse_args(argv)
@@ -301,7 +299,7 @@ def main(argv=None) -> int:
                         im.save(out / f"{i}.png")
                 if a.thumbs and (not a.only or name in a.only):  # not soul_id_create run as the prerequisite
                     thumb = thumbnail(imgs, NOT_A_GENERATION.get(name))
-                    thumb.save(REPO / "workflows" / f"{name}.jpg", quality=85, optimize=True)
+                    thumb.save(ui_template(name).with_suffix(".jpg"), quality=85, optimize=True)
     return 1 if failed else 0
 
 

@@ -54,7 +54,9 @@ def test_browser_pass(frontend, vue, only, tmp_path):
     print(r.stdout)
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())
-    names = {p.stem for p in (REPO / "workflows").glob("*.json")}
+    from workflow_check import ui_templates
+
+    names = set(ui_templates())
     assert {row["template"] for row in report["rows"]} == (set(only) if only else names)
     assert report["vue_nodes"] is vue
     if frontend:
@@ -66,4 +68,5 @@ def test_browser_pass(frontend, vue, only, tmp_path):
 
         assert report["frontend"] == version("comfyui-frontend-package")
     assert not report["template_browser"]["missing"]
+    assert report["template_browser"]["in_reading_order"], report["template_browser"]["shown_order"]
 

@@ -18,6 +18,7 @@ import shutil
 import pytest
 
 from comfy_host import REPO, comfy_host  # noqa: F401  (fixture)
+from workflow_check import ui_template
 
 WF = REPO / "workflows"
 CAST = ["soul_id_cast_qwen_edit", "soul_id_cast_reference_latent", "soul_id_cast_hook_loras"]
@@ -49,7 +50,7 @@ def test_cast_template_ends_in_the_cast_guard_on_both_soul_ids(name):
     assert guard["inputs"]["images"] == [dec_id, 0]
     assert {_soul_of(p, guard["inputs"]["soul_id_1"][0]), _soul_of(p, guard["inputs"]["soul_id_2"][0])} == \
         {"my_soul", "my_soul_2"}
-    ui = json.loads((WF / f"{name}.json").read_text())
+    ui = json.loads(ui_template(name).read_text())
     for n in ui["nodes"]:
         if n["type"] in LOADERS:
             models = n["properties"].get("models")

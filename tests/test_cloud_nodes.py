@@ -28,7 +28,7 @@ from soulid.nodes.convert import np_to_image  # noqa: E402
 from soulid.nodes.generate import SoulEdit, SoulGenerate, SoulIDTrain  # noqa: E402
 from standin.fixtures import *  # noqa: E402,F401,F403
 from standin.fixtures import stats  # noqa: E402
-from workflow_check import check_api_prompt, check_ui_workflow, load_core_snapshot, schemas_from_nodes, ui_to_api  # noqa: E402
+from workflow_check import check_api_prompt, check_ui_workflow, load_core_snapshot, schemas_from_nodes, ui_template, ui_to_api  # noqa: E402
 
 GEN_DEFAULTS = dict(style="", aspect_ratio="3:4", quality="720p", batch_size="1", seed=11, enhance_prompt=False,
                     model_version="auto", max_usd=0.0)
@@ -108,7 +108,7 @@ def test_cloud_workflows_fit_the_node_schemas(name):
     from soulid.nodes import all_nodes
 
     schemas = {**load_core_snapshot(), **schemas_from_nodes(all_nodes())}
-    wf = json.loads((Path(__file__).resolve().parents[1] / "workflows" / f"{name}.json").read_text())
+    wf = json.loads(ui_template(name).read_text())
     assert check_ui_workflow(wf, schemas) == []
     assert check_api_prompt(ui_to_api(wf, schemas), schemas) == []
     text = json.dumps(wf)

@@ -20,12 +20,12 @@ from PIL import Image
 
 from comfy_host import REPO, ComfyHost, start_comfy
 from standin.fixtures import cloud_env_vars, standin_server, stats  # noqa: F401  (fixture)
-from workflow_check import DATA, check_api_prompt, check_ui_workflow
+from workflow_check import DATA, check_api_prompt, check_ui_workflow, ui_template
 
 pytestmark = pytest.mark.comfyui
 
 OUR_NODES = {"SoulIDCreate", "SoulIDLoad", "SoulIDSave", "SoulIDScore"}
-CREATE_UI = REPO / "workflows" / "soul_id_create.json"
+CREATE_UI = ui_template("soul_id_create")
 CREATE_API = REPO / "workflows" / "api" / "soul_id_create.json"
 #: Real photos for the run: five of Obama at different sizes, and one of Biden
 #: that the identity-outlier check must keep out of the Soul ID.
@@ -128,13 +128,24 @@ def _without_file_lists(info: dict) -> dict:
     return info
 
 
-def test_create_template_is_served(comfy_host):
+def test_templates_are_served_under_their_titles(comfy_host):
+    """ComfyUI lists every template by file name (what both frontends show as
+    the card title) and serves it, and its thumbnail, at the URL the browser
+    builds from that name (spaces and parentheses percent-encoded)."""
+    from urllib.parse import quote
+
+    stems = sorted(p.stem for p in (REPO / "workflows").glob("*.json"))
     with comfy_host.client() as c:
         listed = c.get("/workflow_templates").json()
-        assert "soul_id_create" in listed.get("soulid", []), listed
-        served = c.get("/api/workflow_templates/soulid/soul_id_create.json")
-    assert served.status_code == 200
-    assert served.json() == json.loads(CREATE_UI.read_text())
+        assert sorted(listed.get("soulid", [])) == stems, listed
+        assert "01 Create a Soul ID" in listed["soulid"]
+        for stem in stems:
+            served = c.get(f"/api/workflow_templates/soulid/{quote(stem)}.json")
+            assert served.status_code == 200, stem
+            assert served.json() == json.loads((REPO / "workflows" / f"{stem}.json").read_text()), stem
+            thumb = c.get(f"/api/workflow_templates/soulid/{quote(stem)}.jpg")
+            assert thumb.status_code == 200 and thumb.content[:3] == b"\xff\xd8\xff", stem
+    assert CREATE_UI.stem == "01 Create a Soul ID"
 
 
 def test_create_workflow_runs_on_real_photos(comfy_host, faces):

@@ -43,6 +43,7 @@ API_DIR = REPO / "workflows" / "api"
 
 
 from fake_comfy import FakeComfy, seed_colour  # noqa: E402
+from workflow_check import ui_template  # noqa: E402
 
 
 GRAPH = {
@@ -133,7 +134,7 @@ def test_bad_overrides_exit_2_before_queueing(graph_file, override, message, cap
 
 
 def test_ui_format_points_at_the_api_twin(capsys):
-    code = run_cli(REPO / "workflows" / "soul_id_create.json", "--server", "http://127.0.0.1:9")
+    code = run_cli(ui_template("soul_id_create"), "--server", "http://127.0.0.1:9")
     err = capsys.readouterr().err
     assert code == 2 and "UI-format workflow" in err and str(API_DIR / "soul_id_create.json") in err
 

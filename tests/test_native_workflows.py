@@ -27,6 +27,7 @@ import pytest
 from PIL import Image
 
 from comfy_host import REPO, comfy_host  # noqa: F401  (fixture)
+from workflow_check import ui_template
 
 WF = REPO / "workflows"
 NATIVE = ["soul_id_qwen_edit_refs", "soul_id_flux_kontext_refs", "soul_id_apply_lora", "soul_id_wan_phantom"]
@@ -52,7 +53,7 @@ def _src(node: dict, inp: str) -> tuple[str, int]:
 
 @pytest.mark.parametrize("name", NATIVE)
 def test_workflow_has_ui_api_and_picture(name):
-    assert (WF / f"{name}.json").is_file() and (WF / "api" / f"{name}.json").is_file()
+    assert ui_template(name).is_file() and (WF / "api" / f"{name}.json").is_file()
     pic = REPO / "docs" / "images" / f"{name}.png"
     assert pic.is_file(), f"no picture docs/images/{name}.png"
     with Image.open(pic) as im:
@@ -172,7 +173,7 @@ def test_workflow_loads_and_stops_at_the_model_loaders(host_with_soul, name):
     host, soul = host_with_soul
     with host.client() as c:
         info = c.get("/object_info").json()
-    ui = json.loads((WF / f"{name}.json").read_text())
+    ui = json.loads(ui_template(name).read_text())
     missing = {n["type"] for n in ui["nodes"] if n["type"] not in ("Note", "MarkdownNote")} - set(info)
     assert not missing, f"{name}: node types missing in ComfyUI: {missing}"
 
@@ -270,7 +271,7 @@ def _write_apply_picture(soul) -> None:
 @pytest.mark.parametrize("name", NATIVE)
 def test_no_two_nodes_overlap_on_the_canvas(name):
     """Node boxes (position, size, plus the 30 px title bar above) stay apart."""
-    ui = json.loads((WF / f"{name}.json").read_text())
+    ui = json.loads(ui_template(name).read_text())
     boxes = [(n["id"], n["pos"][0], n["pos"][1] - 30, n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1])
              for n in ui["nodes"]]
     for i, a in enumerate(boxes):

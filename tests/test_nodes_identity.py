@@ -23,7 +23,7 @@ from soulid.soul.errors import LibraryError, NoUsablePhotos, SoulIDError
 from soulid.soul.imageio import downscale, load_photo
 from soulid.soul.library import Library
 from soulid.soul.soulfile import SoulID
-from workflow_check import check_api_prompt, check_ui_workflow, load_core_snapshot, schemas_from_nodes, ui_to_api
+from workflow_check import check_api_prompt, check_ui_workflow, load_core_snapshot, schemas_from_nodes, ui_template, ui_to_api
 
 if importlib.util.find_spec("comfy_api") is None and not os.environ.get("COMFYUI_PATH"):
     pytest.skip("comfy_api is not importable and COMFYUI_PATH is not set (a ComfyUI checkout)", allow_module_level=True)
@@ -235,7 +235,7 @@ def schemas(cui):
 
 
 def _create_workflows():
-    ui = json.loads((REPO / "workflows" / "soul_id_create.json").read_text())
+    ui = json.loads(ui_template("soul_id_create").read_text())
     api = json.loads((REPO / "workflows" / "api" / "soul_id_create.json").read_text())
     return ui, api
 

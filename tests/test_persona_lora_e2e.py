@@ -28,6 +28,7 @@ pytest.importorskip("diffusers")
 pytest.importorskip("peft")
 
 import local_tiny_models as tiny  # noqa: E402
+from workflow_check import ui_template  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 #: Training steps for the test (the template trains 800; the wiring is the same).
@@ -42,8 +43,8 @@ TINY_COMFY_UNET = dict(
 
 
 def template_train_values() -> dict:
-    """The ``TrainLoraNode`` widget values of ``workflows/soul_id_train_lora.json``, by input name."""
-    wf = json.loads((REPO / "workflows" / "soul_id_train_lora.json").read_text())
+    """The ``TrainLoraNode`` widget values of ``workflows/10 Train a persona LoRA (local).json``, by input name."""
+    wf = json.loads(ui_template("soul_id_train_lora").read_text())
     node = next(n for n in wf["nodes"] if n["type"] == "TrainLoraNode")
     names = ["batch_size", "grad_accumulation_steps", "steps", "learning_rate", "rank", "optimizer",
              "loss_function", "seed", None, "training_dtype", "lora_dtype", "algorithm", "gradient_checkpointing",

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from workflow_check import DATA, MUTED_MODES, SEED_CONTROL, VIRTUAL_NODES, check_api_prompt, check_ui_workflow, \
-    drawn_box, layout_problems, load_core_snapshot, overlaps, ui_to_api
+    drawn_box, layout_problems, load_core_snapshot, overlaps, ui_template, ui_templates, ui_to_api
 
 REPO = Path(__file__).resolve().parent.parent
 WF_DIR = REPO / "workflows"
@@ -41,12 +41,17 @@ def _load(p: Path) -> dict:
     return json.loads(p.read_text(encoding="utf-8"))
 
 
+def _name(ui_path: Path) -> str:
+    """The template's ``extra.soulid.name``: its API twin's stem."""
+    return _load(ui_path)["extra"]["soulid"]["name"]
+
+
 def _twin(ui_path: Path) -> Path:
-    return WF_DIR / "api" / ui_path.name
+    return WF_DIR / "api" / f"{_name(ui_path)}.json"
 
 
 def _ids(paths):
-    return [p.stem for p in paths]
+    return [_name(p) if p.parent == WF_DIR else p.stem for p in paths]
 
 
 #: Prints our nodes' ``/object_info`` entries; run in a child interpreter so
@@ -80,7 +85,7 @@ def live_schemas() -> dict[str, dict]:
 
 
 def test_workflows_found():
-    names = {p.stem for p in UI_FILES}
+    names = set(ui_templates())
     assert {"soul_id_create", "lookbook", "campaign", "id_photo", "moodboard"} <= names, names
 
 
@@ -100,7 +105,7 @@ def test_ui_workflow_is_frontend_format(ui_path):
 @pytest.mark.parametrize("ui_path", UI_FILES, ids=_ids(UI_FILES))
 def test_every_ui_workflow_has_an_api_twin_with_the_same_graph(ui_path):
     twin_path = _twin(ui_path)
-    assert twin_path.is_file(), f"{ui_path.name}: no API twin at workflows/api/{ui_path.name}"
+    assert twin_path.is_file(), f"{ui_path.name}: no API twin at workflows/api/{twin_path.name}"
     ui, api = _load(ui_path), _load(twin_path)
     nodes = {str(n["id"]): n for n in ui["nodes"]
              if n["type"] not in VIRTUAL_NODES and n.get("mode", 0) not in MUTED_MODES}
@@ -121,7 +126,8 @@ def test_every_ui_workflow_has_an_api_twin_with_the_same_graph(ui_path):
 
 @pytest.mark.parametrize("api_path", API_FILES, ids=_ids(API_FILES))
 def test_every_api_twin_has_its_ui_workflow(api_path):
-    assert (WF_DIR / api_path.name).is_file(), f"workflows/api/{api_path.name} has no UI workflow workflows/{api_path.name}"
+    assert api_path.stem in ui_templates(), \
+        f"workflows/api/{api_path.name} has no UI workflow (extra.soulid.name {api_path.stem!r})"
 
 
 def _not_about_our_nodes(problems: list[str]) -> list[str]:
@@ -179,7 +185,7 @@ def test_workflow_fits_the_node_schemas(ui_path, live_schemas):
 def test_checker_catches_a_broken_workflow(live_schemas):
     """The checks above can fail: a wrong option, a value out of range and a
     link of the wrong type in a shipped workflow are all reported."""
-    ui = _load(WF_DIR / "lookbook.json")
+    ui = _load(ui_template("lookbook"))
     gen = next(n for n in ui["nodes"] if n["type"] == "SoulIDGenerate")
     gen["widgets_values"][3] = "5:7"  # aspect_ratio
     gen["widgets_values"][10] = 999  # max_usd, max 100
@@ -212,7 +218,7 @@ def test_no_two_nodes_overlap_as_drawn(ui_path):
 
 
 def test_layout_check_catches_an_overlap():
-    wf = _load(WF_DIR / "lookbook.json")
+    wf = _load(ui_template("lookbook"))
     gens = [n for n in wf["nodes"] if n["type"] == "SoulIDGenerate"]
     gens[1]["pos"] = [gens[0]["pos"][0], gens[0]["pos"][1] + gens[0]["size"][1] - 20]
     gens[0]["size"][1] = 200  # the old, too-small stored size
@@ -263,16 +269,24 @@ def test_paid_nodes_have_a_budget(ui_path):
             assert "max_usd" in req and "new_run" in req, f"{n['type']} has no max_usd/new_run"
 
 
-def test_templates_have_title_description_order_and_create_comes_first():
-    metas = {p.stem: _load(p).get("extra", {}).get("soulid", {}) for p in UI_FILES}
-    for name, m in metas.items():
-        assert isinstance(m.get("title"), str) and 3 <= len(m["title"]) <= 60, f"{name}: title {m.get('title')!r}"
+def test_template_file_names_are_their_titles_in_reading_order():
+    """Both frontends (1.27.10 and 1.58.1) title a custom pack's template card
+    with its file name and read nothing else, so the file name is the title:
+    ``NN Title.json``, numbered from 01 (Create a Soul ID) in reading order,
+    with a name every OS accepts; the API twin is ``api/<extra.soulid.name>.json``."""
+    import re
+
+    stems = [p.stem for p in UI_FILES]
+    assert [s[:2] for s in stems] == [f"{i:02d}" for i in range(1, len(stems) + 1)], stems
+    for p in UI_FILES:
+        m = _load(p).get("extra", {}).get("soulid", {})
+        assert p.stem == f"{p.stem[:2]} {m.get('title')}", f"{p.name}: file name is not '<NN> <extra.soulid.title>'"
+        assert 3 <= len(m["title"]) <= 60 and not re.search(r'[<>:"/\\|?*%#]', p.name), f"{p.name}: not a portable title"
+        assert isinstance(m.get("name"), str) and m["name"].isidentifier(), f"{p.name}: extra.soulid.name {m.get('name')!r}"
         d = m.get("description")
-        assert isinstance(d, str) and 20 <= len(d) <= 160 and "\n" not in d, f"{name}: one-line description {d!r}"
-    orders = sorted((m["order"], name) for name, m in metas.items())
-    assert [o for o, _ in orders] == list(range(1, len(orders) + 1)), orders
-    assert orders[0][1] == "soul_id_create"
-    assert len({m["title"] for m in metas.values()}) == len(metas)
+        assert isinstance(d, str) and 20 <= len(d) <= 160 and "\n" not in d, f"{p.name}: one-line description {d!r}"
+    assert list(ui_templates())[0] == "soul_id_create" and stems[0] == "01 Create a Soul ID"
+    assert len(set(ui_templates())) == len(UI_FILES)
 
 
 @pytest.mark.parametrize("ui_path", UI_FILES, ids=_ids(UI_FILES))

@@ -25,6 +25,28 @@ import json
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parent / "data"
+#: The shipped templates: ``NN Title.json`` (UI format, what the template browser lists) and
+#: ``api/<name>.json``, the API twin named by the UI file's ``extra.soulid.name``.
+WORKFLOWS = DATA.parent.parent / "workflows"
+
+
+def ui_templates() -> dict[str, Path]:
+    """``{name: UI template path}`` in reading order (file name), ``name`` the
+    template's ``extra.soulid.name`` (also its API twin's stem)."""
+    out = {}
+    for p in sorted(WORKFLOWS.glob("*.json")):
+        out[json.loads(p.read_text(encoding="utf-8"))["extra"]["soulid"]["name"]] = p
+    return out
+
+
+def ui_template(name: str) -> Path:
+    """The UI template whose ``extra.soulid.name`` is ``name`` (``soul_id_create`` ...)."""
+    return ui_templates()[name]
+
+
+def api_twin(name: str) -> Path:
+    """The API twin ``workflows/api/<name>.json``."""
+    return WORKFLOWS / "api" / f"{name}.json"
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 #: Frontend-only nodes: no backend schema, never sent to /prompt.
 VIRTUAL_NODES = {"Note", "MarkdownNote"}

@@ -321,20 +321,20 @@ function dropEmptyTwins(node) {
 }
 
 // ---------------------------------------------------------------- templates
-// ComfyUI lists a pack's templates in file-system order and both frontends
-// keep that order: put ours in reading order (Create first), from
-// extra.soulid.order (GET /soulid/templates).
+// ComfyUI lists a pack's templates in file-system order, and both frontends
+// keep that order and title each card with its file name. Our file names are
+// "NN Title" (GET /soulid/templates lists them): sorted, they read in order,
+// Create a Soul ID first.
 function orderTemplates() {
   if (api.getWorkflowTemplates?.soulidOrdered) return;
   const original = api.getWorkflowTemplates.bind(api);
   const ordered = async function () {
     const lists = await original();
     try {
-      const order = await (await api.fetchApi("/soulid/templates")).json();
-      const rank = new Map(order.map((e, i) => [e.name, i]));
+      const ours = new Set((await (await api.fetchApi("/soulid/templates")).json()).map((e) => e.name));
       for (const names of Object.values(lists ?? {})) {
-        if (Array.isArray(names) && names.includes("soul_id_create")) {
-          names.sort((a, b) => (rank.get(a) ?? 1e6) - (rank.get(b) ?? 1e6) || a.localeCompare(b));
+        if (Array.isArray(names) && names.some((n) => ours.has(n))) {
+          names.sort((a, b) => a.localeCompare(b, "en", { numeric: true }));
         }
       }
     } catch (e) {

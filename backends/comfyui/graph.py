@@ -30,7 +30,8 @@ def load_api_workflow(path: str | Path) -> dict:
 
     Raises:
         WorkflowError: unreadable or invalid JSON; a UI-format workflow (names
-            the API twin ``<folder>/api/<name>.json`` when it exists); a node
+            the API twin ``<folder>/api/<name>.json`` when it exists, ``name``
+            from the template's ``extra.soulid.name``); a node
             without ``class_type`` or ``inputs``.
     """
     p = Path(path)
@@ -46,7 +47,10 @@ def load_api_workflow(path: str | Path) -> dict:
     if isinstance(data, dict) and isinstance(data.get("prompt"), dict) and "class_type" not in data["prompt"]:
         data = data["prompt"]
     if isinstance(data, dict) and isinstance(data.get("nodes"), list) and "links" in data:
-        twin = p.parent / "api" / p.name
+        extra = data.get("extra") if isinstance(data.get("extra"), dict) else {}
+        meta = extra.get("soulid") if isinstance(extra.get("soulid"), dict) else {}
+        name = meta.get("name")  # a shipped template's API twin: workflows/api/<name>.json
+        twin = p.parent / "api" / (f"{name}.json" if isinstance(name, str) and name.isidentifier() else p.name)
         hint = (f"run its API twin {twin}" if twin.is_file()
                 else "export it from ComfyUI with Workflow > Export (API) and run that file")
         raise WorkflowError(f"{p}: this is a UI-format workflow (what the ComfyUI editor saves); {hint}")

@@ -1,7 +1,7 @@
 """Local persona-LoRA training from a Soul ID's own photos (SDXL; diffusers + peft).
 
 One training core, ComfyUI-free (inside ComfyUI, training uses ComfyUI's own
-``TrainLoraNode``; see ``workflows/soul_id_train_lora.json``):
+``TrainLoraNode``; see ``workflows/10 Train a persona LoRA (local).json``):
 
 * :mod:`.dataset`: face-centred crops of the accepted photos, aspect buckets, flips;
 * :mod:`.captions`: ``"<trigger> <class word>, <pose> view"`` per photo, editable;

@@ -82,9 +82,10 @@ class Budget(SharedBudget):
         limit = "no limit" if self.max_usd is None else f"max ${self.max_usd:.2f}"
         if reused and self.spent <= 0:
             return f"nothing paid by this run: the earlier paid result was reused ({limit})"
+        paid = f"{self.attempts} paid attempt{'' if self.attempts == 1 else 's'}"
         if not self.estimated:
-            return f"{self.attempts} paid attempt(s), no estimate from the provider ({limit})"
-        return f"{self.attempts} paid attempt(s), ${self.spent:.2f} spent by this run ({limit})"
+            return f"{paid}, no estimate from the provider ({limit})"
+        return f"{paid}, ${self.spent:.2f} spent by this run ({limit})"
 
 
 def preflight(backend, req, budget: Budget, attempts: int, what: str) -> int:
@@ -125,7 +126,8 @@ class BudgetedBackend:
         if not self.budget.can_afford_next():
             raise BudgetExhausted(
                 f"max_usd ${self.budget.max_usd:.2f} is spent (${self.budget.spent:.2f} over "
-                f"{self.budget.attempts} attempt(s)); the next attempt was not submitted")
+                f"{self.budget.attempts} attempt{'' if self.budget.attempts == 1 else 's'}); "
+                "the next attempt was not submitted")
         req = replace(req, options=self.budget.options(req.options))
         res = getattr(self.backend, method)(req, progress, interrupt)
         self.budget.charge(res.cost)

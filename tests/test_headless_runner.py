@@ -414,8 +414,8 @@ def _check_campaign(images, videos, text, soul):
     kept = [v for k, v in images.items() if k.startswith("campaign/variant")]
     assert len(kept) == 3 and all(_same_person(soul, v) for v in kept)
     assert any(k.startswith("campaign/board") for k in images)
-    reports = [line for line in text.splitlines() if "(PreviewAny)" in line]
-    assert len(reports) == 3, text  # one drift-guard report per variant
+    reports = [line for line in text.splitlines() if "(SoulIDDriftGuard)" in line]
+    assert len(reports) == 3, text  # each variant's Drift Guard shows its own report
 
 
 def _check_id_photo(images, videos, text, soul):

@@ -353,3 +353,51 @@ def test_nodes_that_show_a_result_are_drawn_with_it():
     assert shows["PreviewText"], "the walk found no node that shows a text"
     assert shows["PreviewText"] - TEXT_NODES == set()
     assert shows["PreviewImage"] - PREVIEW_NODES == set()
+
+
+#: The canvas of a 1080p screen (less the frontend's bars): what "fits the screen" means below.
+SCREEN_CANVAS = (1840, 960)
+
+
+@pytest.mark.parametrize("ui_path", UI_FILES, ids=_ids(UI_FILES))
+def test_template_opens_on_its_start_and_fits_a_screen(ui_path):
+    """Both frontends restore ``extra.ds`` when a template opens. At that view
+    the graph's top-left corner (the note, the first group's title) sits clear
+    of the left bar and below the top bars (1.58 floats its sidebar over the
+    canvas's first ~65 px and its graph menu and Run bar over the first
+    ~90 px; the browser pass checks it on the page), at a zoom where the
+    frontend still draws widgets (LiteGraph's low-quality threshold is 0.6).
+    Fitting the whole graph to a 1080p screen needs no less than 44 % zoom
+    (the campaign template needed 26 % before it was laid out in columns)."""
+    from workflow_check import TITLE_H
+
+    wf = _load(ui_path)
+    ds = wf["extra"]["ds"]
+    s, (ox, oy) = float(ds["scale"]), ds["offset"]
+    xs = [n["pos"][0] for n in wf["nodes"]] + [g["bounding"][0] for g in wf["groups"]]
+    ys = [n["pos"][1] - TITLE_H for n in wf["nodes"]] + [g["bounding"][1] for g in wf["groups"]]
+    x2 = [n["pos"][0] + n["size"][0] for n in wf["nodes"]] + [g["bounding"][0] + g["bounding"][2] for g in wf["groups"]]
+    y2 = [n["pos"][1] + n["size"][1] for n in wf["nodes"]] + [g["bounding"][1] + g["bounding"][3] for g in wf["groups"]]
+    left, top = (min(xs) + ox) * s, (min(ys) + oy) * s
+    assert 0.6 <= s <= 1.0, f"{ui_path.name}: opens at {s:.0%}"
+    assert 80 <= left <= 130 and 100 <= top <= 160, f"{ui_path.name}: its top-left corner opens at ({left:.0f}, {top:.0f}) px"
+    fit = min(SCREEN_CANVAS[0] / (max(x2) - min(xs)), SCREEN_CANVAS[1] / (max(y2) - min(ys)))
+    assert fit >= 0.44, f"{ui_path.name}: {max(x2) - min(xs)} x {max(y2) - min(ys)} fits a 1080p screen only at {fit:.0%}"
+
+
+def test_thumbnail_captions_read_at_card_size():
+    """The template browser shows a thumbnail about 256 px wide (both
+    frontends): a caption must stay at least 14 px tall there and fit the width."""
+    from PIL import Image, ImageFont
+
+    from render_templates import CAPTION_PX, NOT_A_GENERATION, THUMB, thumbnail
+
+    font = ImageFont.load_default(size=CAPTION_PX)
+    x0, y0, x1, y1 = font.getbbox("Ag")
+    assert (y1 - y0) * 256 / THUMB[0] >= 14
+    photo = Image.new("RGB", (300, 400), (120, 90, 80))
+    for name, lines in NOT_A_GENERATION.items():
+        assert name in ui_templates() and 1 <= len(lines) <= 2, name
+        thumbnail([photo], lines)  # raises when a line is wider than the thumbnail
+    with pytest.raises(ValueError):
+        thumbnail([photo], ["a caption far too long to be read on a card of the template browser"])

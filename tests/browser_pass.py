@@ -71,8 +71,9 @@ BOXES_JS = """() => {
 #: At the view the template opens with (its ``extra.ds``, before any fit): every
 #: group title and node title that lies on screen must be on the canvas and not
 #: under the frontend's own bars and panels (``document.elementFromPoint`` hits
-#: the canvas, or with Vue nodes that node's element). Points further right or
-#: down are reached by panning, as with any large graph.
+#: the canvas, or with Vue nodes that node's element; the zoom controls and
+#: 1.58's minimap in the bottom-right corner excepted). Points further right or down are reached by
+#: panning, as with any large graph.
 VIEW_JS = """() => {
   const c = window.app.canvas, g = window.app.graph, el = c.canvas;
   const r = el.getBoundingClientRect();
@@ -89,6 +90,10 @@ VIEW_JS = """() => {
     if (x < Math.max(0, r.left) || y < Math.max(0, r.top)) { bad.push(`${what}: cut off (${Math.round(x)}, ${Math.round(y)})`); continue; }
     const hit = document.elementFromPoint(x, y);
     if (hit === el || (id !== null && hit?.closest?.(`[data-node-id="${id}"]`))) continue;
+    if (!hit) continue;  // outside the window
+    if (hit.closest?.('.minimap-main-container')) continue;  // 1.58's minimap (bottom right), the user's to hide
+    const h = hit.getBoundingClientRect();  // the canvas's corner controls (zoom buttons) in the bottom right
+    if (h.left > window.innerWidth * 0.6 && h.top > window.innerHeight * 0.6) continue;
     bad.push(`${what}: under ${hit ? hit.tagName.toLowerCase() + '.' + String(hit.className || '').slice(0, 50) : 'nothing'}`);
   }
   return {scale: c.ds.scale, bad};

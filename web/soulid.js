@@ -7,8 +7,11 @@
 // for text, so this adds one read-only text box ("result") under the widgets
 // of a Soul ID node the first time it shows something. The box is not saved
 // in the workflow and is not an input.
+//
+// The box is a DOM widget made through the frontend's public node API
+// (node.addDOMWidget), not through the internal scripts/widgets.js, which
+// frontend 1.58 warns about on every page load.
 import { app } from "../../scripts/app.js";
-import { ComfyWidgets } from "../../scripts/widgets.js";
 
 export const RESULT = "result";
 //: The result box takes at most RESULT_MAX px (the room the templates keep
@@ -22,14 +25,19 @@ export function showText(node, text, { compact = false } = {}) {
   if (!w) {
     const before = node.size ? [node.size[0], node.size[1]] : null;
     const max = compact ? RESULT_MIN : RESULT_MAX;
-    w = ComfyWidgets.STRING(node, RESULT, ["STRING", { multiline: true }], app).widget;
+    const el = document.createElement("textarea");
+    el.className = "comfy-multiline-input";
+    el.readOnly = true;
+    el.spellcheck = false;
+    el.style.opacity = 0.85;
+    w = node.addDOMWidget(RESULT, "customtext", el, {
+      serialize: false,
+      getValue: () => el.value,
+      setValue: (v) => { el.value = v ?? ""; },
+      getMinHeight: () => RESULT_MIN, getMaxHeight: () => max, getHeight: () => max,
+    });
     w.serialize = false;
-    w.options = { ...(w.options || {}), serialize: false,
-                  getMinHeight: () => RESULT_MIN, getMaxHeight: () => max, getHeight: () => max };
-    if (w.inputEl) {
-      w.inputEl.readOnly = true;
-      w.inputEl.style.opacity = 0.85;
-    }
+    w.inputEl = el;
     const need = node.computeSize?.();
     if (before && need && node.setSize) node.setSize([Math.max(before[0], need[0]), Math.max(before[1], need[1])]);
   }

@@ -24,8 +24,16 @@ template in ``workflows/`` (whatever exists, in the browser's order):
    clip, and for text (our nodes' ``ui.text``) the ``result`` box of
    ``web/soulid.js`` holding that text; with ``--vue-nodes`` (the "Nodes 2.0"
    renderer) checked in the node's DOM;
-4. screenshots ``DIR/<name>.png`` and the main Soul ID node at 100 %
-   (``DIR/<name>_node.png``).
+4. **opens on its start** = at the view stored in the template (``extra.ds``,
+   before any fit) no group title or node title on screen is cut off at the
+   left or top or hidden under the frontend's bars and panels
+   (:data:`VIEW_JS`); **stays in its groups** = no node sticks out of the
+   group the template puts it in, once loaded and after the run (a preview
+   that grew; :func:`spills`); both count under **loads**;
+5. screenshots ``DIR/<name>_opened.png`` (as opened), ``DIR/<name>.png``
+   (fitted, after the run), the main Soul ID node at 100 %
+   (``DIR/<name>_node.png``) and the opening view with the run's results
+   (``DIR/<name>_result.png``).
 
 Finally it opens the template browser, picks the pack's category (1.27:
 ``soulid``; 1.58: EXTENSIONS -> ``Soul ID``), checks that every template is
@@ -413,6 +421,12 @@ def main(argv=None) -> int:
                     }""", MAIN_NODES)
                     time.sleep(1.0)
                     page.screenshot(path=str(out / f"{name}_node.png"))
+                    # And at the view the template opens with, now with the run's results.
+                    page.evaluate("""(ds) => { const c = window.app.canvas; c.ds.scale = ds.scale;
+                      c.ds.offset[0] = ds.offset[0]; c.ds.offset[1] = ds.offset[1]; c.setDirty(true, true); }""",
+                                  wf["extra"]["ds"])
+                    time.sleep(1.0)
+                    page.screenshot(path=str(out / f"{name}_result.png"))
                     expected = "refused at validation" if name in stops else "success"
                     loads = not unknown and not dialogs and not ov and not ov_after and not view["bad"] and not spilt
                     runs = status == expected

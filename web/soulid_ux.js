@@ -154,7 +154,7 @@ async function fetchLibrary() {
 function describeEntry(e) {
   if (!e) return "";
   const thr = e.threshold != null ? `, threshold ${Number(e.threshold).toFixed(3)}` : "";
-  return `${e.name}: verdict ${e.verdict}, ${e.accepted} photo(s) kept of ${e.photos}${thr}`;
+  return `${e.name}: verdict ${e.verdict}, ${e.accepted} of ${e.photos} photo${e.photos === 1 ? "" : "s"} kept${thr}`;
 }
 
 function showEntry(node) {

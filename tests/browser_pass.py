@@ -318,6 +318,14 @@ def _open_category(page) -> str:
     return " ".join(texts)
 
 
+#: Card titles of the template browser cut short with an ellipsis (text wider than its box).
+CUT_TITLES_JS = """(titles) => titles.filter(t => {
+  const els = Array.from(document.querySelectorAll('.p-dialog *, [role=dialog] *'))
+    .filter(e => e.children.length === 0 && (e.textContent || '').trim() === t);
+  return els.some(e => e.scrollWidth > e.clientWidth + 1);
+})"""
+
+
 def _listed(title: str, text: str) -> bool:
     return title.lower() in re.sub(r"\s+", " ", text.lower())
 
@@ -447,16 +455,19 @@ def main(argv=None) -> int:
                 page.screenshot(path=str(out / "template_browser.png"))
                 unlisted = [n for n in titles if not _listed(titles[n], text)]
                 shown_order = reading_order(list(titles.values()), text)
+                cut = page.evaluate(CUT_TITLES_JS, list(titles.values()))
                 in_order = shown_order == sorted(titles.values()) and (
                     "soul_id_create" not in titles or shown_order[0] == titles["soul_id_create"])
                 print(f"template browser: {len(titles) - len(unlisted)} of {len(titles)} Soul ID templates listed"
                       + (f"; missing: {unlisted}" if unlisted else "")
-                      + f"; in reading order: {in_order} ({' | '.join(shown_order)})", flush=True)
-                bad += bool(unlisted) + (not in_order)
+                      + f"; in reading order: {in_order} ({' | '.join(shown_order)})"
+                      + f"; titles cut short on the card: {cut or 'none'}", flush=True)
+                bad += bool(unlisted) + (not in_order) + bool(cut)
                 browser.close()
     report = {"frontend": version, "vue_nodes": vue, "comfyui": _host_version(), "rows": rows,
               "template_browser": {"listed": [n for n in titles if n not in unlisted], "missing": unlisted,
-                                   "shown_order": shown_order, "in_reading_order": in_order}}
+                                   "shown_order": shown_order, "in_reading_order": in_order,
+                                   "titles_cut_short": cut}}
     (out / "report.json").write_text(json.dumps(report, indent=2))
     (out / "report.md").write_text(markdown(report))
     return 1 if bad else 0
@@ -497,7 +508,8 @@ def markdown(report: dict) -> str:
     tb = report["template_browser"]
     lines += ["", f"Template browser: {len(tb['listed'])} of {len(tb['listed']) + len(tb['missing'])} templates "
                   f"listed in the pack's category" + (f"; missing: {', '.join(tb['missing'])}" if tb["missing"] else ".")
-              + f" In reading order: {_yes(tb['in_reading_order'])}" + (f" ({' | '.join(tb['shown_order'])})." if tb['shown_order'] else "")]
+              + f" In reading order: {_yes(tb['in_reading_order'])}" + (f" ({' | '.join(tb['shown_order'])})." if tb['shown_order'] else "")
+              + f" Titles cut short on the card: {', '.join(tb['titles_cut_short']) or 'none'}."]
     return "\n".join(lines) + "\n"
 
 

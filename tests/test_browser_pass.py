@@ -69,4 +69,5 @@ def test_browser_pass(frontend, vue, only, tmp_path):
         assert report["frontend"] == version("comfyui-frontend-package")
     assert not report["template_browser"]["missing"]
     assert report["template_browser"]["in_reading_order"], report["template_browser"]["shown_order"]
+    assert not report["template_browser"]["titles_cut_short"]
 

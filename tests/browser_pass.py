@@ -295,8 +295,10 @@ def _run(page, host) -> tuple[str, str, dict]:
     return "timeout", "", {}
 
 
-def _open_category(page) -> str:
-    """Open the template browser on the pack's category; returns the dialog's text."""
+def _open_category(page, titles: list[str]) -> tuple[str, list[str]]:
+    """Open the template browser on the pack's category; returns the dialog's
+    text and the ``titles`` cut short on their cards (:data:`CUT_TITLES_JS`),
+    read while scrolling through the (lazily rendered) card grid."""
     page.keyboard.press("Escape")
     page.evaluate("() => window.app.extensionManager?.command?.execute('Comfy.BrowseTemplates')")
     time.sleep(3)
@@ -306,23 +308,34 @@ def _open_category(page) -> str:
             loc.first.click(timeout=5000)
             time.sleep(3)
             break
-    texts = []
+    texts, cut = [], set()
     for _ in range(6):  # the card grid may render lazily: read, scroll down, read again
         texts.append(page.evaluate("""() => Array.from(document.querySelectorAll('.p-dialog, [role=dialog]'))
           .map(d => d.innerText || '').join(' ')"""))
+        cut.update(page.evaluate(CUT_TITLES_JS, titles))
         page.evaluate("""() => document.querySelectorAll('.p-dialog *, [role=dialog] *').forEach(e => {
           if (e.scrollHeight > e.clientHeight + 10) e.scrollTop += e.clientHeight; })""")
         time.sleep(0.7)
     page.evaluate("""() => document.querySelectorAll('.p-dialog *, [role=dialog] *').forEach(e => { e.scrollTop = 0; })""")
     time.sleep(0.5)
-    return " ".join(texts)
+    return " ".join(texts), sorted(cut)
 
 
-#: Card titles of the template browser cut short with an ellipsis (text wider than its box).
+#: Card titles of the template browser cut short (an ellipsis or a line clamp): the
+#: title's text, or the nearest box around it that clips, is wider or taller than that box.
 CUT_TITLES_JS = """(titles) => titles.filter(t => {
   const els = Array.from(document.querySelectorAll('.p-dialog *, [role=dialog] *'))
     .filter(e => e.children.length === 0 && (e.textContent || '').trim() === t);
-  return els.some(e => e.scrollWidth > e.clientWidth + 1);
+  return els.some(e => {
+    for (let b = e, i = 0; b && i < 4; b = b.parentElement, i++) {
+      const cs = getComputedStyle(b);
+      const clips = cs.overflowX !== 'visible' || cs.overflowY !== 'visible' || cs.textOverflow === 'ellipsis'
+        || (cs.webkitLineClamp && cs.webkitLineClamp !== 'none');
+      if (!clips) continue;
+      return b.scrollWidth > b.clientWidth + 1 || b.scrollHeight > b.clientHeight + 1;
+    }
+    return false;
+  });
 })"""
 
 
@@ -451,11 +464,10 @@ def main(argv=None) -> int:
                           f"(zoom {view['scale']:.2f}), out of its group {spilt or 'none'}); run: {status} {err}; expected {expected}; "
                           f"result on node: {shows} {missing or ''}", flush=True)
                     bad += not (loads and runs and shows)
-                text = _open_category(page)
+                text, cut = _open_category(page, list(titles.values()))
                 page.screenshot(path=str(out / "template_browser.png"))
                 unlisted = [n for n in titles if not _listed(titles[n], text)]
                 shown_order = reading_order(list(titles.values()), text)
-                cut = page.evaluate(CUT_TITLES_JS, list(titles.values()))
                 in_order = shown_order == sorted(titles.values()) and (
                     "soul_id_create" not in titles or shown_order[0] == titles["soul_id_create"])
                 print(f"template browser: {len(titles) - len(unlisted)} of {len(titles)} Soul ID templates listed"

@@ -108,9 +108,14 @@ def main(argv=None) -> int:
                 page.wait_for_function("() => window.app && window.app.graph && window.app.canvas", timeout=120_000)
                 time.sleep(3)
 
+                loads = iter(range(1, 1000))
+
                 def load(wf):
+                    # Each graph under its own name, as a template opens: in a tab of its own. (1.58
+                    # reuses a tab of the same name and keeps the previous graph's previews by node id.)
                     page.keyboard.press("Escape")
-                    page.evaluate("async (wf) => { await window.app.loadGraphData(wf, true, true, 'ux'); }", wf)
+                    page.evaluate("async ([wf, name]) => { await window.app.loadGraphData(wf, true, true, name); }",
+                                  [wf, f"ux {next(loads)}"])
                     time.sleep(1.5)
 
                 def run_and_wait():

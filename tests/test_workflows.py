@@ -368,7 +368,7 @@ def test_template_opens_on_its_start_and_fits_a_screen(ui_path):
     ~90 px; the browser pass checks it on the page), at a zoom where the
     frontend still draws widgets (LiteGraph's low-quality threshold is 0.6).
     Fitting the whole graph to a 1080p screen needs no less than 44 % zoom
-    (the campaign template needed 26 % before it was laid out in columns)."""
+    (the campaign template needed 36 % before it was laid out in columns)."""
     from workflow_check import TITLE_H
 
     wf = _load(ui_path)

@@ -77,6 +77,7 @@ BOXES_JS = """() => {
 }"""
 
 #: At the view the template opens with (its ``extra.ds``, before any fit): every
+#: note (the template's instructions) lies wholly on screen, and every
 #: group title and node title that lies on screen must be on the canvas and not
 #: under the frontend's own bars and panels (``document.elementFromPoint`` hits
 #: the canvas, or with Vue nodes that node's element; the zoom controls and
@@ -93,6 +94,12 @@ VIEW_JS = """() => {
   }
   for (const n of (g.nodes || g._nodes)) pts.push({what: `node ${n.id} ${n.type} title`, p: at(n.pos[0] + 12, n.pos[1] - 15), id: n.id});
   const bad = [];
+  for (const n of (g.nodes || g._nodes)) {  // the template's instructions are read first: wholly on screen
+    if (n.type !== 'MarkdownNote' && n.type !== 'Note') continue;
+    const [x2, y2] = at(n.pos[0] + n.size[0], n.pos[1] + n.size[1]);
+    if (x2 > Math.min(window.innerWidth, r.right) || y2 > Math.min(window.innerHeight, r.bottom))
+      bad.push(`note ${n.id}: runs off the screen (to ${Math.round(x2)}, ${Math.round(y2)})`);
+  }
   for (const {what, p: [x, y], id} of pts) {
     if (x >= Math.min(window.innerWidth, r.right) || y >= Math.min(window.innerHeight, r.bottom)) continue;
     if (x < Math.max(0, r.left) || y < Math.max(0, r.top)) { bad.push(`${what}: cut off (${Math.round(x)}, ${Math.round(y)})`); continue; }
@@ -102,7 +109,7 @@ VIEW_JS = """() => {
     if (hit.closest?.('.minimap-main-container')) continue;  // 1.58's minimap (bottom right), the user's to hide
     const h = hit.getBoundingClientRect();  // the canvas's corner controls (zoom buttons) in the bottom right
     if (h.left > window.innerWidth * 0.6 && h.top > window.innerHeight * 0.6) continue;
-    bad.push(`${what}: under ${hit ? hit.tagName.toLowerCase() + '.' + String(hit.className || '').slice(0, 50) : 'nothing'}`);
+    bad.push(`${what}: under ${hit.tagName.toLowerCase()}.${String(hit.className || '').slice(0, 50)}`);
   }
   return {scale: c.ds.scale, bad};
 }"""

@@ -82,10 +82,9 @@ class Budget(SharedBudget):
         limit = "no limit" if self.max_usd is None else f"max ${self.max_usd:.2f}"
         if reused and self.spent <= 0:
             return f"nothing paid by this run: the earlier paid result was reused ({limit})"
-        paid = f"{self.attempts} paid attempt{'' if self.attempts == 1 else 's'}"
         if not self.estimated:
-            return f"{paid}, no estimate from the provider ({limit})"
-        return f"{paid}, ${self.spent:.2f} spent by this run ({limit})"
+            return f"{counted(self.attempts, 'paid attempt')}, no estimate from the provider ({limit})"
+        return f"{counted(self.attempts, 'paid attempt')}, ${self.spent:.2f} spent by this run ({limit})"
 
 
 def preflight(backend, req, budget: Budget, attempts: int, what: str) -> int:
@@ -126,8 +125,7 @@ class BudgetedBackend:
         if not self.budget.can_afford_next():
             raise BudgetExhausted(
                 f"max_usd ${self.budget.max_usd:.2f} is spent (${self.budget.spent:.2f} over "
-                f"{self.budget.attempts} attempt{'' if self.budget.attempts == 1 else 's'}); "
-                "the next attempt was not submitted")
+                f"{counted(self.budget.attempts, 'attempt')}); the next attempt was not submitted")
         req = replace(req, options=self.budget.options(req.options))
         res = getattr(self.backend, method)(req, progress, interrupt)
         self.budget.charge(res.cost)
@@ -184,6 +182,11 @@ async def call_backend(name: str, method: str, req, budget: Budget | None = None
         return getattr(target, method)(req, progress, interrupt)
 
     return await asyncio.to_thread(run_with_backend, name, work, **backend_kw)
+
+
+def counted(n: int, noun: str) -> str:
+    """``"1 paid attempt"``, ``"3 paid attempts"``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def cost_text(provider: str, cost: dict | None, reused: bool = False) -> str:

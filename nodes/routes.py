@@ -76,11 +76,10 @@ def front_jpeg(name: str) -> bytes:
 
 
 def template_order() -> list[dict]:
-    """The pack's templates in reading order: ``[{"name", "title", "twin"}]``.
+    """The pack's templates in reading order: ``[{"name", "title"}]``.
 
     ``name`` is the file stem both frontends list and title the card with
-    (``NN Title``: the two-digit prefix is the reading order, Create is 01);
-    ``twin`` the API twin ``workflows/api/<twin>.json`` (``extra.soulid.name``).
+    (``NN Title``: the two-digit prefix is the reading order, Create is 01).
     """
     import json
     from pathlib import Path
@@ -91,7 +90,7 @@ def template_order() -> list[dict]:
             meta = (json.loads(f.read_text(encoding="utf-8")).get("extra") or {}).get("soulid") or {}
         except (OSError, ValueError):
             meta = {}
-        out.append({"name": f.stem, "title": str(meta.get("title") or f.stem), "twin": str(meta.get("name") or "")})
+        out.append({"name": f.stem, "title": str(meta.get("title") or f.stem)})
     return out
 
 

@@ -114,6 +114,28 @@ def frontend_version(static: Path) -> str:
     return "?"
 
 
+def browser_script(script: Path, out: Path, newest_frontend: bool) -> list[str]:
+    """The command line of a browser script (``tests/browser_pass.py``,
+    ``tests/browser_ux.py``) on the host's frontend or, with ``newest_frontend``,
+    on ``$SOULID_NEW_FRONTEND_ROOT``; skips (a failure under CI) what is missing:
+    ``$COMFYUI_PATH``, Chromium, playwright, the newest frontend."""
+    import sys
+
+    chromium = os.environ.get("SOULID_CHROMIUM", "/usr/bin/chromium")
+    if not os.environ.get("COMFYUI_PATH"):
+        pytest.skip("COMFYUI_PATH is not set (a ComfyUI checkout)")
+    if not Path(chromium).exists():
+        pytest.skip(f"chromium not found at {chromium} (Debian package chromium)")
+    pytest.importorskip("playwright", reason="playwright is not installed (the test extra)")
+    cmd = [sys.executable, str(script), "--out", str(out), "--chromium", chromium]
+    if newest_frontend:
+        root = os.environ.get("SOULID_NEW_FRONTEND_ROOT")
+        if not root or not (Path(root) / "index.html").is_file():
+            pytest.skip("the newest frontend is not set up: SOULID_NEW_FRONTEND_ROOT (see .ci/comfyui_host.sh)")
+        cmd += ["--front-end-root", root]
+    return cmd
+
+
 def pytest_report_header(config):
     return host_versions()
 

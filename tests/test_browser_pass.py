@@ -16,16 +16,16 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import browser_script, frontend_version
+from workflow_check import ui_templates
 
 pytestmark = [pytest.mark.slow, pytest.mark.comfyui]
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
-CHROMIUM = os.environ.get("SOULID_CHROMIUM", "/usr/bin/chromium")
 VUE_SUBSET = ["soul_id_create", "soul_generate_cloud", "soul_edit_cloud"]
 
 
@@ -35,17 +35,7 @@ VUE_SUBSET = ["soul_id_create", "soul_generate_cloud", "soul_edit_cloud"]
     pytest.param("new", True, VUE_SUBSET, id="newest-frontend-vue-nodes"),
 ])
 def test_browser_pass(frontend, vue, only, tmp_path):
-    if not os.environ.get("COMFYUI_PATH"):
-        pytest.skip("COMFYUI_PATH is not set (a ComfyUI checkout)")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"chromium not found at {CHROMIUM} (Debian package chromium)")
-    pytest.importorskip("playwright", reason="playwright is not installed (the test extra)")
-    cmd = [sys.executable, str(TESTS / "browser_pass.py"), "--out", str(tmp_path), "--chromium", CHROMIUM]
-    root = os.environ.get("SOULID_NEW_FRONTEND_ROOT")
-    if frontend:
-        if not root or not (Path(root) / "index.html").is_file():
-            pytest.skip("the newest frontend is not set up: SOULID_NEW_FRONTEND_ROOT (see .ci/comfyui_host.sh)")
-        cmd += ["--front-end-root", root]
+    cmd = browser_script(TESTS / "browser_pass.py", tmp_path, newest_frontend=bool(frontend))
     if vue:
         cmd.append("--vue-nodes")
     if only:
@@ -54,15 +44,11 @@ def test_browser_pass(frontend, vue, only, tmp_path):
     print(r.stdout)
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())
-    from workflow_check import ui_templates
-
     names = set(ui_templates())
     assert {row["template"] for row in report["rows"]} == (set(only) if only else names)
     assert report["vue_nodes"] is vue
     if frontend:
-        from conftest import frontend_version
-
-        assert report["frontend"] == frontend_version(Path(root))
+        assert report["frontend"] == frontend_version(Path(os.environ["SOULID_NEW_FRONTEND_ROOT"]))
     else:
         from importlib.metadata import version
 

@@ -16,32 +16,20 @@ frontend on 2 CPU cores.
 """
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import browser_script
 
 pytestmark = [pytest.mark.slow, pytest.mark.comfyui]
 
 TESTS = Path(__file__).resolve().parent
-CHROMIUM = os.environ.get("SOULID_CHROMIUM", "/usr/bin/chromium")
 
 
 @pytest.mark.parametrize("frontend", [None, "new"], ids=["host-frontend", "newest-frontend"])
 def test_editor_checks_in_the_browser(frontend, tmp_path):
-    if not os.environ.get("COMFYUI_PATH"):
-        pytest.skip("COMFYUI_PATH is not set (a ComfyUI checkout)")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"chromium not found at {CHROMIUM} (Debian package chromium)")
-    pytest.importorskip("playwright", reason="playwright is not installed (the test extra)")
-    cmd = [sys.executable, str(TESTS / "browser_ux.py"), "--out", str(tmp_path), "--chromium", CHROMIUM]
-    if frontend:
-        root = os.environ.get("SOULID_NEW_FRONTEND_ROOT")
-        if not root or not (Path(root) / "index.html").is_file():
-            pytest.skip("the newest frontend is not set up: SOULID_NEW_FRONTEND_ROOT (see .ci/comfyui_host.sh)")
-        cmd += ["--front-end-root", root]
+    cmd = browser_script(TESTS / "browser_ux.py", tmp_path, newest_frontend=bool(frontend))
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, cwd=TESTS.parent)
     print(r.stdout)
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]

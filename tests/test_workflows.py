@@ -43,7 +43,7 @@ def _load(p: Path) -> dict:
 
 def _name(ui_path: Path) -> str:
     """The template's ``extra.soulid.name``: its API twin's stem."""
-    return _load(ui_path)["extra"]["soulid"]["name"]
+    return next(name for name, p in ui_templates().items() if p == ui_path)
 
 
 def _twin(ui_path: Path) -> Path:

@@ -21,6 +21,7 @@ combo options, ``*`` and comma-separated socket types).
 """
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -30,9 +31,11 @@ DATA = Path(__file__).resolve().parent / "data"
 WORKFLOWS = DATA.parent.parent / "workflows"
 
 
+@functools.cache
 def ui_templates() -> dict[str, Path]:
     """``{name: UI template path}`` in reading order (file name), ``name`` the
-    template's ``extra.soulid.name`` (also its API twin's stem)."""
+    template's ``extra.soulid.name`` (also its API twin's stem). Read once per
+    process (the shipped files do not change under a test run); do not modify."""
     out = {}
     for p in sorted(WORKFLOWS.glob("*.json")):
         out[json.loads(p.read_text(encoding="utf-8"))["extra"]["soulid"]["name"]] = p
@@ -42,11 +45,6 @@ def ui_templates() -> dict[str, Path]:
 def ui_template(name: str) -> Path:
     """The UI template whose ``extra.soulid.name`` is ``name`` (``soul_id_create`` ...)."""
     return ui_templates()[name]
-
-
-def api_twin(name: str) -> Path:
-    """The API twin ``workflows/api/<name>.json``."""
-    return WORKFLOWS / "api" / f"{name}.json"
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 #: Frontend-only nodes: no backend schema, never sent to /prompt.
 VIRTUAL_NODES = {"Note", "MarkdownNote"}

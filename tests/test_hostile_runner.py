@@ -238,3 +238,33 @@ def test_text_outputs_are_capped_per_job():
              "status": {"status_str": "success", "completed": True, "messages": []}}
     st = parse_history_entry(entry, "test")
     assert sum(len(t) for v in st.texts.values() for t in v) < 2 << 20  # 320 MB offered
+
+
+def test_concurrent_download_claims_on_one_out_folder_never_fail(tmp_path):
+    """Four rows in flight on one ``--out`` claim their downloads at once (``--per-worker 4``).
+
+    A claim that tidied the shared lock folder away raced with one that had just
+    made it: ``FileNotFoundError`` / ``FileExistsError`` failed a finished row.
+    """
+    import threading
+
+    from soulid.backends.comfyui.jobs import _download_claim
+
+    errors: list[BaseException] = []
+
+    def claims(worker: int) -> None:
+        for i in range(400):
+            try:
+                with _download_claim(tmp_path, f"w{worker}/o{i}", Deadline(10)):
+                    pass
+            except BaseException as e:  # noqa: BLE001 - every failure is the finding
+                errors.append(e)
+                return
+
+    threads = [threading.Thread(target=claims, args=(w,)) for w in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, [repr(e) for e in errors[:3]]
+    assert not [f for f in (tmp_path / ".soulid-locks").iterdir()], "a released claim left its lock file"

@@ -109,7 +109,11 @@ def drift_score(texts: dict) -> float | None:
 def _download_claim(out_dir: Path, what: str, deadline: Deadline):
     """Hold an OS file lock (``out_dir/.soulid-locks/<hash>``) while one output is
     fetched, so that two runs on one ``--out`` fetch it once: the second waits,
-    then finds it in the journal. Released on exit or when the process dies."""
+    then finds it in the journal. Released on exit or when the process dies.
+
+    The folder stays: removing it when empty raced with a concurrent claim that
+    had just made it (``FileNotFoundError`` on open, ``FileExistsError`` from
+    ``mkdir``), which failed rows of a ``--per-worker 4`` campaign."""
     d = out_dir / ".soulid-locks"
     d.mkdir(parents=True, exist_ok=True)
     path = d / hashlib.sha256(what.encode()).hexdigest()[:24]
@@ -127,10 +131,6 @@ def _download_claim(out_dir: Path, what: str, deadline: Deadline):
             # Tidied while still held: a waiter (or a later run) that then locks a new file
             # finds the output in the journal, which is read after the lock is taken.
             path.unlink(missing_ok=True)
-            try:
-                d.rmdir()
-            except OSError:
-                pass  # another claim is in it
         os.close(fd)
 
 

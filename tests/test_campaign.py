@@ -143,25 +143,66 @@ def test_kill9_halfway_then_rerun_gives_one_job_per_row(tmp_path):
     check_manifest(out, 12)
 
 
-@pytest.mark.parametrize("how", ["kill", "freeze"])
-def test_a_dead_worker_is_drained_and_its_jobs_finish_elsewhere(tmp_path, capsys, how):
+def _stop_after(worker: StandinV2, jobs: int, how: str, thaw_after: float = 0.0) -> None:
+    def stop():
+        while len(worker.jobs) < jobs:
+            time.sleep(0.01)
+        worker.kill() if how == "kill" else worker.freeze()
+        if thaw_after:
+            time.sleep(thaw_after)
+            worker.frozen.clear()
+    threading.Thread(target=stop, daemon=True).start()
+
+
+def _keys(worker: StandinV2) -> set[str]:
+    return {j["metadata"] for j in worker.jobs.values()}
+
+
+def test_a_hung_worker_is_drained_and_its_jobs_wait_for_it_never_running_twice(tmp_path, capsys, monkeypatch):
+    """A worker that stops answering is drained: rows it never got run elsewhere; rows whose job it
+    may hold wait, and when it answers again their jobs are picked up there. One job per row."""
+    from soulid.backends.comfyui import campaign
+    monkeypatch.setattr(campaign, "RECHECK_S", 0.5)
     plan = write_plan(tmp_path, PLAN12)
     out = tmp_path / "out"
     with StandinV2(job_seconds=0.15) as a, StandinV2(job_seconds=0.15) as b:
-        def stop_a():
-            while len(a.jobs) < 3:
-                time.sleep(0.01)
-            a.kill() if how == "kill" else a.freeze()
-        threading.Thread(target=stop_a, daemon=True).start()
+        _stop_after(a, 3, "freeze", thaw_after=3.0)
         code = main(["campaign", str(plan), "--server", a.url, "--server", b.url, "--out", str(out),
                      "--worker-timeout", "1"])
-        finished_on_a = sum(1 for j in a.jobs.values() if j["status"] == "succeeded")
         a.frozen.clear()
+        on_a, on_b = _keys(a), _keys(b)
     assert code == 0
+    assert not on_a & on_b, "a row ran on both workers"
+    assert len(on_a) + len(on_b) == 12 and len(on_a) >= 3 and len(on_b) >= 1
     rows = check_manifest(out, 12)
-    assert len(a.jobs) >= 3 and sum(r["worker"] == a.url for r in rows) <= finished_on_a
-    assert sum(r["worker"] == b.url for r in rows) >= 12 - finished_on_a
-    assert f"worker {a.url} drained" in capsys.readouterr().err
+    assert sum(r["worker"] == a.url for r in rows) == len(on_a)  # every job on a was picked up there
+    err = capsys.readouterr().err
+    assert f"worker {a.url} drained" in err and f"worker {a.url} answers again" in err
+    assert "rather than run twice elsewhere" in err
+
+
+def test_a_dead_worker_leaves_its_rows_unrun_until_a_rerun_without_it(tmp_path, capsys):
+    """A worker gone for good: the rows it never got finish elsewhere; the rows it may hold are not run
+    twice behind the user's back (exit 1, and the message says how to choose). A rerun without that
+    worker runs them on the others."""
+    plan = write_plan(tmp_path, PLAN12)
+    out = tmp_path / "out"
+    with StandinV2(job_seconds=0.15) as a, StandinV2(job_seconds=0.15) as b:
+        _stop_after(a, 3, "kill")
+        code = main(["campaign", str(plan), "--server", a.url, "--server", b.url, "--out", str(out),
+                     "--worker-timeout", "1", "--job-timeout", "4"])
+        on_a, on_b = _keys(a), _keys(b)
+        err = capsys.readouterr().err
+        assert code == 1, err
+        assert not on_a & on_b, "a row ran on both workers"
+        assert len(on_a) + len(on_b) == 12 and len(on_b) >= 1
+        done = [r for r in manifest(out) if r["status"] == "done"]
+        waiting = 12 - len(done)
+        assert 1 <= waiting <= len(on_a)
+        assert f"rerun without --server {a.url}" in err and "may then run twice" in err
+        assert main(["campaign", str(plan), "--server", b.url, "--out", str(out)]) == 0
+        assert len(_keys(b)) == len(on_b) + waiting  # only the unfinished rows ran again
+    check_manifest(out, 12)
 
 
 def test_jobs_a_worker_forgot_are_submitted_again_under_a_new_key(tmp_path, capsys):

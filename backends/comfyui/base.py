@@ -43,8 +43,16 @@ class ServerError(SoulIDError):
 
 
 class WorkerDown(ServerError):
-    """The server cannot be reached, timed out or answered 5xx: its jobs can
-    go to another worker."""
+    """The server cannot be reached, timed out, or refused the request (5xx;
+    401, 403 or 429 from a v2 gateway): it takes no new jobs.
+
+    ``no_job`` is True when the request surely created no job: the connection
+    was never made, or an auth or rate-limit refusal. Otherwise (a timeout, a
+    dropped connection, 5xx) a submit may have reached the server."""
+
+    def __init__(self, message: str, *, no_job: bool = False):
+        super().__init__(message)
+        self.no_job = no_job
 
 
 class JobRefused(ServerError):
@@ -274,12 +282,14 @@ class HttpWorker:
                         raise httpx.ReadTimeout("answer still arriving", request=req)
             finally:
                 r.close()
-        except httpx.TimeoutException:
+        except httpx.TimeoutException as e:
             if deadline.left() < 0.1:
                 raise DeadlineExceeded(f"{self.url}{path} did not answer before the deadline") from None
-            raise WorkerDown(f"{self.url}{path}: no answer in {self.request_timeout:g} s") from None
+            raise WorkerDown(f"{self.url}{path}: no answer in {self.request_timeout:g} s",
+                             no_job=isinstance(e, httpx.ConnectTimeout)) from None
         except httpx.TransportError as e:
-            raise WorkerDown(f"cannot reach {self.server} at {self.url} ({type(e).__name__}: {e})") from None
+            raise WorkerDown(f"cannot reach {self.server} at {self.url} ({type(e).__name__}: {e})",
+                             no_job=isinstance(e, httpx.ConnectError)) from None
         headers = [(k, v) for k, v in r.headers.multi_items()
                    if k.lower() not in ("content-encoding", "transfer-encoding", "content-length")]
         r = httpx.Response(r.status_code, headers=headers, content=b"".join(chunks), request=req)

@@ -17,8 +17,15 @@ to cross into its inputs:
 
 **Scheduling** (:class:`Scheduler`): each job goes to the healthy worker
 with the fewest jobs in flight, up to ``per_worker`` each. A worker that
-cannot be reached, times out or answers 5xx is drained: no new jobs, and
-its unfinished jobs go to the others. A job a node failed is recorded as
+cannot be reached, times out or answers 5xx is drained: no new jobs. Its
+rows that never reached it go to the others. A row whose job may already
+be on it (submitted, or a submit whose answer never came) waits for it
+instead: one such row is tried there again every :data:`RECHECK_S`
+seconds, and when the worker answers, it is back and the job is picked
+up where it is, so no row runs twice. A worker still silent after the job
+timeout leaves those rows unrun (exit 1); a rerun picks their jobs up, or
+runs them elsewhere when that worker is no longer among the ``--server``
+workers (they may then run twice). A job a node failed is recorded as
 failed and not retried (``retry_failed`` makes a deliberate new attempt).
 Every step is in the journal (:mod:`.journal`), so a rerun after a crash
 submits only what was never submitted.
@@ -43,6 +50,7 @@ import queue
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal
@@ -68,6 +76,8 @@ MANIFEST_FIELDS = ("row", "kind", "soul_id", "preset", "prompt", "seed", "status
 QA_NODE_ID = "soulid_qa_report"
 #: Times a row's job may be forgotten by workers (restarts) before the row counts as failed.
 MAX_LOST = 3
+#: Seconds between tries of a row on the drained worker that may hold its job.
+RECHECK_S = 5.0
 
 
 #: Largest plan file read, bytes.
@@ -154,6 +164,7 @@ class Row:
     state: str = "waiting"  # waiting queued running done failed
     pinned: str = ""  # worker URL holding its earlier submission
     lost: int = 0  # times a worker forgot this row's job
+    not_before: float = 0.0  # monotonic time before which it is not tried on its drained worker again
 
 
 def _photo_folders(plan: Plan, base: Path) -> list[Path]:
@@ -311,6 +322,7 @@ class Scheduler:
     in_flight: dict = field(default_factory=dict)
     drained: set = field(default_factory=set)
     received: dict = field(default_factory=dict)
+    down_at: dict = field(default_factory=dict)  # drained worker URL -> monotonic time it was drained
 
     def __post_init__(self):
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -332,8 +344,18 @@ class Scheduler:
                 c.failed += 1
         return c
 
+    def _may_hold(self, row: Row, url: str) -> bool:
+        """True when ``url`` may hold a job of ``row``: the journal has it
+        submitted there, or a submit there whose answer never came."""
+        rec = self.journal.get(row.spec.key)
+        return rec.get("worker") == url and bool(rec.get("job_id") or rec.get("event") == "submitting")
+
     def _pick(self, row: Row) -> Worker | None:
         live = [w for w in self.workers if w.url not in self.drained]
+        if row.pinned in self.drained:
+            # Its job may be there: only that worker may take it, one row at a time as a probe.
+            w = next(w for w in self.workers if w.url == row.pinned)
+            return w if self.in_flight[w.url] == 0 and time.monotonic() >= row.not_before else None
         if row.pinned:
             pinned = [w for w in live if w.url == row.pinned]
             if pinned:
@@ -358,8 +380,9 @@ class Scheduler:
                                                     rec.get("texts") or {}, rec.get("error", ""), True))
                 continue
             if rec.get("worker") and (rec.get("job_id") or rec.get("event") == "submitting"):
-                row.pinned = rec["worker"]
+                row.pinned = rec["worker"]  # a worker no longer given: any worker may take it (see _pick)
             todo.append(row)
+        stranded: list[Row] = []
         self.log(f"campaign: {len(rows)} row(s), {len(rows) - len(todo)} already finished, "
                  f"{len(self.workers)} worker(s), up to {self.per_worker} in flight each")
         active, shown = 0, ""
@@ -370,8 +393,6 @@ class Scheduler:
                 for row in list(todo):
                     w = self._pick(row)
                     if w is None:
-                        if row.pinned and all(x.url != row.pinned or x.url in self.drained for x in self.workers):
-                            row.pinned = ""  # its worker is gone or drained: any worker may take it
                         continue
                     todo.remove(row)
                     self.in_flight[w.url] += 1
@@ -381,21 +402,37 @@ class Scheduler:
                     threading.Thread(target=self._one, args=(w, row, events), daemon=True).start()
                     progressed = True
                     break
-            if not active and todo and all(w.url in self.drained for w in self.workers):
+            for row in [r for r in todo if r.pinned in self.drained]:
+                if time.monotonic() - self.down_at[row.pinned] > self.job_timeout:
+                    todo.remove(row)
+                    stranded.append(row)
+            if not active and todo and all(w.url in self.drained for w in self.workers) \
+                    and not any(r.pinned in self.drained for r in todo):
                 self.log(f"campaign: every worker is drained; {len(todo)} row(s) not run (rerun to finish them)")
                 break
             try:
                 kind, w, row, info = events.get(timeout=0.5)
             except queue.Empty:
                 kind = None
-            if kind is not None:
+            if kind == "back":
+                if w.url in self.drained:
+                    self.drained.discard(w.url)
+                    self.down_at.pop(w.url, None)
+                    self.log(f"worker {w.url} answers again: back in use")
+            elif kind is not None:
                 self.in_flight[w.url] -= 1
                 active -= 1
                 if kind == "down":
                     if w.url not in self.drained:
                         self.log(f"worker {w.url} drained: {info}")
+                        self.down_at[w.url] = time.monotonic()
                     self.drained.add(w.url)
-                    row.state, row.pinned = "waiting", ""
+                    was_pinned, row.state, row.pinned = row.pinned, "waiting", ""
+                    if self._may_hold(row, w.url):  # its job may run there: it waits, never runs twice
+                        row.pinned, row.not_before = w.url, time.monotonic() + RECHECK_S
+                        if was_pinned != w.url:
+                            self.log(f"row {row.index}: its job may be on {w.url}; it waits for that worker "
+                                     f"(up to the job timeout) rather than run twice elsewhere")
                     todo.append(row)
                 elif kind == "lost" and row.lost >= MAX_LOST:
                     row.state = "failed"
@@ -419,10 +456,23 @@ class Scheduler:
             if line != shown:
                 self.log(f"  {line}   in flight: " + ", ".join(f"{u} {n}" for u, n in self.in_flight.items()))
                 shown = line
+        for url in sorted({r.pinned for r in stranded}):
+            n = sum(r.pinned == url for r in stranded)
+            self.log(f"campaign: {n} row(s) may have jobs on {url}, which did not answer again within the job "
+                     f"timeout; they were not run elsewhere. Rerun when it is back to pick their jobs up, or "
+                     f"rerun without --server {url} to run them on the other workers (they may then run twice)")
         return self._counts(rows)
 
     def _one(self, w: Worker, row: Row, events: queue.Queue) -> None:
+        told = []
+
+        def answered() -> None:  # a drained worker that answers is back
+            if w.url in self.drained and not told:
+                told.append(True)
+                events.put(("back", w, row, None))
+
         def on_state(st: JobState):
+            answered()
             row.state = {QUEUED: "queued", RUNNING: "running"}.get(st.status, row.state)
 
         try:
@@ -431,8 +481,11 @@ class Scheduler:
         except WorkerDown as e:
             return events.put(("down", w, row, str(e)))
         except JobLost as e:
+            answered()
             return events.put(("lost", w, row, str(e)))
         except (JobRefused, DeadlineExceeded, ServerError) as e:
+            if not isinstance(e, DeadlineExceeded):
+                answered()
             row.state = "failed"
             self.journal.record(row.spec.key, event="failed" if isinstance(e, JobRefused) else "error",
                                 worker=w.url, error=str(e))
@@ -440,6 +493,7 @@ class Scheduler:
         except Exception as e:  # noqa: BLE001 - one row never sinks the campaign
             row.state = "failed"
             return events.put(("end", w, row, f"{type(e).__name__}: {e}"))
+        answered()
         row.state = "done" if res.status == "done" else "failed"
         events.put(("end", w, row, res))
 

@@ -18,7 +18,8 @@ from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from ...soul.paths import try_lock
-from .base import QUEUED, SUCCEEDED, TERMINAL, UNKNOWN, Deadline, DeadlineExceeded, JobState, ServerError, Upload, Worker, job_key
+from .base import (QUEUED, SUCCEEDED, TERMINAL, UNKNOWN, Deadline, DeadlineExceeded, JobState, ServerError, Upload, Worker,
+                   WorkerDown, job_key)
 from .journal import Journal
 from .transfer import MAX_OUTPUT_BYTES, safe_name
 
@@ -159,7 +160,12 @@ def execute(worker: Worker, spec: GraphJob, journal: Journal, out_dir: Path, dea
     if not job_id:
         graph = worker.prepare(copy.deepcopy(spec.graph), spec.uploads, deadline)
         journal.record(spec.key, event="submitting", worker=worker.url, job_id=None, label=spec.label)
-        job_id = worker.submit(graph, spec.key, deadline)
+        try:
+            job_id = worker.submit(graph, spec.key, deadline)
+        except WorkerDown as e:
+            if e.no_job:  # surely not sent or refused: no job there, the row may go elsewhere
+                journal.record(spec.key, event="unsent", worker=worker.url, job_id=None)
+            raise
         journal.record(spec.key, event="submitted", worker=worker.url, job_id=job_id)
         log(f"queued job {job_id} on {worker.url}")
     wait, shown = POLL_START_S, None

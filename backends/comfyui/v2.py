@@ -106,7 +106,8 @@ class V2Worker(HttpWorker):
         """5xx, 401, 403 and 429 drain the worker (a v2 gateway's refusals)."""
         if r.status_code >= 500 or r.status_code in (401, 403, 429):
             raise WorkerDown(f"{self.url}{path}: HTTP {r.status_code} {self._code(r)}".rstrip()
-                             + (" (set COMFY_API_KEY)" if r.status_code == 401 else ""))
+                             + (" (set COMFY_API_KEY)" if r.status_code == 401 else ""),
+                             no_job=r.status_code in (401, 403, 429))
 
     @staticmethod
     def _code(r: httpx.Response) -> str:

@@ -320,9 +320,8 @@ class Scheduler:
     journal: Journal = None
     manifest: Manifest = None
     in_flight: dict = field(default_factory=dict)
-    drained: set = field(default_factory=set)
+    drained: dict = field(default_factory=dict)  # drained worker URL -> monotonic time it was drained
     received: dict = field(default_factory=dict)
-    down_at: dict = field(default_factory=dict)  # drained worker URL -> monotonic time it was drained
 
     def __post_init__(self):
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -344,11 +343,12 @@ class Scheduler:
                 c.failed += 1
         return c
 
-    def _may_hold(self, row: Row, url: str) -> bool:
-        """True when ``url`` may hold a job of ``row``: the journal has it
-        submitted there, or a submit there whose answer never came."""
+    def _holder(self, row: Row) -> str:
+        """The worker URL that may hold a job of ``row`` (the journal has it
+        submitted there, or a submit there whose answer never came), else ``""``."""
         rec = self.journal.get(row.spec.key)
-        return rec.get("worker") == url and bool(rec.get("job_id") or rec.get("event") == "submitting")
+        maybe_there = bool(rec.get("job_id")) or rec.get("event") == "submitting"
+        return (rec.get("worker") or "") if maybe_there else ""
 
     def _pick(self, row: Row) -> Worker | None:
         live = [w for w in self.workers if w.url not in self.drained]
@@ -379,8 +379,7 @@ class Scheduler:
                                                     rec.get("job_id", ""), list(rec.get("files") or []),
                                                     rec.get("texts") or {}, rec.get("error", ""), True))
                 continue
-            if rec.get("worker") and (rec.get("job_id") or rec.get("event") == "submitting"):
-                row.pinned = rec["worker"]  # a worker no longer given: any worker may take it (see _pick)
+            row.pinned = self._holder(row)  # a worker no longer given: any worker may take it (see _pick)
             todo.append(row)
         stranded: list[Row] = []
         self.log(f"campaign: {len(rows)} row(s), {len(rows) - len(todo)} already finished, "
@@ -403,7 +402,7 @@ class Scheduler:
                     progressed = True
                     break
             for row in [r for r in todo if r.pinned in self.drained]:
-                if time.monotonic() - self.down_at[row.pinned] > self.job_timeout:
+                if time.monotonic() - self.drained[row.pinned] > self.job_timeout:
                     todo.remove(row)
                     stranded.append(row)
             if not active and todo and all(w.url in self.drained for w in self.workers) \
@@ -415,9 +414,7 @@ class Scheduler:
             except queue.Empty:
                 kind = None
             if kind == "back":
-                if w.url in self.drained:
-                    self.drained.discard(w.url)
-                    self.down_at.pop(w.url, None)
+                if self.drained.pop(w.url, None) is not None:
                     self.log(f"worker {w.url} answers again: back in use")
             elif kind is not None:
                 self.in_flight[w.url] -= 1
@@ -425,10 +422,9 @@ class Scheduler:
                 if kind == "down":
                     if w.url not in self.drained:
                         self.log(f"worker {w.url} drained: {info}")
-                        self.down_at[w.url] = time.monotonic()
-                    self.drained.add(w.url)
+                        self.drained[w.url] = time.monotonic()
                     was_pinned, row.state, row.pinned = row.pinned, "waiting", ""
-                    if self._may_hold(row, w.url):  # its job may run there: it waits, never runs twice
+                    if self._holder(row) == w.url:  # its job may run there: it waits, never runs twice
                         row.pinned, row.not_before = w.url, time.monotonic() + RECHECK_S
                         if was_pinned != w.url:
                             self.log(f"row {row.index}: its job may be on {w.url}; it waits for that worker "
@@ -464,11 +460,12 @@ class Scheduler:
         return self._counts(rows)
 
     def _one(self, w: Worker, row: Row, events: queue.Queue) -> None:
-        told = []
+        told = False
 
         def answered() -> None:  # a drained worker that answers is back
+            nonlocal told
             if w.url in self.drained and not told:
-                told.append(True)
+                told = True
                 events.put(("back", w, row, None))
 
         def on_state(st: JobState):
